@@ -1,0 +1,132 @@
+"""BT-SR model configuration."""
+
+from dataclasses import field
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+__all__ = ["BTSRConfig", "LOSS_TYPES"]
+
+LOSS_TYPES = ("ce", "sce", "bce")
+
+
+@strict(accept_kwargs=True)
+class BTSRConfig(PreTrainedConfig):
+    r"""
+    Configuration of a BT-SR model: a SASRec causal Transformer over item sequences, trained with a prediction loss
+    plus `bt_alpha` times a Barlow Twins loss between two users' sequences that lead to the same next item
+    (Razvorotnev, Munkhoeva, Frolov, "Barlow Twins for Sequential Recommendation", arXiv 2510.26407).
+
+    Item indices `1..num_items` are items and `0` is padding. The defaults are the paper's reference architecture
+    (d = 64, 2 blocks, 1 head, max_len 200) and its ML-1M loss settings.
+
+    Args:
+        num_items (`int`, defaults to 1):
+            Number of items in the catalogue; the embedding table has `num_items + 1` rows (row 0 is padding).
+        hidden_size (`int`, defaults to 64):
+            Width `d` of item embeddings and hidden states.
+        num_hidden_layers (`int`, defaults to 2):
+            Number of Transformer blocks.
+        num_attention_heads (`int`, defaults to 1):
+            Attention heads per block; must divide `hidden_size`.
+        max_position_embeddings (`int`, defaults to 200):
+            Longest sequence the model reads (`max_len`); longer histories keep their most recent items.
+        hidden_dropout_prob (`float`, defaults to 0.1):
+            Dropout on embeddings and inside the feed-forward layers.
+        attention_probs_dropout_prob (`float`, defaults to 0.1):
+            Dropout on attention weights.
+        layer_norm_eps (`float`, defaults to 1e-8):
+            Epsilon of every LayerNorm (the reference's value).
+        loss_type (`str`, defaults to `"ce"`):
+            Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy) or `"bce"` (sampled negatives).
+        bt_alpha (`float`, defaults to 0.2):
+            Weight of the Barlow Twins loss; `0` trains plain SASRec with no partner pass.
+        bt_lambda (`float`, defaults to 0.05):
+            Weight of the off-diagonal (redundancy-reduction) term of the Barlow Twins loss.
+        bt_projector_dims (`list[int]`, *optional*):
+            Widths of an MLP projector applied to user embeddings before the Barlow Twins loss; `None` (the paper's
+            setting) uses the embeddings as they are.
+        sce_n_buckets (`int`, *optional*):
+            SCE bucket count `n_b`; `None` lets the training script apply the spec's default formula.
+        sce_bucket_size_x (`int`, *optional*):
+            Positions per SCE bucket `b_x` (clamped at run time to the labelled positions present).
+        sce_bucket_size_y (`int`, defaults to 256):
+            Items per SCE bucket `b_y`; must not exceed `num_items`.
+        sce_mix_x (`bool`, defaults to `False`):
+            Draw SCE bucket centres as random mixtures of the batch's own hidden states instead of pure noise.
+        bce_num_negatives (`int`, defaults to 256):
+            Negatives per sequence for `loss_type="bce"`, drawn from items the user never interacted with.
+
+    Example:
+
+    >>> from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+    >>> config = BTSRConfig(num_items=3416, bt_alpha=0.2)
+    >>> model = BTSRForSequentialRecommendation(config)
+    >>> model.num_parameters() == (3416 + 1) * 64 + 63_360
+    True
+    """
+
+    model_type = "btsr"
+
+    num_items: int = field(default=1, metadata={"help": "Number of items; indices 1..num_items, 0 is padding."})
+    hidden_size: int = field(default=64, metadata={"help": "Embedding and hidden width d."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Number of Transformer blocks."})
+    num_attention_heads: int = field(default=1, metadata={"help": "Attention heads per block (divides hidden_size)."})
+    max_position_embeddings: int = field(default=200, metadata={"help": "Longest sequence read (max_len)."})
+    hidden_dropout_prob: float | int = field(default=0.1, metadata={"help": "Dropout on embeddings and feed-forward."})
+    attention_probs_dropout_prob: float | int = field(default=0.1, metadata={"help": "Dropout on attention weights."})
+    layer_norm_eps: float | int = field(default=1e-8, metadata={"help": "LayerNorm epsilon."})
+    loss_type: str = field(default="ce", metadata={"help": "Prediction loss: ce | sce | bce."})
+    bt_alpha: float | int = field(default=0.2, metadata={"help": "Weight of the Barlow Twins loss (0 = plain SASRec)."})
+    bt_lambda: float | int = field(default=0.05, metadata={"help": "Off-diagonal weight inside the Barlow Twins loss."})
+    bt_projector_dims: list[int] | None = field(
+        default=None, metadata={"help": "MLP projector widths before the BT loss; none = identity (paper)."}
+    )
+    sce_n_buckets: int | None = field(default=None, metadata={"help": "SCE bucket count n_b (None = formula)."})
+    sce_bucket_size_x: int | None = field(default=None, metadata={"help": "SCE positions per bucket b_x."})
+    sce_bucket_size_y: int = field(default=256, metadata={"help": "SCE items per bucket b_y (<= num_items)."})
+    sce_mix_x: bool = field(default=False, metadata={"help": "SCE centres as mixtures of the batch's states."})
+    bce_num_negatives: int = field(default=256, metadata={"help": "Sampled negatives per sequence for BCE."})
+
+    def validate_btsr(self):
+        """Range checks with messages that say which value to change (run by `@strict` at construction)."""
+        problems = []
+        for name in ("num_items", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads:
+            problems.append(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.layer_norm_eps <= 0:
+            problems.append(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if self.loss_type not in LOSS_TYPES:
+            problems.append(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.bt_alpha < 0:
+            problems.append(f"bt_alpha must be >= 0 (0 trains plain SASRec), got {self.bt_alpha}")
+        if self.bt_lambda < 0:
+            problems.append(f"bt_lambda must be >= 0, got {self.bt_lambda}")
+        if self.bt_projector_dims is not None and any(int(w) < 1 for w in self.bt_projector_dims):
+            problems.append(f"bt_projector_dims must hold positive widths, got {self.bt_projector_dims}")
+        for name in ("sce_n_buckets", "sce_bucket_size_x"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1 or None (default formula), got {value}")
+        if self.sce_bucket_size_y < 1:
+            problems.append(f"sce_bucket_size_y must be >= 1, got {self.sce_bucket_size_y}")
+        elif self.loss_type == "sce" and self.sce_bucket_size_y > self.num_items:
+            problems.append(
+                f"sce_bucket_size_y ({self.sce_bucket_size_y}) cannot exceed num_items ({self.num_items}); "
+                f"use at most {self.num_items} or loss_type='ce' for a catalogue this small"
+            )
+        if self.bce_num_negatives < 1:
+            problems.append(f"bce_num_negatives must be >= 1, got {self.bce_num_negatives}")
+        elif self.loss_type == "bce" and self.bce_num_negatives >= self.num_items:
+            problems.append(
+                f"bce_num_negatives ({self.bce_num_negatives}) must be smaller than num_items ({self.num_items})"
+            )
+        if problems:
+            raise ValueError("BTSRConfig: " + "; ".join(problems))

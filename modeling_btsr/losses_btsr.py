@@ -1,0 +1,238 @@
+"""Losses of BT-SR as plain functions: Barlow Twins, full cross-entropy, Scalable Cross-Entropy and sampled BCE.
+
+Self-contained (torch only) because it is copied to the Hub beside `modeling_btsr.py` for `trust_remote_code`.
+Item embedding matrices passed here are the item rows only, `(num_items, d)`: row `j` is item index `j + 1`, so the
+padding row never enters a softmax. Targets are item indices in `1..num_items`.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "barlow_twins_loss",
+    "cross_entropy_loss",
+    "scalable_cross_entropy_loss",
+    "sampled_bce_loss",
+    "gather_with_grad",
+]
+
+
+def _distributed_world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenates `tensor` (batch, ...) over all processes along dim 0, keeping the gradient.
+
+    `torch.distributed.nn.functional.all_gather` sums each rank's use of every row in its backward pass, so with
+    DDP's gradient averaging the update equals the one of a single process holding the whole batch. Equal local
+    batch sizes are required (train with `dataloader_drop_last=True`). Identity without `torch.distributed`.
+    """
+    if _distributed_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def _standardise(z: torch.Tensor) -> torch.Tensor:
+    """Z-scores each column of `z` (batch, d) with the unbiased std, finite for a batch of 1 or a constant column.
+
+    The variance is clamped from below at the dtype's smallest normal number before the square root (never an
+    epsilon added): the value is the reference formula's wherever that is finite, and a zero column stays zero
+    with a zero gradient instead of 0/0.
+    """
+    centred = z - z.mean(dim=0, keepdim=True)
+    variance = centred.pow(2).sum(dim=0, keepdim=True) / max(z.shape[0] - 1, 1)
+    return centred / variance.clamp_min(torch.finfo(z.dtype).tiny).sqrt()
+
+
+def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, bt_lambda: float = 0.05) -> torch.Tensor:
+    r"""Barlow Twins redundancy-reduction loss between two views of a batch, as BT-SR defines it.
+
+    With `a`, `b` the rows of `z_a`, `z_b` (batch B, d) L2-normalised, then each feature standardised over the batch
+    (unbiased std) to `ã`, `b̃`, and the cross-correlation `C = ã^T b̃ / B` (d, d):
+
+    .. math::
+        L_{BT} = \frac{1}{d} \sum_k (1 - C_{kk})^2 + \lambda \frac{1}{d} \sum_{k \ne l} C_{kl}^2
+
+    Under `torch.distributed` the statistics are those of the global batch (autograd-aware gather), so two
+    processes with B/2 rows each give the loss and the update of one process with B rows. Half-precision inputs are
+    computed in float32; float64 stays float64.
+
+    Args:
+        z_a (`torch.Tensor` of shape `(batch, d)`): embeddings of the first view.
+        z_b (`torch.Tensor` of shape `(batch, d)`): embeddings of the second view, row-aligned with `z_a`.
+        bt_lambda (`float`): weight of the off-diagonal term.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+
+    Example:
+
+    >>> z = torch.eye(4, dtype=torch.float64)
+    >>> # identical decorrelated views; the unbiased std makes C_kk = (B - 1) / B = 3/4, so (1/4)^2 per feature
+    >>> float(barlow_twins_loss(z, z, bt_lambda=0.0))
+    0.0625
+    """
+    if z_a.shape != z_b.shape or z_a.dim() != 2:
+        raise ValueError(f"barlow_twins_loss needs two (batch, d) tensors of one shape, got {z_a.shape} and {z_b.shape}")
+    if z_a.dtype in (torch.float16, torch.bfloat16):
+        z_a, z_b = z_a.float(), z_b.float()
+    # Batch statistics in half precision lose the small correlations the loss is about: autocast off.
+    with torch.autocast(device_type=z_a.device.type, enabled=False):
+        a = _standardise(F.normalize(gather_with_grad(z_a), dim=1))
+        b = _standardise(F.normalize(gather_with_grad(z_b), dim=1))
+        batch, dim = a.shape
+        correlation = a.T @ b / batch
+    diagonal = torch.diagonal(correlation)
+    on_diagonal = (1.0 - diagonal).pow(2).sum()
+    off_diagonal = correlation.pow(2).sum() - diagonal.pow(2).sum()
+    return (on_diagonal + bt_lambda * off_diagonal) / dim
+
+
+def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+    r"""Full softmax cross-entropy over the catalogue, summed over positions.
+
+    .. math::
+        L = \sum_n \Big( \log \sum_{i=1}^{I} e^{h_n \cdot E_i} - h_n \cdot E_{y_n} \Big)
+
+    Args:
+        hidden (`torch.Tensor` of shape `(n_positions, d)`): hidden states of labelled positions.
+        targets (`torch.Tensor` of shape `(n_positions,)`): item indices in `1..num_items`.
+        item_embeddings (`torch.Tensor` of shape `(num_items, d)`): item rows only (no padding row).
+
+    Returns:
+        `torch.Tensor`: the sum over positions (divide by the number of positions for the mean).
+    """
+    logits = hidden @ item_embeddings.T
+    return F.cross_entropy(logits.float() if logits.dtype == torch.float16 else logits, targets - 1, reduction="sum")
+
+
+def _chunked_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536) -> torch.Tensor:
+    """Indices of the `k` keys with the largest `queries @ keys.T`, scoring at most `chunk_size` keys at a time.
+
+    Keeps memory at `(n_queries, chunk_size + k)` scores however many keys (items) there are.
+    """
+    if keys.shape[0] <= chunk_size:
+        return (queries @ keys.T).topk(k, dim=1).indices
+    best_scores = best_index = None
+    for start in range(0, keys.shape[0], chunk_size):
+        scores = queries @ keys[start : start + chunk_size].T
+        index = torch.arange(start, start + scores.shape[1], device=keys.device).expand_as(scores)
+        if best_scores is not None:
+            scores = torch.cat([best_scores, scores], dim=1)
+            index = torch.cat([best_index, index], dim=1)
+        best_scores, position = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_index = index.gather(1, position)
+    return best_index
+
+
+def scalable_cross_entropy_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    n_buckets: int,
+    bucket_size_x: int,
+    bucket_size_y: int,
+    mix_x: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Scalable Cross-Entropy (Mezentsev et al., RecSys 2024), as used by BT-SR.
+
+    With `X` (N, d) the hidden states, `W` (I, d) the item embeddings, and bucket centres `Ω` (n_b, d) drawn from
+    N(0, d^{-1/2}) (or, with `mix_x`, Gaussian mixtures `G X` of the batch's own rows), bucket `c` takes the
+    `b_x` positions with the largest `Ω_c X^T` and the `b_y` items with the largest `Ω_c W^T` (no gradient through
+    the selection). In each bucket every picked position `n` gets
+
+    .. math::
+        \ell_{c,n} = \log\Big(e^{x_n \cdot w_{y_n}} + \sum_{i \in Y_c, i \ne y_n} e^{x_n \cdot w_i}\Big)
+                     - x_n \cdot w_{y_n}
+
+    and a position's loss is the maximum over the buckets that picked it; positions no bucket picked contribute
+    nothing. `b_x` is clamped to N. With one bucket holding every position and every item this is exactly the full
+    cross-entropy. Memory: `n_b * b_x * b_y` logits, and item scoring chunked over the catalogue.
+
+    Args:
+        hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
+        item_embeddings (`torch.Tensor` of shape `(I, d)`): as in :func:`cross_entropy_loss`.
+        n_buckets (`int`), bucket_size_x (`int`), bucket_size_y (`int`, at most `I`), mix_x (`bool`).
+        generator (`torch.Generator`, *optional*): source of the bucket centres (on `hidden`'s device).
+
+    Returns:
+        `tuple(torch.Tensor, torch.Tensor)`: the sum of the picked positions' losses and the number of picked
+        positions (the mean is their ratio).
+    """
+    n_positions, dim = hidden.shape
+    n_items = item_embeddings.shape[0]
+    if bucket_size_y > n_items:
+        raise ValueError(f"SCE bucket_size_y ({bucket_size_y}) cannot exceed the number of items ({n_items})")
+    bucket_size_x = min(bucket_size_x, n_positions)
+    with torch.no_grad():
+        detached = hidden.detach()
+        if mix_x:
+            mixing = torch.randn(n_buckets, n_positions, generator=generator, device=hidden.device, dtype=hidden.dtype)
+            centres = mixing @ detached
+        else:
+            centres = torch.randn(n_buckets, dim, generator=generator, device=hidden.device, dtype=hidden.dtype)
+            centres = centres * dim**-0.25
+        position_index = (centres @ detached.T).topk(bucket_size_x, dim=1).indices  # (n_b, b_x)
+        item_index = _chunked_topk(centres, item_embeddings.detach(), bucket_size_y)  # (n_b, b_y)
+
+    bucket_hidden = hidden[position_index]  # (n_b, b_x, d)
+    bucket_targets = targets[position_index] - 1  # (n_b, b_x), 0-based item rows
+    logits = bucket_hidden @ item_embeddings[item_index].transpose(1, 2)  # (n_b, b_x, b_y)
+    logits = logits.masked_fill(item_index.unsqueeze(1) == bucket_targets.unsqueeze(2), float("-inf"))
+    target_logits = (hidden * item_embeddings[targets - 1]).sum(dim=-1)[position_index]  # (n_b, b_x)
+    all_logits = torch.cat([logits, target_logits.unsqueeze(-1)], dim=-1)
+    if all_logits.dtype in (torch.float16, torch.bfloat16):
+        all_logits, target_logits = all_logits.float(), target_logits.float()
+    bucket_losses = torch.logsumexp(all_logits, dim=-1) - target_logits
+
+    per_position = torch.full((n_positions,), float("-inf"), device=hidden.device, dtype=bucket_losses.dtype)
+    per_position = per_position.scatter_reduce(
+        0, position_index.reshape(-1), bucket_losses.reshape(-1), reduce="amax", include_self=True
+    )
+    picked = torch.isfinite(per_position)
+    return per_position[picked].sum(), picked.sum()
+
+
+def _sample_negatives(seen: torch.Tensor, num_items: int, num_negatives: int, generator=None) -> torch.Tensor:
+    """Per row of `seen` (batch, T) item indices, `num_negatives` distinct item indices the row never contains.
+
+    Exact sampling without replacement: uniform random keys, seen items pushed below every unseen one, top-k.
+    """
+    keys = torch.rand(seen.shape[0], num_items + 1, generator=generator, device=seen.device)
+    keys[:, 0] = -2.0  # the padding index is never a negative
+    keys.scatter_(1, seen, -1.0)
+    return keys.topk(num_negatives, dim=1).indices
+
+
+def sampled_bce_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    negatives: torch.Tensor,
+) -> torch.Tensor:
+    r"""SASRec's binary cross-entropy with sampled negatives, summed over positions.
+
+    .. math::
+        L = \sum_n \Big( -\log \sigma(h_n \cdot E_{y_n}) - \sum_{j=1}^{K} \log\big(1 - \sigma(h_n \cdot E_{j_{n}})\big) \Big)
+
+    Args:
+        hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
+        item_embeddings (`torch.Tensor` of shape `(I, d)`).
+        negatives (`torch.Tensor` of shape `(N, K)`): negative item indices per position (`1..I`).
+    """
+    positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1)
+    negative = torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1])
+    return F.softplus(-positive).sum() + F.softplus(negative).sum()
+
+
+def default_sce_buckets(batch_size: int, mean_sequence_length: float) -> int:
+    """The spec's default `n_b = b_x = int(2 * sqrt(batch_size * mean_sequence_length))`."""
+    return max(1, int(2 * math.sqrt(batch_size * mean_sequence_length)))

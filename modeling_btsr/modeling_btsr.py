@@ -1,0 +1,545 @@
+"""PyTorch BT-SR: the SASRec encoder of the paper's reference, its losses, and batched top-k recommendation.
+
+Self-contained: imports only torch, transformers and its sibling files, because `save_pretrained` copies it to the
+model folder (and the Hub) for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
+"""
+
+import json
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, cached_file
+
+from .configuration_btsr import BTSRConfig
+from .losses_btsr import (
+    _sample_negatives,
+    barlow_twins_loss,
+    cross_entropy_loss,
+    sampled_bce_loss,
+    scalable_cross_entropy_loss,
+)
+
+__all__ = [
+    "BTSRPreTrainedModel",
+    "BTSRModel",
+    "BTSRForSequentialRecommendation",
+    "BTSRModelOutput",
+    "BTSRSequentialRecommendationOutput",
+    "ITEM_VOCAB_NAME",
+    "left_pad_sequences",
+]
+
+ITEM_VOCAB_NAME = "item_vocab.json"
+
+
+def left_pad_sequences(
+    sequences: Sequence[Sequence[int]], max_len: int | None = None, pad_value: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pads integer sequences to the longest one, keeping the most recent (last) items.
+
+    Args:
+        sequences: item indices per row, oldest first.
+        max_len: keep at most this many most recent items per row (`None`: keep all).
+        pad_value: value of padded cells.
+
+    Returns:
+        `(ids, mask)`: `torch.LongTensor`s of shape `(batch, longest)`; `mask` is 1 on real items.
+
+    Example:
+
+    >>> ids, mask = left_pad_sequences([[1, 2, 3], [4]])
+    >>> ids.tolist(), mask.tolist()
+    ([[1, 2, 3], [0, 0, 4]], [[1, 1, 1], [0, 0, 1]])
+    """
+    rows = [list(s)[-max_len:] if max_len else list(s) for s in sequences]
+    longest = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), longest), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, longest - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+            mask[i, longest - len(row) :] = 1
+    return ids, mask
+
+
+@dataclass
+class BTSRModelOutput(ModelOutput):
+    """Output of :class:`BTSRModel`.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, seq_len, hidden)`): final (LayerNorm-ed) states,
+            zero at padded positions.
+        user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): the last position's state, which scores
+            the next item.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    user_embeddings: torch.FloatTensor | None = None
+
+
+@dataclass
+class BTSRSequentialRecommendationOutput(ModelOutput):
+    """Output of :class:`BTSRForSequentialRecommendation`.
+
+    Args:
+        loss (`torch.FloatTensor`, *optional*): `prediction_loss + bt_alpha * bt_loss` (the BT term only when a
+            pair is given and `bt_alpha > 0`).
+        prediction_loss (`torch.FloatTensor`, *optional*): CE / SCE / BCE; normalised by `num_items_in_batch`
+            when given (CE and BCE), else a mean over labelled (SCE: picked) positions.
+        bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views.
+        user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): last-position states of `input_ids`.
+        pair_user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`, *optional*): the same for the pair.
+        num_prediction_positions (`torch.LongTensor`, *optional*): positions that entered the prediction loss.
+    """
+
+    loss: torch.FloatTensor | None = None
+    prediction_loss: torch.FloatTensor | None = None
+    bt_loss: torch.FloatTensor | None = None
+    user_embeddings: torch.FloatTensor | None = None
+    pair_user_embeddings: torch.FloatTensor | None = None
+    num_prediction_positions: torch.LongTensor | None = None
+
+
+class BTSRSelfAttention(nn.Module):
+    """Causal multi-head attention with a key-padding mask; queries come from the normalised stream (SASRec)."""
+
+    def __init__(self, config: BTSRConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        for linear in (self.query, self.key, self.value, self.output):
+            linear._zero_bias_init = True
+        self.dropout_prob = float(config.attention_probs_dropout_prob)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """`queries`, `keys`: (batch, seq_len, hidden); `allowed`: bool (batch, 1, seq_len, seq_len)."""
+        attended = F.scaled_dot_product_attention(
+            self._heads(self.query(queries)),
+            self._heads(self.key(keys)),
+            self._heads(self.value(keys)),
+            attn_mask=allowed,
+            dropout_p=self.dropout_prob if self.training else 0.0,
+        )
+        batch, _, length, _ = attended.shape
+        return self.output(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
+class BTSRFeedForward(nn.Module):
+    """SASRec's point-wise feed-forward: two d -> d linears with ReLU and dropout, plus the residual."""
+
+    def __init__(self, config: BTSRConfig):
+        super().__init__()
+        self.dense_in = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense_out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.dense_out(F.relu(self.dropout(self.dense_in(x)))))
+
+
+class BTSRBlock(nn.Module):
+    """One reference block: `Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`; padding zeroed."""
+
+    def __init__(self, config: BTSRConfig):
+        super().__init__()
+        self.attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = BTSRSelfAttention(config)
+        self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = BTSRFeedForward(config)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, is_item: torch.Tensor) -> torch.Tensor:
+        queries = self.attention_layernorm(x)
+        x = queries + self.attention(queries, x, allowed)
+        x = self.feed_forward(self.feed_forward_layernorm(x))
+        # torch.where, not a multiply: it also clears NaN/inf that padded rows could carry.
+        return torch.where(is_item, x, torch.zeros_like(x))
+
+
+class BTSRPreTrainedModel(PreTrainedModel):
+    """Weights initialisation, the item vocabulary file, and loading shared by the BT-SR classes."""
+
+    config_class = BTSRConfig
+    base_model_prefix = "btsr"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module):
+        """Xavier-uniform on every matrix (the reference); attention biases zero, feed-forward biases as PyTorch."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is None:
+                pass
+            elif getattr(module, "_zero_bias_init", False):
+                init.zeros_(module.bias)  # nn.MultiheadAttention's zero biases, as in the reference
+            else:
+                bound = 1.0 / math.sqrt(module.in_features)  # PyTorch's default bias init (reference's FFN)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Embedding):
+            init.xavier_uniform_(module.weight)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    # The vocabulary lives in its own file beside config.json: a large catalogue would bloat the config.
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Whichever class is saved, the folder loads as `BTSRModel` through AutoModel, also as Hub custom code.
+        if "AutoModel" not in (getattr(self.config, "auto_map", None) or {}):
+            self.config.auto_map = {
+                "AutoConfig": "configuration_btsr.BTSRConfig",
+                "AutoModel": "modeling_btsr.BTSRModel",
+            }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            here = os.path.dirname(os.path.abspath(__file__))
+            for name in ("configuration_btsr.py", "modeling_btsr.py", "losses_btsr.py"):
+                source, target = os.path.join(here, name), os.path.join(save_directory, name)
+                if os.path.abspath(source) != os.path.abspath(target):
+                    shutil.copyfile(source, target)
+        vocab = self.base_model.item_vocab
+        if vocab is not None and kwargs.get("is_main_process", True):
+            path = os.path.join(save_directory, ITEM_VOCAB_NAME)
+            with open(path + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(vocab, handle)
+            os.replace(path + ".tmp", path)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives a pair
+        vocab_file = cached_file(
+            pretrained_model_name_or_path,
+            ITEM_VOCAB_NAME,
+            cache_dir=kwargs.get("cache_dir"),
+            revision=kwargs.get("revision"),
+            local_files_only=kwargs.get("local_files_only", False),
+            token=kwargs.get("token"),
+            subfolder=kwargs.get("subfolder", ""),
+            _raise_exceptions_for_missing_entries=False,
+        )
+        if vocab_file is not None:
+            with open(vocab_file, encoding="utf-8") as handle:
+                model.base_model.set_item_vocab(json.load(handle))
+        return loaded
+
+
+class BTSRModel(BTSRPreTrainedModel):
+    """The BT-SR / SASRec encoder with tied item embeddings, the item vocabulary and `recommend`.
+
+    This is what `AutoModel.from_pretrained` returns. Inputs are left-padded item indices; position ids are
+    aligned so the most recent item always takes the last position (`max_position_embeddings - 1`), which together
+    with the key-padding mask makes outputs independent of how much padding a row has.
+    """
+
+    def __init__(self, config: BTSRConfig):
+        super().__init__(config)
+        self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList(BTSRBlock(config) for _ in range(config.num_hidden_layers))
+        self.final_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.item_vocab = None
+        self._item_to_index = None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.item_embeddings = value
+
+    def item_embedding_matrix(self) -> torch.Tensor:
+        """Scoring matrix of items `1..num_items`, `(num_items, hidden)`: row `j` is item index `j + 1`."""
+        return self.item_embeddings.weight[1:]
+
+    def set_item_vocab(self, vocab: dict | None):
+        """Sets the raw-id vocabulary: `{"item_ids": [...], "item_counts": [...]}`, entry `j` = item index `j + 1`.
+
+        `item_counts` (optional) are training interaction counts, used to serve users with no known history.
+        """
+        if vocab is None:
+            self.item_vocab, self._item_to_index = None, None
+            return
+        item_ids = list(vocab["item_ids"])
+        if len(item_ids) != self.config.num_items:
+            raise ValueError(f"item vocabulary has {len(item_ids)} ids but the model has {self.config.num_items} items")
+        self.item_vocab = dict(vocab, item_ids=item_ids)
+        # Built once here, so concurrent `recommend` calls only read it.
+        self._item_to_index = {raw: index + 1 for index, raw in enumerate(item_ids)}
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BTSRModelOutput | tuple:
+        """Encodes left-padded sequences.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): item indices, 0 = padding, oldest first,
+                `seq_len <= max_position_embeddings`.
+            attention_mask (`torch.Tensor` of shape `(batch, seq_len)`, *optional*): 1 on items; defaults to
+                `input_ids != 0`.
+        """
+        batch, length = input_ids.shape
+        max_len = self.config.max_position_embeddings
+        if length > max_len:
+            raise ValueError(
+                f"sequences of length {length} exceed max_position_embeddings={max_len}; keep the last {max_len} items"
+            )
+        is_item = (input_ids != 0) if attention_mask is None else attention_mask.bool()
+        positions = torch.arange(max_len - length, max_len, device=input_ids.device)
+        x = self.item_embeddings(input_ids) * math.sqrt(self.config.hidden_size) + self.position_embeddings(positions)
+        is_item3 = is_item.unsqueeze(-1)
+        x = torch.where(is_item3, self.embedding_dropout(x), torch.zeros_like(x))
+        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
+        # Padded query rows attend to themselves so no softmax row is empty (their outputs are zeroed anyway).
+        allowed = (causal & is_item.unsqueeze(1)) | torch.eye(length, dtype=torch.bool, device=input_ids.device)
+        allowed = allowed.unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, allowed, is_item3)
+        x = self.final_layernorm(x)
+        x = torch.where(is_item3, x, torch.zeros_like(x))
+        output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
+        return output if return_dict is not False else output.to_tuple()
+
+    def _encode_indices(self, histories: list[list[int]], batch_size: int) -> torch.Tensor:
+        """User embeddings `(n_users, hidden)` of index histories (each non-empty), in length-sorted batches."""
+        device = self.item_embeddings.weight.device
+        max_len = self.config.max_position_embeddings
+        order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
+        embeddings = torch.empty(len(histories), self.config.hidden_size, device=device)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = left_pad_sequences([histories[i] for i in rows], max_len)
+            out = self(ids.to(device), mask.to(device))
+            embeddings[torch.as_tensor(rows, device=device)] = out.user_embeddings.to(embeddings.dtype)
+        return embeddings
+
+    @torch.inference_mode()
+    def recommend(
+        self,
+        histories: Sequence[Sequence],
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_items: str = "error",
+        batch_size: int = 256,
+        return_scores: bool = False,
+    ):
+        """Top-`k` next items for each history, in raw item ids of the training data.
+
+        Args:
+            histories: one sequence of raw item ids per user, oldest first. Only the last
+                `max_position_embeddings` items are read.
+            k: list length; larger than the catalogue returns every item that can be recommended.
+            exclude_seen: never recommend an item of the user's own history.
+            unknown_items: `"error"` (default) raises `KeyError` naming the id and the user; `"skip"` drops
+                unknown ids with a warning.
+            batch_size: users scored at once; scoring and top-k run on the model's device.
+            return_scores: also return the scores of the listed items.
+
+        Returns:
+            `list[list]` of raw ids (ints stay ints, strings stay strings), best first; with `return_scores`, a
+            pair `(ids, scores)`. A user with no known item gets the most popular training items (or an error
+            when the saved vocabulary has no counts).
+        """
+        if self._item_to_index is None:
+            raise ValueError("this model has no item vocabulary; set it with `set_item_vocab` or load a saved model")
+        if unknown_items not in ("error", "skip"):
+            raise ValueError(f"unknown_items must be 'error' or 'skip', got {unknown_items!r}")
+        if isinstance(histories, (str, bytes)) or not all(isinstance(h, Sequence) for h in histories):
+            raise TypeError("histories must be a list of item-id lists, one per user")
+        indexed = []
+        for user, history in enumerate(histories):
+            row = [self._item_to_index.get(item) for item in history]
+            if None in row:
+                missing = [item for item, index in zip(history, row) if index is None]
+                if unknown_items == "error":
+                    raise KeyError(f"user {user}: item id {missing[0]!r} is not in the model's vocabulary")
+                warnings.warn(f"user {user}: skipped {len(missing)} unknown item id(s), e.g. {missing[0]!r}")
+                row = [index for index in row if index is not None]
+            indexed.append(row)
+
+        num_items = self.config.num_items
+        k = min(int(k), num_items)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            device = self.item_embeddings.weight.device
+            items = self.item_embedding_matrix()
+            known = [i for i, row in enumerate(indexed) if row]
+            results: list = [None] * len(indexed)
+            scores_out: list = [None] * len(indexed)
+            for start in range(0, len(known), batch_size):
+                rows = known[start : start + batch_size]
+                users = self._encode_indices([indexed[i] for i in rows], batch_size)
+                scores = (users @ items.T).float()
+                if exclude_seen:
+                    seen, _ = left_pad_sequences([indexed[i] for i in rows])
+                    seen = seen.to(device)
+                    # Column 0 of the padded table is item 1; padding (0) maps to a dummy column dropped below.
+                    scores = torch.cat([scores, scores.new_zeros(len(rows), 1)], dim=1)
+                    scores.scatter_(1, (seen - 1).remainder(num_items + 1), float("-inf"))
+                    scores = scores[:, :num_items]
+                top_scores, top_index = scores.topk(k, dim=1)
+                for i, user_scores, user_index in zip(rows, top_scores.tolist(), top_index.tolist()):
+                    keep = [j for j, s in enumerate(user_scores) if s != float("-inf")]
+                    results[i] = [self.item_vocab["item_ids"][user_index[j]] for j in keep]
+                    scores_out[i] = [user_scores[j] for j in keep]
+            empty = [i for i, row in enumerate(indexed) if not row]
+            if empty:
+                counts = self.item_vocab.get("item_counts")
+                if counts is None:
+                    raise ValueError(f"user {empty[0]}: empty history and no popularity counts to fall back on")
+                popular = sorted(range(num_items), key=lambda j: -counts[j])[:k]
+                for i in empty:
+                    results[i] = [self.item_vocab["item_ids"][j] for j in popular]
+                    scores_out[i] = [float(counts[j]) for j in popular]
+        finally:
+            if was_training:
+                self.train()
+        return (results, scores_out) if return_scores else results
+
+
+class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
+    """BT-SR for training: the encoder, the prediction loss and the Barlow Twins loss on pairs of sequences.
+
+    `loss = prediction_loss + bt_alpha * bt_loss`, where the BT term compares the last-position embeddings of
+    `input_ids` and `pair_input_ids` (another user's sequence with the same next item) and runs only when a pair
+    is given and `bt_alpha > 0`.
+    """
+
+    # The Trainer then passes `num_items_in_batch` and leaves gradient-accumulation scaling to BTSRTrainer.
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: BTSRConfig):
+        super().__init__(config)
+        self.btsr = BTSRModel(config)
+        self.projector = None
+        if config.bt_projector_dims:
+            layers, width = [], config.hidden_size
+            for i, out in enumerate(config.bt_projector_dims):
+                layers.append(nn.Linear(width, int(out)))
+                if i < len(config.bt_projector_dims) - 1:
+                    layers.append(nn.ReLU())
+                width = int(out)
+            self.projector = nn.Sequential(*layers)
+        self.sce_generator = None  # optional torch.Generator for SCE bucket centres / BCE negatives
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.btsr.item_embeddings
+
+    def recommend(self, *args, **kwargs):
+        """See :meth:`BTSRModel.recommend`."""
+        return self.btsr.recommend(*args, **kwargs)
+
+    def prediction_loss(
+        self, hidden: torch.Tensor, labels: torch.Tensor, input_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """`(loss, n_positions, is_sum)` of the configured prediction loss on labelled positions only.
+
+        `hidden` (batch, seq_len, d), `labels` (batch, seq_len) with -100 where there is no target. CE and BCE
+        return sums (normalised by the caller); SCE returns its mean over picked positions.
+        """
+        config = self.config
+        labelled = labels != -100
+        rows = labelled.nonzero(as_tuple=True)[0]
+        states, targets = hidden[labelled], labels[labelled]
+        items = self.btsr.item_embedding_matrix()
+        if config.loss_type == "ce":
+            return cross_entropy_loss(states, targets, items), targets.numel(), True
+        if config.loss_type == "bce":
+            seen = torch.cat([input_ids, labels.clamp_min(0)], dim=1)
+            negatives = _sample_negatives(seen, config.num_items, config.bce_num_negatives, self.sce_generator)
+            return sampled_bce_loss(states, targets, items, negatives[rows]), targets.numel(), True
+        n_buckets = config.sce_n_buckets or config.sce_bucket_size_x or 1
+        bucket_size_x = config.sce_bucket_size_x or n_buckets
+        total, picked = scalable_cross_entropy_loss(
+            states,
+            targets,
+            items,
+            n_buckets=n_buckets,
+            bucket_size_x=bucket_size_x,
+            bucket_size_y=config.sce_bucket_size_y,
+            mix_x=config.sce_mix_x,
+            generator=self.sce_generator,
+        )
+        return total / picked.clamp_min(1), picked, False
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pair_input_ids: torch.LongTensor | None = None,
+        pair_attention_mask: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BTSRSequentialRecommendationOutput | tuple:
+        """Encodes a batch and computes the losses.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): left-padded item indices.
+            attention_mask (`torch.Tensor` of shape `(batch, seq_len)`, *optional*): 1 on items.
+            labels (`torch.LongTensor` of shape `(batch, seq_len)`, *optional*): next item at each position,
+                -100 where there is none.
+            pair_input_ids (`torch.LongTensor` of shape `(batch, pair_len)`, *optional*): the second view of each
+                row (a same-target partner's sequence).
+            pair_attention_mask (`torch.Tensor` of shape `(batch, pair_len)`, *optional*).
+            num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
+                batch; CE and BCE are divided by it instead of by the local count.
+        """
+        encoded = self.btsr(input_ids, attention_mask)
+        user_embeddings = encoded.user_embeddings
+        prediction_loss = bt_loss = pair_embeddings = n_positions = None
+        if labels is not None:
+            total, n_positions, is_sum = self.prediction_loss(encoded.last_hidden_state, labels, input_ids)
+            if is_sum:
+                denominator = num_items_in_batch if num_items_in_batch is not None else max(int(n_positions), 1)
+                prediction_loss = total / denominator
+            else:
+                prediction_loss = total
+            n_positions = torch.as_tensor(n_positions, device=input_ids.device)
+        if pair_input_ids is not None and self.config.bt_alpha > 0:
+            pair_embeddings = self.btsr(pair_input_ids, pair_attention_mask).user_embeddings
+            view_a, view_b = user_embeddings, pair_embeddings
+            if self.projector is not None:
+                view_a, view_b = self.projector(view_a), self.projector(view_b)
+            bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
+        loss = None
+        if prediction_loss is not None:
+            loss = prediction_loss if bt_loss is None else prediction_loss + self.config.bt_alpha * bt_loss
+        output = BTSRSequentialRecommendationOutput(
+            loss=loss,
+            prediction_loss=prediction_loss,
+            bt_loss=bt_loss,
+            user_embeddings=user_embeddings,
+            pair_user_embeddings=pair_embeddings,
+            num_prediction_positions=n_positions,
+        )
+        return output if return_dict is not False else output.to_tuple()

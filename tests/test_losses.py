@@ -1,0 +1,178 @@
+"""Losses against independent computations: BT formula, SCE == CE, BCE formula, degenerate batches, gloo."""
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_btsr import barlow_twins_loss, cross_entropy_loss, sampled_bce_loss, scalable_cross_entropy_loss
+from modeling_btsr.losses_btsr import _chunked_topk, _sample_negatives
+
+
+def barlow_twins_numpy(z_a: np.ndarray, z_b: np.ndarray, lam: float) -> float:
+    """The spec's formula written out with numpy loops over features."""
+    a = z_a / np.linalg.norm(z_a, axis=1, keepdims=True)
+    b = z_b / np.linalg.norm(z_b, axis=1, keepdims=True)
+    a = (a - a.mean(0)) / a.std(0, ddof=1)
+    b = (b - b.mean(0)) / b.std(0, ddof=1)
+    n, d = a.shape
+    total = 0.0
+    for k in range(d):
+        for m in range(d):
+            c = float(np.dot(a[:, k], b[:, m]) / n)
+            total += (1 - c) ** 2 if k == m else lam * c**2
+    return total / d
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05, 1.0])
+def test_barlow_twins_equals_formula(lam):
+    gen = torch.Generator().manual_seed(1)
+    z_a = torch.randn(32, 8, generator=gen, dtype=torch.float64)
+    z_b = z_a + 0.5 * torch.randn(32, 8, generator=gen, dtype=torch.float64)
+    got = barlow_twins_loss(z_a, z_b, lam)
+    assert got.dtype == torch.float64
+    assert got.item() == pytest.approx(barlow_twins_numpy(z_a.numpy(), z_b.numpy(), lam), rel=1e-12)
+
+
+def test_barlow_twins_degenerate_batches_are_finite():
+    one = torch.randn(1, 8, requires_grad=True)
+    loss = barlow_twins_loss(one, one * 2, 0.05)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(one.grad).all()
+    # Constant features and identical views.
+    constant = torch.ones(16, 8, requires_grad=True)
+    loss = barlow_twins_loss(constant, constant, 0.05)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(constant.grad).all()
+    same = torch.randn(16, 8, dtype=torch.float64)
+    assert torch.isfinite(barlow_twins_loss(same, same, 0.05))
+    # Half precision under autocast is computed in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = torch.randn(16, 8) @ torch.eye(8)
+        assert z.dtype == torch.bfloat16
+        half = barlow_twins_loss(z, z.flip(0), 0.05)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert torch.isfinite(barlow_twins_loss(torch.randn(16, 8).half(), torch.randn(16, 8).half(), 0.05))
+
+
+def test_sce_with_one_covering_bucket_equals_ce():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 16, generator=gen, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(50, 16, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, 51, (37,), generator=gen)
+    ce = cross_entropy_loss(hidden, targets, items) / 37
+    total, picked = scalable_cross_entropy_loss(hidden, targets, items, 1, 37, 50, generator=gen)
+    assert int(picked) == 37
+    assert torch.allclose(total / picked, ce, rtol=1e-12)
+    g_ce = torch.autograd.grad(ce, [hidden, items])
+    g_sce = torch.autograd.grad(total / picked, [hidden, items])
+    for a, b in zip(g_ce, g_sce):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # b_x larger than the positions present is clamped (a short last batch must not crash).
+    total2, picked2 = scalable_cross_entropy_loss(hidden, targets, items, 1, 10_000, 50, generator=gen)
+    assert torch.allclose(total2 / picked2, ce, rtol=1e-12)
+
+
+def test_sce_bucket_max_and_unpicked_positions():
+    """A position's loss is its maximum over the buckets that picked it; unpicked positions add nothing."""
+    gen = torch.Generator().manual_seed(3)
+    hidden = torch.randn(40, 8, generator=gen, dtype=torch.float64)
+    items = torch.randn(30, 8, generator=gen, dtype=torch.float64)
+    targets = torch.randint(1, 31, (40,), generator=gen)
+    state = gen.get_state()
+    total, picked = scalable_cross_entropy_loss(hidden, targets, items, 3, 5, 7, generator=gen)
+    # Recompute by hand with the same centres.
+    gen.set_state(state)
+    centres = torch.randn(3, 8, generator=gen, dtype=torch.float64) * 8**-0.25
+    pos = (centres @ hidden.T).topk(5, dim=1).indices
+    its = (centres @ items.T).topk(7, dim=1).indices
+    best = {}
+    for c in range(3):
+        for n in pos[c].tolist():
+            tgt = int(targets[n]) - 1
+            cands = [float(hidden[n] @ items[i]) for i in its[c].tolist() if i != tgt]
+            pos_logit = float(hidden[n] @ items[tgt])
+            loss = np.logaddexp.reduce(np.array(cands + [pos_logit])) - pos_logit
+            best[n] = max(best.get(n, -np.inf), loss)
+    assert int(picked) == len(best)
+    assert total.item() == pytest.approx(sum(best.values()), rel=1e-10)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        scalable_cross_entropy_loss(hidden, targets, items, 1, 5, 31)
+
+
+def test_chunked_topk_matches_full():
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(5, 4, generator=gen), torch.randn(1000, 4, generator=gen)
+    full = (q @ k.T).topk(17, dim=1).indices
+    assert torch.equal(_chunked_topk(q, k, 17, chunk_size=64), full)
+
+
+def test_bce_formula_and_negative_sampling():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    items = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    targets = torch.randint(1, 21, (6,), generator=gen)
+    negatives = torch.randint(1, 21, (6, 3), generator=gen)
+    expected = 0.0
+    for n in range(6):
+        expected -= np.log(torch.sigmoid(hidden[n] @ items[targets[n] - 1]).item())
+        for j in negatives[n].tolist():
+            expected -= np.log(1 - torch.sigmoid(hidden[n] @ items[j - 1]).item())
+    assert sampled_bce_loss(hidden, targets, items, negatives).item() == pytest.approx(expected, rel=1e-10)
+    seen = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    negs = _sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
+    for row, s in zip(negs.tolist(), seen.tolist()):
+        assert len(set(row)) == 12 and not set(row) & set(s) and 0 not in row and max(row) <= 20
+
+
+def _bt_worker(rank, world_size, init_file, z_a, z_b, results):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    half = z_a.shape[0] // world_size
+    a = z_a[rank * half : (rank + 1) * half].clone().requires_grad_(True)
+    b = z_b[rank * half : (rank + 1) * half].clone().requires_grad_(True)
+    loss = barlow_twins_loss(a, b, 0.05)
+    loss.backward()
+    results[rank] = (loss.detach(), a.grad, b.grad)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_bt_equals_one_process():
+    """2 processes x B/2 give the 1-process loss on B rows; per-row gradients match after DDP's 1/world averaging."""
+    import torch.multiprocessing as mp
+
+    gen = torch.Generator().manual_seed(5)
+    z_a = torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    z_b = z_a + torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    a, b = z_a.clone().requires_grad_(True), z_b.clone().requires_grad_(True)
+    single = barlow_twins_loss(a, b, 0.05)
+    single.backward()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manager = mp.Manager()
+        results = manager.dict()
+        mp.start_processes(
+            _bt_worker,
+            args=(2, os.path.join(tmp, "init"), z_a, z_b, results),
+            nprocs=2,
+            join=True,
+            start_method="spawn",
+        )
+        results = dict(results)
+    for rank in range(2):
+        loss, grad_a, grad_b = results[rank]
+        assert torch.allclose(loss, single.detach(), rtol=1e-12)
+        rows = slice(rank * 8, (rank + 1) * 8)
+        # all_gather's backward sums every rank's use of these rows; DDP then divides by the world size.
+        assert torch.allclose(grad_a / 2, a.grad[rows], rtol=1e-10, atol=1e-14)
+        assert torch.allclose(grad_b / 2, b.grad[rows], rtol=1e-10, atol=1e-14)
+
+
+def test_cross_entropy_is_sum_of_torch_ce():
+    gen = torch.Generator().manual_seed(0)
+    hidden, items = torch.randn(9, 4, generator=gen), torch.randn(11, 4, generator=gen)
+    targets = torch.randint(1, 12, (9,), generator=gen)
+    expected = F.cross_entropy(hidden @ items.T, targets - 1, reduction="mean") * 9
+    assert torch.allclose(cross_entropy_loss(hidden, targets, items), expected)

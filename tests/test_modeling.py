@@ -1,0 +1,262 @@
+"""BTSRModel / BTSRForSequentialRecommendation against independent computations."""
+
+import concurrent.futures
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel
+
+from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRModel, left_pad_sequences
+from tests.isolation import run_without_project
+
+
+def make_model(num_items=40, seed=0, **config):
+    torch.manual_seed(seed)
+    config = BTSRConfig(num_items=num_items, max_position_embeddings=config.pop("max_position_embeddings", 12), **config)
+    model = BTSRForSequentialRecommendation(config)
+    model.btsr.set_item_vocab(
+        {"item_ids": [1000 + i for i in range(num_items)], "item_counts": [num_items - i for i in range(num_items)]}
+    )
+    return model.eval()
+
+
+class ReferenceSASRec(nn.Module):
+    """The authors' SASRec forward (pmixer / Scalable-SASRec layout) with torch.nn.MultiheadAttention, no key mask."""
+
+    def __init__(self, ours: BTSRModel):
+        super().__init__()
+        self.ours = ours
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ours, d = self.ours, self.ours.config.hidden_size
+        length = ids.shape[1]
+        seqs = ours.item_embeddings(ids) * d**0.5
+        seqs = seqs + ours.position_embeddings(torch.arange(length))
+        keep = (ids != 0).unsqueeze(-1)
+        seqs = seqs * keep
+        causal_block = ~torch.tril(torch.ones(length, length, dtype=torch.bool))
+        for block in ours.blocks:
+            att = block.attention
+            mha = nn.MultiheadAttention(d, ours.config.num_attention_heads)
+            with torch.no_grad():
+                mha.in_proj_weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
+                mha.in_proj_bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
+                mha.out_proj.weight.copy_(att.output.weight)
+                mha.out_proj.bias.copy_(att.output.bias)
+            x = seqs.transpose(0, 1)
+            q = block.attention_layernorm(x)
+            out, _ = mha(q, x, x, attn_mask=causal_block)
+            seqs = (q + out).transpose(0, 1)
+            seqs = block.feed_forward_layernorm(seqs)
+            ff = block.feed_forward
+            seqs = seqs + ff.dense_out(torch.relu(ff.dense_in(seqs)))
+            seqs = seqs * keep
+        return ours.final_layernorm(seqs)
+
+
+def test_parameter_count_matches_reference():
+    config = BTSRConfig(num_items=3416)
+    assert BTSRModel(config).num_parameters() == (3416 + 1) * 64 + 63_360
+    assert BTSRForSequentialRecommendation(config).num_parameters() == (3416 + 1) * 64 + 63_360
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_matches_reference_layout_without_padding(heads):
+    model = make_model(hidden_size=16, num_attention_heads=heads)
+    ids = torch.randint(1, 41, (3, 12))
+    with torch.no_grad():
+        ours = model.btsr(ids).last_hidden_state
+        reference = ReferenceSASRec(model.btsr)(ids)
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_causality():
+    model = make_model()
+    ids = torch.randint(1, 41, (2, 10))
+    changed = ids.clone()
+    changed[:, 6] = (changed[:, 6] % 40) + 1
+    with torch.no_grad():
+        a, b = model.btsr(ids).last_hidden_state, model.btsr(changed).last_hidden_state
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-6)
+    assert not torch.allclose(a[:, 6:], b[:, 6:], atol=1e-4)
+
+
+def test_more_left_padding_leaves_last_state_unchanged():
+    model = make_model()
+    seq = [3, 7, 1, 9, 4]
+    with torch.no_grad():
+        short = model.btsr(torch.tensor([seq])).user_embeddings
+        padded = model.btsr(torch.tensor([[0] * 6 + seq])).user_embeddings
+        full = model.btsr(torch.tensor([[0] * 7 + seq])).last_hidden_state
+    assert torch.allclose(short, padded, atol=1e-6)
+    assert torch.allclose(short, full[:, -1], atol=1e-6)
+    assert torch.equal(full[0, :7], torch.zeros_like(full[0, :7]))
+
+
+def test_too_long_input_is_rejected():
+    model = make_model()
+    with pytest.raises(ValueError, match="max_position_embeddings=12"):
+        model.btsr(torch.ones(1, 13, dtype=torch.long))
+
+
+def test_save_load_reproduces_logits_and_vocab(tmp_path):
+    model = make_model()
+    ids = torch.randint(1, 41, (3, 8))
+    with torch.no_grad():
+        before = model.btsr(ids).user_embeddings @ model.btsr.item_embedding_matrix().T
+    model.save_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.architectures == ["BTSRForSequentialRecommendation"]
+    assert config.auto_map["AutoModel"] == "modeling_btsr.BTSRModel"
+    for cls in (AutoModel, BTSRForSequentialRecommendation):
+        loaded, info = cls.from_pretrained(tmp_path, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"]
+        base = loaded.base_model
+        with torch.no_grad():
+            after = base(ids).user_embeddings @ base.item_embedding_matrix().T
+        assert torch.equal(before, after)
+        assert base.item_vocab["item_ids"] == model.btsr.item_vocab["item_ids"]
+
+
+def test_remote_code_load_without_the_project(tmp_path):
+    model = make_model()
+    expected = model.recommend([[1000, 1005], [1010]], k=5)
+    model.save_pretrained(tmp_path)
+    out = run_without_project(
+        "from transformers import AutoModel\n"
+        f"m = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)\n"
+        "print(type(m).__name__, m.recommend([[1000, 1005], [1010]], k=5))\n"
+    )
+    assert out.strip().splitlines()[-1] == f"BTSRModel {expected}"
+
+
+def test_recommend_equals_brute_force_and_excludes_seen():
+    model = make_model(num_items=40)
+    histories = [[1000 + i for i in h] for h in ([3, 5, 7], [1], [39, 2, 2, 8, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24])]
+    got, scores = model.recommend(histories, k=10, return_scores=True)
+    for history, recs, rec_scores in zip(histories, got, scores):
+        idx = [h - 1000 + 1 for h in history][-12:]
+        ids, mask = left_pad_sequences([idx])
+        with torch.no_grad():
+            user = model.btsr(ids, mask).user_embeddings[0]
+            full = model.btsr.item_embedding_matrix() @ user
+        ranking = sorted(range(40), key=lambda j: -full[j].item())
+        seen = {h - 1000 for h in history}
+        expected = [1000 + j for j in ranking if j not in seen][:10]
+        assert recs == expected
+        assert not set(recs) & set(history)
+        assert rec_scores == pytest.approx([full[r - 1000].item() for r in recs], rel=1e-5)
+    with_seen = model.recommend(histories[:1], k=3, exclude_seen=False)[0]
+    assert with_seen == [1000 + j for j in sorted(range(40), key=lambda j: -full_for(model, histories[0])[j])][:3]
+
+
+def full_for(model, history):
+    ids, mask = left_pad_sequences([[h - 1000 + 1 for h in history]])
+    with torch.no_grad():
+        return (model.btsr.item_embedding_matrix() @ model.btsr(ids, mask).user_embeddings[0]).tolist()
+
+
+def test_recommend_edge_cases():
+    model = make_model(num_items=40)
+    with pytest.raises(KeyError, match="user 1: item id 5 is not in the model's vocabulary"):
+        model.recommend([[1000], [5]])
+    with pytest.warns(UserWarning, match="skipped 1 unknown"):
+        skipped = model.recommend([[1000, 5]], k=4, unknown_items="skip")
+    assert skipped == model.recommend([[1000]], k=4)
+    # Empty history: the most popular training items (counts descend with the index here).
+    assert model.recommend([[]], k=3) == [[1000, 1001, 1002]]
+    # Longer than max_len: the most recent 12 items are read.
+    long = [1000 + (i % 40) for i in range(30)]
+    assert model.recommend([long], k=5, exclude_seen=False) == model.recommend([long[-12:]], k=5, exclude_seen=False)
+    # k beyond the catalogue: every unseen item once.
+    everything = model.recommend([[1000, 1001]], k=1000)[0]
+    assert sorted(everything) == [1000 + i for i in range(2, 40)]
+    # String ids keep their type.
+    model.btsr.set_item_vocab({"item_ids": [f"m{i}" for i in range(40)]})
+    assert all(isinstance(x, str) for x in model.recommend([["m1", "m2"]], k=3)[0])
+
+
+def test_recommend_is_thread_safe():
+    model = make_model(num_items=40)
+    histories = [[1000 + (7 * u + j) % 40 for j in range(1 + u % 9)] for u in range(64)]
+    sequential = [model.recommend([h], k=5)[0] for h in histories]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(lambda h: model.recommend([h], k=5)[0], histories))
+    assert threaded == sequential == model.recommend(histories, k=5)
+
+
+def test_alpha_zero_runs_no_partner_pass_and_draws_nothing():
+    model = make_model(bt_alpha=0.0).train()
+    ids = torch.randint(1, 41, (4, 6))
+    labels = torch.randint(1, 41, (4, 6))
+    torch.manual_seed(1)
+    plain = model(ids, labels=labels)
+    state_plain = torch.get_rng_state()
+    torch.manual_seed(1)
+    with_pair = model(ids, labels=labels, pair_input_ids=ids.flip(0))
+    assert torch.equal(torch.get_rng_state(), state_plain)
+    assert with_pair.bt_loss is None and with_pair.pair_user_embeddings is None
+    assert torch.equal(plain.loss, with_pair.loss)
+
+
+def test_forward_total_loss_is_prediction_plus_alpha_bt():
+    model = make_model(bt_alpha=0.3)
+    ids = torch.randint(1, 41, (8, 6))
+    labels = torch.randint(1, 41, (8, 6))
+    labels[:, :2] = -100
+    out = model(ids, labels=labels, pair_input_ids=ids.flip(0))
+    assert torch.allclose(out.loss, out.prediction_loss + 0.3 * out.bt_loss)
+    expected_ce = nn.functional.cross_entropy(
+        (model.btsr(ids).last_hidden_state @ model.btsr.item_embedding_matrix().T)[:, 2:].reshape(-1, 40),
+        (labels[:, 2:] - 1).reshape(-1),
+    )
+    assert torch.allclose(out.prediction_loss, expected_ce, atol=1e-6)
+    assert int(out.num_prediction_positions) == 32
+    # With num_items_in_batch, CE is a sum divided by it.
+    out2 = model(ids, labels=labels, num_items_in_batch=64)
+    assert torch.allclose(out2.prediction_loss, expected_ce * 32 / 64, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["sce", "bce"])
+def test_other_losses_train(loss_type):
+    model = make_model(loss_type=loss_type, sce_bucket_size_y=16, sce_n_buckets=4, bce_num_negatives=8).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ids = torch.randint(1, 41, (8, 10))
+    labels = torch.roll(ids, -1, dims=1)
+    labels[:, -1] = -100
+    first = None
+    for _ in range(30):
+        loss = model(ids, labels=labels, pair_input_ids=ids.flip(0)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert math.isfinite(loss.item()) and loss.item() < first
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bt_alpha": -0.1}, "bt_alpha must be >= 0"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings must be >= 1"),
+        ({"loss_type": "xent"}, "loss_type must be one of ce, sce, bce"),
+        ({"loss_type": "sce", "sce_bucket_size_y": 500}, r"sce_bucket_size_y \(500\) cannot exceed num_items \(40\)"),
+        ({"hidden_size": 10, "num_attention_heads": 3}, "must be divisible"),
+        ({"hidden_dropout_prob": 1.5}, r"hidden_dropout_prob must be in \[0, 1\)"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(Exception, match=message):
+        BTSRConfig(num_items=40, **kwargs)
+
+
+def test_vocab_size_must_match():
+    model = make_model(num_items=40)
+    with pytest.raises(ValueError, match="has 3 ids but the model has 40 items"):
+        model.btsr.set_item_vocab({"item_ids": [1, 2, 3]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BTSRConfig(num_items=5, hidden_dropout_prob=0)
