@@ -1,0 +1,383 @@
+"""Train / validation / test splits of an interaction table: the paper's global temporal split and leave-one-out.
+
+Both take the reader's table (columns ``user_id``, ``item_id`` and optionally a numeric ``timestamp``; rows in the
+original file order) and return a :class:`SplitData` whose sequences are item *indices* (``1..num_items``, 0 is
+padding) from the :class:`~data_processing.vocab.ItemVocab` built by the split.
+
+Ordering. A user's interactions are sorted by ``(timestamp, original row position)`` with a stable sort, so ties in
+the timestamp keep file order (the authors' code shuffles ties with a seed; we keep them deterministic). Without a
+``timestamp`` column the file order is the chronological order. Users are listed in sorted raw-id order.
+
+Accounting. Nothing is dropped silently: ``stats`` counts every input row, user and item that the split does not use,
+under a reason. For both protocols::
+
+    num_input_rows == num_train_interactions + num_eval_interactions + sum(stats["removed_rows"].values())
+
+where ``num_eval_interactions`` counts the rows used only by evaluation (targets, and for the temporal split the
+test-period contexts). Users: temporal ``num_input_users == num_train_users + num_test_users +
+sum(removed_users)`` (a user is either a training user or a test user); leave-one-out ``num_input_users ==
+num_test_users + sum(removed_users)`` (every kept user is both). Items: ``num_input_items == num_items +
+sum(removed_items)``.
+
+Everything is vectorised (one sort, boolean masks, ``bincount``); the only Python loop is one per user, to cut the
+sorted index array into per-user sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .vocab import ItemVocab, sorted_unique
+
+__all__ = [
+    "PROTOCOLS",
+    "EvalSplit",
+    "SplitData",
+    "temporal_split",
+    "leave_one_out_split",
+    "split_interactions",
+]
+
+PROTOCOLS = ("temporal", "leave_one_out")
+"""Names accepted by :func:`split_interactions` (and by ``train.py --split``)."""
+
+MIN_EVAL_INTERACTIONS = 3
+"""An evaluated user needs a test target, a validation target and at least one context item before them."""
+
+
+@dataclass
+class EvalSplit:
+    """One evaluation split (validation or test): one row per evaluated user.
+
+    Attributes:
+        user_ids: raw user ids, sorted, shape ``(U,)``.
+        contexts: ``U`` int64 arrays of item indices, chronological (most recent last), each already truncated to
+            its last ``max_len`` items and never empty.
+        targets: int64 array ``(U,)``, the item index to predict after the context.
+    """
+
+    user_ids: list
+    contexts: list[np.ndarray]
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+@dataclass
+class SplitData:
+    """The output of a split.
+
+    Attributes:
+        item_vocab: raw item id <-> index ``1..num_items``.
+        train_user_ids: raw ids of the training users, sorted.
+        train_sequences: their full chronological item-index sequences (int64, NOT truncated to ``max_len``; the
+            training dataset keeps the last ``max_len`` positions itself).
+        valid, test: the evaluation splits; they hold the same users in the same order.
+        protocol: ``"temporal"`` or ``"leave_one_out"``.
+        stats: JSON-serialisable counts (see the module docstring for how they add up).
+    """
+
+    item_vocab: ItemVocab
+    train_user_ids: list
+    train_sequences: list[np.ndarray]
+    valid: EvalSplit
+    test: EvalSplit
+    protocol: str
+    stats: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# shared preparation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sorted:
+    """The table sorted by (user, timestamp, row position); every array has shape ``(n,)`` in that order."""
+
+    user_ids: list  # sorted distinct raw user ids; user code u <-> user_ids[u]
+    user: np.ndarray  # int64 user codes
+    item: np.ndarray  # raw item ids (the column's own dtype)
+    ts: np.ndarray | None  # timestamps, or None without a timestamp column
+    num_users: int
+
+
+def _check_max_len(max_len: Any, source: str) -> int:
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        raise DataError(f"{source}: max_len must be a positive integer, got {max_len!r}")
+    return int(max_len)
+
+
+def _prepare(df: pd.DataFrame, source: str, use_timestamps: bool) -> _Sorted:
+    """Validate the columns the split needs and sort the rows per user chronologically (stable on row position)."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{source}: expected a pandas DataFrame of interactions, got {type(df).__name__}")
+    for column in ("user_id", "item_id"):
+        if column not in df.columns:
+            raise DataError(f"{source}: missing column '{column}' (columns: {', '.join(map(str, df.columns))})")
+    if len(df) == 0:
+        raise DataError(f"{source}: the interaction table is empty")
+    for column in ("user_id", "item_id") + (("timestamp",) if use_timestamps else ()):
+        null = df[column].isna().to_numpy()
+        if null.any():
+            raise DataError(f"{source}: column '{column}' is empty at row {int(np.flatnonzero(null)[0])}")
+
+    users = df["user_id"]
+    user_ids = sorted_unique(users)
+    index = pd.Index(user_ids, dtype=object if users.dtype.kind not in "iu" else None)
+    user = index.get_indexer(users.to_numpy()).astype(np.int64)
+    position = np.arange(len(df), dtype=np.int64)
+
+    ts = None
+    if use_timestamps:
+        ts = df["timestamp"].to_numpy()
+        if np.issubdtype(ts.dtype, np.datetime64):
+            ts = ts.astype("datetime64[ns]").astype(np.int64)
+        elif ts.dtype.kind not in "iuf":
+            raise DataError(f"{source}: column 'timestamp' must be numeric, got dtype {df['timestamp'].dtype}")
+        # np.lexsort: the LAST key is the primary one; position last-resort key makes ties keep file order.
+        order = np.lexsort((position, ts, user))
+        ts = ts[order]
+    else:
+        order = np.argsort(user, kind="stable")
+    return _Sorted(
+        user_ids=user_ids,
+        user=user[order],
+        item=df["item_id"].to_numpy()[order],
+        ts=ts,
+        num_users=len(user_ids),
+    )
+
+
+def _per_user(user: np.ndarray, values: np.ndarray, num_users: int) -> list[np.ndarray]:
+    """Cut ``values`` (grouped by ``user``, which is sorted) into one array per user code ``0..num_users-1``."""
+    counts = np.bincount(user, minlength=num_users)
+    return np.split(values, np.cumsum(counts)[:-1])
+
+
+def _eval_splits(user_ids: list, sequences: list[np.ndarray], max_len: int) -> tuple[EvalSplit, EvalSplit]:
+    """Validation: context ``seq[:-2]``, target ``seq[-2]``; test: context ``seq[:-1]``, target ``seq[-1]``."""
+    valid = EvalSplit(
+        user_ids=list(user_ids),
+        contexts=[np.ascontiguousarray(s[:-2][-max_len:], dtype=np.int64) for s in sequences],
+        targets=np.asarray([s[-2] for s in sequences], dtype=np.int64),
+    )
+    test = EvalSplit(
+        user_ids=list(user_ids),
+        contexts=[np.ascontiguousarray(s[:-1][-max_len:], dtype=np.int64) for s in sequences],
+        targets=np.asarray([s[-1] for s in sequences], dtype=np.int64),
+    )
+    return valid, test
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# protocols
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95, source: str = "<data>") -> SplitData:
+    """The paper's global temporal split (BT-SR section 3).
+
+    1. ``t* = quantile(all timestamps, q)`` with the "nearest" method; the test period is ``timestamp >= t*``.
+    2. Test users = the users with an interaction in the test period; *all* their interactions before ``t*`` are
+       dropped (so no test user is ever trained on).
+    3. Training = the other users' interactions (all ``< t*``), keeping users with ``>= 2`` of them.
+    4. Items are indexed on the training data; test-period interactions with an item unseen in training are dropped.
+    5. Evaluated users = test users with ``>= 3`` remaining test-period interactions ``s_1..s_m`` (sorted by time):
+       validation = (context ``s_1..s_{m-2}``, target ``s_{m-1}``), test = (context ``s_1..s_{m-1}``, target ``s_m``),
+       contexts cut to their last ``max_len`` items.
+
+    Check on ML-100K: ``t* = 891717885``, 1,611 items, 830 training users, 80,161 training interactions, 92 evaluated
+    users (tested in ``tests/test_splits.py``).
+
+    Args:
+        df: interactions with ``user_id``, ``item_id`` and a numeric ``timestamp``, rows in file order.
+        max_len: the longest evaluation context kept (most recent items).
+        quantile: ``q`` above, in ``(0, 1]``.
+        source: the data's name for error messages.
+
+    Raises:
+        DataError: no ``timestamp`` column, bad values, or a split that leaves no training or no evaluated users.
+    """
+    max_len = _check_max_len(max_len, source)
+    if "timestamp" not in getattr(df, "columns", ()):
+        raise DataError(
+            f"{source}: the temporal split needs timestamps; this data has none (use --split leave_one_out)"
+        )
+    if not (0.0 < float(quantile) <= 1.0):
+        raise DataError(f"{source}: the temporal split quantile must be in (0, 1], got {quantile!r}")
+    data = _prepare(df, source, use_timestamps=True)
+    user, ts, U = data.user, data.ts, data.num_users
+
+    # `ts` is the sorted copy, but the quantile does not depend on order.
+    t_star = np.quantile(ts, quantile, method="nearest")
+    in_test = ts >= t_star
+
+    is_test_user = np.zeros(U, dtype=bool)
+    is_test_user[user[in_test]] = True
+    row_of_test_user = is_test_user[user]
+    history_dropped = row_of_test_user & ~in_test
+
+    # Non-test users' rows are all before t* (any row at or after t* would make them a test user).
+    candidate = ~row_of_test_user
+    train_counts = np.bincount(user[candidate], minlength=U)
+    is_train_user = ~is_test_user & (train_counts >= 2)
+    too_short_user = ~is_test_user & ~is_train_user
+    train_rows = candidate & is_train_user[user]
+    too_short_rows = candidate & ~train_rows
+
+    vocab = ItemVocab.from_items(data.item[train_rows])
+    index = vocab.lookup(data.item)  # 0 = not a training item
+
+    unseen_rows = in_test & (index == 0)
+    test_rows = in_test & ~unseen_rows
+    test_counts = np.bincount(user[test_rows], minlength=U)
+    is_eval_user = is_test_user & (test_counts >= MIN_EVAL_INTERACTIONS)
+    too_few_user = is_test_user & ~is_eval_user
+    too_few_rows = test_rows & ~is_eval_user[user]
+    eval_rows = test_rows & is_eval_user[user]
+
+    if not is_train_user.any():
+        raise DataError(
+            f"{source}: the temporal split left no training users (t* = {_py(t_star)}: every user either appears "
+            f"at or after t* or has fewer than 2 interactions before it)"
+        )
+    if not is_eval_user.any():
+        raise DataError(
+            f"{source}: the temporal split left no evaluated users (t* = {_py(t_star)}: no test user has "
+            f">= {MIN_EVAL_INTERACTIONS} test-period interactions with items seen in training)"
+        )
+
+    train_codes = np.flatnonzero(is_train_user)
+    train_sequences = [
+        s for s in _per_user(user[train_rows], index[train_rows], U) if len(s)
+    ]  # users without training rows give empty arrays: dropping them keeps the order of train_codes
+    eval_codes = np.flatnonzero(is_eval_user)
+    eval_sequences = [s for s in _per_user(user[eval_rows], index[eval_rows], U) if len(s)]
+    train_user_ids = [data.user_ids[u] for u in train_codes]
+    eval_user_ids = [data.user_ids[u] for u in eval_codes]
+    valid, test = _eval_splits(eval_user_ids, eval_sequences, max_len)
+
+    # Rows of an evaluated user older than both contexts' windows are used nowhere: count them.
+    lengths = np.fromiter((len(s) for s in eval_sequences), dtype=np.int64, count=len(eval_sequences))
+    beyond_max_len = int(np.maximum(lengths - 2 - max_len, 0).sum())
+
+    num_input_items = len(pd.unique(data.item))
+    stats = {
+        "protocol": "temporal",
+        "source": source,
+        "max_len": max_len,
+        "quantile": float(quantile),
+        "t_star": _py(t_star),
+        "num_input_rows": int(len(user)),
+        "num_input_users": int(U),
+        "num_input_items": int(num_input_items),
+        "num_items": len(vocab),
+        "num_train_users": len(train_user_ids),
+        "num_train_interactions": int(train_rows.sum()),
+        "num_test_users": len(eval_user_ids),
+        "num_valid_users": len(eval_user_ids),
+        "num_eval_interactions": int(eval_rows.sum()) - beyond_max_len,
+        "removed_rows": {
+            "test_user_history_before_t_star": int(history_dropped.sum()),
+            "train_user_single_interaction": int(too_short_rows.sum()),
+            "test_item_not_in_training": int(unseen_rows.sum()),
+            "test_user_fewer_than_3_test_interactions": int(too_few_rows.sum()),
+            "eval_context_beyond_max_len": beyond_max_len,
+        },
+        "removed_users": {
+            "train_user_single_interaction": int(too_short_user.sum()),
+            "test_user_fewer_than_3_test_interactions": int(too_few_user.sum()),
+        },
+        "removed_items": {"not_in_training": int(num_input_items - len(vocab))},
+    }
+    return SplitData(
+        item_vocab=vocab,
+        train_user_ids=train_user_ids,
+        train_sequences=train_sequences,
+        valid=valid,
+        test=test,
+        protocol="temporal",
+        stats=stats,
+    )
+
+
+def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<data>") -> SplitData:
+    """Leave-one-out: per user ``s_1..s_n`` (chronological), test target ``s_n`` (context ``s_1..s_{n-1}``, the
+    validation item included), validation target ``s_{n-1}`` (context ``s_1..s_{n-2}``), training ``s_1..s_{n-2}``.
+
+    The catalogue is every item in the input (3,416 for the SASRec ML-1M file), including items that occur only as
+    a target. Every user with ``>= 3`` interactions is evaluated; users with fewer cannot be split and are dropped
+    and counted under ``removed_users["fewer_than_3_interactions"]``. Contexts are cut to their last ``max_len``
+    items; training sequences are not cut.
+
+    Raises:
+        DataError: bad columns or values, or no user with ``>= 3`` interactions.
+    """
+    max_len = _check_max_len(max_len, source)
+    # Timestamps, when present, order the rows; otherwise the file order is the chronological order.
+    data = _prepare(df, source, use_timestamps="timestamp" in getattr(df, "columns", ()))
+    user, U = data.user, data.num_users
+
+    counts = np.bincount(user, minlength=U)
+    is_kept = counts >= MIN_EVAL_INTERACTIONS
+    if not is_kept.any():
+        raise DataError(
+            f"{source}: leave-one-out needs users with >= {MIN_EVAL_INTERACTIONS} interactions; this data has none"
+        )
+    vocab = ItemVocab.from_items(data.item)
+    kept_rows = is_kept[user]
+    sequences = [s for s in _per_user(user[kept_rows], vocab.lookup(data.item[kept_rows]), U) if len(s)]
+    user_ids = [data.user_ids[u] for u in np.flatnonzero(is_kept)]
+    valid, test = _eval_splits(user_ids, sequences, max_len)
+    train_sequences = [np.ascontiguousarray(s[:-2]) for s in sequences]
+
+    num_eval = 2 * len(user_ids)
+    stats = {
+        "protocol": "leave_one_out",
+        "source": source,
+        "max_len": max_len,
+        "num_input_rows": int(len(user)),
+        "num_input_users": int(U),
+        "num_input_items": len(vocab),
+        "num_items": len(vocab),
+        "num_train_users": len(user_ids),
+        "num_train_interactions": int(kept_rows.sum()) - num_eval,
+        "num_test_users": len(user_ids),
+        "num_valid_users": len(user_ids),
+        "num_eval_interactions": num_eval,
+        "removed_rows": {"fewer_than_3_interactions": int((~kept_rows).sum())},
+        "removed_users": {"fewer_than_3_interactions": int((~is_kept).sum())},
+        "removed_items": {},
+    }
+    return SplitData(
+        item_vocab=vocab,
+        train_user_ids=list(user_ids),
+        train_sequences=train_sequences,
+        valid=valid,
+        test=test,
+        protocol="leave_one_out",
+        stats=stats,
+    )
+
+
+def split_interactions(
+    df: pd.DataFrame, protocol: str, max_len: int = 200, source: str = "<data>", quantile: float = 0.95
+) -> SplitData:
+    """Dispatch to :func:`temporal_split` (``protocol="temporal"``) or :func:`leave_one_out_split`
+    (``"leave_one_out"``); ``quantile`` is used by the temporal split only. Any other name raises DataError."""
+    if protocol == "temporal":
+        return temporal_split(df, max_len=max_len, quantile=quantile, source=source)
+    if protocol == "leave_one_out":
+        return leave_one_out_split(df, max_len=max_len, source=source)
+    raise DataError(f"{source}: unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")

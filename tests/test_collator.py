@@ -1,0 +1,72 @@
+"""SequenceCollator: left padding to the batch's longest sequence, -100 labels, pair views padded on their own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
+
+
+def test_left_padding_and_labels_exact():
+    features = [
+        {"input_ids": [1, 2, 3], "labels": [2, 3, 4]},
+        {"input_ids": [5], "labels": [6]},
+        {"input_ids": [7, 8], "labels": [8, 9]},
+    ]
+    batch = SequenceCollator()(features)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    for value in batch.values():
+        assert value.dtype == torch.long and value.shape == (3, 3)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [0, 0, 5], [0, 7, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
+    assert batch["labels"].tolist() == [[2, 3, 4], [-100, -100, 6], [-100, 8, 9]]
+
+
+def test_pads_to_batch_longest_not_max_len():
+    batch = SequenceCollator(max_len=200)([{"input_ids": [1], "labels": [2]}, {"input_ids": [3, 4], "labels": [4, 5]}])
+    assert batch["input_ids"].shape == (2, 2)
+
+
+def test_pairs_padded_to_their_own_longest():
+    features = [
+        {"input_ids": [1], "labels": [2], "pair_input_ids": [4, 5, 6, 7]},
+        {"input_ids": [3, 4], "labels": [4, 5], "pair_input_ids": [9]},
+    ]
+    batch = SequenceCollator()(features)
+    assert batch["input_ids"].shape == (2, 2)
+    assert batch["pair_input_ids"].tolist() == [[4, 5, 6, 7], [0, 0, 0, 9]]
+    assert batch["pair_attention_mask"].tolist() == [[1, 1, 1, 1], [0, 0, 0, 1]]
+    assert batch["pair_input_ids"].dtype == torch.long
+
+
+def test_max_len_cuts_inputs_and_labels_alike():
+    features = [{"input_ids": [1, 2, 3, 4], "labels": [2, 3, 4, 5]}, {"input_ids": np.array([7]), "labels": [8]}]
+    batch = SequenceCollator(max_len=2)(features)
+    assert batch["input_ids"].tolist() == [[3, 4], [0, 7]]
+    assert batch["labels"].tolist() == [[4, 5], [-100, 8]]
+
+
+def test_eval_features_without_labels_and_scalar_fields():
+    batch = SequenceCollator()([{"input_ids": [1, 2], "target": 7}, {"input_ids": torch.tensor([3]), "target": 9}])
+    assert set(batch) == {"input_ids", "attention_mask", "target"}
+    assert batch["target"].tolist() == [7, 9]
+    assert batch["input_ids"].tolist() == [[1, 2], [0, 3]]
+
+
+def test_mismatched_labels_rejected():
+    with pytest.raises(ValueError, match="2 input_ids but 1 labels"):
+        SequenceCollator()([{"input_ids": [1, 2], "labels": [2]}])
+
+
+def test_with_paired_dataset_and_dataloader():
+    seqs = [np.array([1, 2, 5]), np.array([3, 5]), np.array([4, 3, 2, 1, 5]), np.array([1, 2])]
+    data = PairedTrainDataset(build_train_dataset(seqs, max_len=3), seed=0)
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=SequenceCollator())
+    batch = next(iter(loader))
+    assert batch["input_ids"].shape == (4, 3)
+    # the last position is always a real item: most recent last
+    assert (batch["attention_mask"][:, -1] == 1).all() and (batch["pair_attention_mask"][:, -1] == 1).all()
+    # every labelled position is a real input position
+    assert ((batch["labels"] != -100) == batch["attention_mask"].bool()).all()
