@@ -24,6 +24,7 @@ from .modeling_btsr import (
     BTSRSequentialRecommendationOutput,
     left_pad_sequences,
 )
+from .trainer import BTSRTrainer, RankingEvalSet
 
 AutoConfig.register(BTSRConfig.model_type, BTSRConfig, exist_ok=True)
 AutoModel.register(BTSRConfig, BTSRModel, exist_ok=True)
@@ -46,4 +47,6 @@ __all__ = [
     "scalable_cross_entropy_loss",
     "sampled_bce_loss",
     "default_sce_buckets",
+    "BTSRTrainer",
+    "RankingEvalSet",
 ]

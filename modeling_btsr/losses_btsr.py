@@ -109,8 +109,87 @@ def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddi
     Returns:
         `torch.Tensor`: the sum over positions (divide by the number of positions for the mean).
     """
-    logits = hidden @ item_embeddings.T
-    return F.cross_entropy(logits.float() if logits.dtype == torch.float16 else logits, targets - 1, reduction="sum")
+    if hidden.shape[0] == 0 or not (hidden.dtype == item_embeddings.dtype and hidden.dtype.is_floating_point):
+        logits = hidden @ item_embeddings.T
+        return F.cross_entropy(logits.float() if logits.dtype == torch.float16 else logits, targets - 1, reduction="sum")
+    # Under no_grad, `needs_input_grad` still reports the inputs' flags: tell the Function whether to form gradients.
+    with_grad = torch.is_grad_enabled() and (hidden.requires_grad or item_embeddings.requires_grad)
+    return _ChunkedCrossEntropy.apply(hidden, targets, item_embeddings, with_grad)
+
+
+# Elements of one chunk's (rows, num_items) logits: 1M floats (4 MB) keeps the softmax passes and the three
+# products in cache-sized pieces on CPU instead of streaming several (n_positions, num_items) temporaries through
+# memory (measured on ML-1M: the full form spent more time in log_softmax, its backward and fills than in matmuls).
+_CE_CHUNK_ELEMENTS = 1 << 20
+_CE_MIN_CHUNK_ROWS = 64
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    r"""`cross_entropy_loss` computed in chunks of positions, with its gradient formed in the same pass.
+
+    For a chunk with logits `L = H W^T`, row maxima `m`, `U = exp(L - m)` and row sums `S`, the loss of row `n` is
+    `m_n + log S_n - L_{n, y_n}` and `dloss/dL = U / S - onehot(y)`, so
+    `dH = (U W) / S - W_y` and `dW = U^T (H / S) - \sum_n onehot(y_n) h_n`: the softmax normalisation and the
+    one-hot term are applied to `(rows, d)` tensors, never to the `(rows, I)` block. Both gradients are kept (they
+    are `(N, d)` and `(I, d)`) and backward only scales them by the incoming scalar (the loss is a sum, so its
+    gradient is linear in it). No `(N, I)` tensor is materialised; the extra memory is one `(rows, I)` buffer.
+    The result is the full-softmax CE and its gradient up to float summation order.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, targets, item_embeddings, with_grad):
+        n_positions, n_items = hidden.shape[0], item_embeddings.shape[0]
+        need_hidden = with_grad and ctx.needs_input_grad[0]
+        need_items = with_grad and ctx.needs_input_grad[2]
+        rows = int(min(n_positions, max(_CE_MIN_CHUNK_ROWS, _CE_CHUNK_ELEMENTS // max(n_items, 1))))
+        device = hidden.device
+        dtype = torch.promote_types(hidden.dtype, torch.float32)  # half precision is computed in float32
+        index = (targets - 1).unsqueeze(1)
+        items_t = item_embeddings.T
+        items_full = item_embeddings.to(dtype)
+        # Plain float32/float64 without autocast: products written into one reused buffer.
+        reuse = hidden.dtype == item_embeddings.dtype == dtype and not torch.is_autocast_enabled(device.type)
+        buffer = torch.empty(rows, n_items, device=device, dtype=dtype) if reuse else None
+        total = torch.zeros((), device=device, dtype=dtype)
+        grad_hidden = torch.empty(hidden.shape, device=device, dtype=dtype) if need_hidden else None
+        grad_items = torch.zeros(item_embeddings.shape, device=device, dtype=dtype) if need_items else None
+        for start in range(0, n_positions, rows):
+            chunk = hidden[start : start + rows]
+            chunk_index = index[start : start + rows]
+            size = chunk.shape[0]
+            if reuse:
+                logits = torch.mm(chunk, items_t, out=buffer[:size])
+            else:  # under autocast, the same (low-precision) product as the full form, then float32
+                logits = (chunk @ items_t).to(dtype)
+            shifted = logits.sub_(logits.amax(dim=1, keepdim=True))  # L - m, in place
+            target_shifted = shifted.gather(1, chunk_index)
+            unnormalised = shifted.exp_()  # U, in place
+            sums = unnormalised.sum(dim=1, keepdim=True)
+            total += (sums.log() - target_shifted).sum()
+            if need_hidden or need_items:
+                with torch.autocast(device_type=device.type, enabled=False):
+                    inverse = sums.reciprocal()
+                    chunk_full = chunk.to(dtype)
+                    if need_hidden:
+                        out = torch.mm(unnormalised, items_full, out=grad_hidden[start : start + size])
+                        out.mul_(inverse).sub_(items_full[chunk_index.squeeze(1)])
+                    if need_items:
+                        grad_items.addmm_(unnormalised.T, chunk_full * inverse)
+                        grad_items.index_add_(0, chunk_index.squeeze(1), chunk_full, alpha=-1)
+            del logits, shifted, unnormalised
+        ctx.hidden_dtype, ctx.items_dtype = hidden.dtype, item_embeddings.dtype
+        ctx.save_for_backward(grad_hidden, grad_items)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        grad_hidden, grad_items = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = (grad_hidden * grad_output.to(grad_hidden.dtype)).to(ctx.hidden_dtype)
+        if grad_items is not None:
+            grad_items = (grad_items * grad_output.to(grad_items.dtype)).to(ctx.items_dtype)
+        return grad_hidden, None, grad_items, None
 
 
 def _chunked_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536) -> torch.Tensor:

@@ -128,17 +128,41 @@ class BTSRSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """`queries`, `keys`: (batch, seq_len, hidden); `allowed`: bool (batch, 1, seq_len, seq_len)."""
-        attended = F.scaled_dot_product_attention(
-            self._heads(self.query(queries)),
-            self._heads(self.key(keys)),
-            self._heads(self.value(keys)),
-            attn_mask=allowed,
-            dropout_p=self.dropout_prob if self.training else 0.0,
-        )
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        """`queries`, `keys`: (batch, seq_len, hidden); `mask_bias`: additive mask (batch, 1, seq_len, seq_len),
+        0 where a query may attend to a key and -inf elsewhere (built once per forward by `BTSRModel`).
+
+        Written out rather than `F.scaled_dot_product_attention`: with dropout or a mask, SDPA takes its math path
+        on CPU anyway, converting the mask and drawing `bernoulli_` dropout every call; here the mask is shared by
+        all blocks and dropout draws cheaper uniform noise. Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
+        """
+        q = self._heads(self.query(queries)) * (1.0 / math.sqrt(self.head_dim))
+        k = self._heads(self.key(keys))
+        v = self._heads(self.value(keys))
+        scores = (q @ k.transpose(-1, -2)).add_(mask_bias)
+        weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+        attended = weights @ v
         batch, _, length, _ = attended.shape
         return self.output(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout, like `F.dropout`: each element kept with probability `1 - p` and scaled by `1 / (1 - p)`.
+
+    The keep mask is `uniform[0, 1) >= p`, drawn with `torch.rand_like`, which on CPU costs a fraction of the
+    `bernoulli_` that `F.dropout` draws (same distribution; a different random stream than `F.dropout`).
+    """
+    if not training or p == 0.0:
+        return x
+    noise = torch.rand_like(x).ge_(p).div_(1.0 - p)  # 0 or 1 / (1 - p); no gradient flows into the mask
+    return x * noise
+
+
+class BTSRDropout(nn.Dropout):
+    """`nn.Dropout` with the cheaper mask of `_dropout` (same distribution)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _dropout(x, self.p, self.training)
 
 
 class BTSRFeedForward(nn.Module):
@@ -148,7 +172,7 @@ class BTSRFeedForward(nn.Module):
         super().__init__()
         self.dense_in = nn.Linear(config.hidden_size, config.hidden_size)
         self.dense_out = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = BTSRDropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.dropout(self.dense_out(F.relu(self.dropout(self.dense_in(x)))))
@@ -164,12 +188,12 @@ class BTSRBlock(nn.Module):
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, is_item: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, is_item: torch.Tensor) -> torch.Tensor:
         queries = self.attention_layernorm(x)
-        x = queries + self.attention(queries, x, allowed)
+        x = queries + self.attention(queries, x, mask_bias)
         x = self.feed_forward(self.feed_forward_layernorm(x))
         # torch.where, not a multiply: it also clears NaN/inf that padded rows could carry.
-        return torch.where(is_item, x, torch.zeros_like(x))
+        return torch.where(is_item, x, 0.0)
 
 
 class BTSRPreTrainedModel(PreTrainedModel):
@@ -254,7 +278,7 @@ class BTSRModel(BTSRPreTrainedModel):
         super().__init__(config)
         self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.embedding_dropout = BTSRDropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList(BTSRBlock(config) for _ in range(config.num_hidden_layers))
         self.final_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.item_vocab = None
@@ -311,15 +335,17 @@ class BTSRModel(BTSRPreTrainedModel):
         positions = torch.arange(max_len - length, max_len, device=input_ids.device)
         x = self.item_embeddings(input_ids) * math.sqrt(self.config.hidden_size) + self.position_embeddings(positions)
         is_item3 = is_item.unsqueeze(-1)
-        x = torch.where(is_item3, self.embedding_dropout(x), torch.zeros_like(x))
+        x = torch.where(is_item3, self.embedding_dropout(x), 0.0)
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
         # Padded query rows attend to themselves so no softmax row is empty (their outputs are zeroed anyway).
         allowed = (causal & is_item.unsqueeze(1)) | torch.eye(length, dtype=torch.bool, device=input_ids.device)
-        allowed = allowed.unsqueeze(1)
+        # One additive mask (0 allowed, -inf not) shared by every block.
+        mask_bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+        mask_bias = mask_bias.unsqueeze(1)
         for block in self.blocks:
-            x = block(x, allowed, is_item3)
+            x = block(x, mask_bias, is_item3)
         x = self.final_layernorm(x)
-        x = torch.where(is_item3, x, torch.zeros_like(x))
+        x = torch.where(is_item3, x, 0.0)
         output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
         return output if return_dict is not False else output.to_tuple()
 

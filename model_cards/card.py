@@ -1,0 +1,549 @@
+"""The model card (`README.md`) of a trained BT-SR folder, built with `huggingface_hub.ModelCard`.
+
+The YAML header carries `library_name`, tags, the weights' license and a `model-index` with the **test** metrics
+of this run only, under a dataset name that states the protocol ("MovieLens-1M (leave-one-out, full ranking)"):
+numbers from different protocols are not comparable and the card never prints published figures.
+The body is rendered from `template.md` (Jinja) with tables prepared here.
+
+Nothing here touches the network: `ModelCard.push_to_hub` / `validate` call a fixed online validator, so the card
+is written into the folder and uploaded with it (`model_cards.hub.push_folder_to_hub`).
+"""
+
+import json
+import math
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from data_processing.errors import DataError
+
+__all__ = [
+    "build_model_card",
+    "write_model_card",
+    "data_terms_note",
+    "dataset_display_name",
+    "protocol_label",
+    "TEMPLATE_PATH",
+    "METRIC_FAMILIES",
+    "CUTOFFS",
+]
+
+TEMPLATE_PATH = Path(__file__).with_name("template.md")
+
+# results-key family -> display name, in table order; cut-offs as in the BT-SR protocol (section 3).
+METRIC_FAMILIES = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "coverage": "Coverage"}
+CUTOFFS = (1, 5, 10, 20, 50)
+BUCKETS = ("head", "mid", "tail")
+TASK_TYPE = "sequential-recommendation"
+TASK_NAME = "Sequential recommendation (next item, full ranking)"
+TAGS = ["sequential-recommendation", "recommender-system", "barlow-twins", "sasrec", "btsr", "custom_code"]
+
+PAPER_URL = "https://arxiv.org/abs/2510.26407"
+BIBTEX = """@misc{razvorotnev2025barlowtwins,
+  title         = {Barlow Twins for Sequential Recommendation},
+  author        = {Razvorotnev, I. and Munkhoeva, M. and Frolov, E.},
+  year          = {2025},
+  eprint        = {2510.26407},
+  archivePrefix = {arXiv},
+  url           = {https://arxiv.org/abs/2510.26407}
+}"""
+
+_PROTOCOLS = {
+    "leave_one_out": "leave-one-out, full ranking",
+    "temporal": "temporal split, full ranking",
+}
+_PROTOCOL_DETAILS = {
+    "leave_one_out": (
+        "Leave-one-out: per user, the last item is the test target (its context is everything before it, the "
+        "validation item included), the second-to-last the validation target; training uses all but the last two "
+        "items. All users with at least 3 interactions are evaluated."
+    ),
+    "temporal": (
+        "Global temporal split: interactions at or after t* (the 0.95 quantile of all timestamps) form the test "
+        "period; the users seen there are evaluated on their last test-period item (validation: the one before), "
+        "with the earlier test-period items as context, and none of their interactions are used for training. "
+        "Training uses the other users' interactions before t*."
+    ),
+}
+
+# Normalised name patterns -> (display name, terms). Terms as in the GroupLens / source READMEs
+# (see `data_processing.readers.KNOWN_DATASETS` and the shared data README).
+_MOVIELENS_TERMS = (
+    "MovieLens data (GroupLens Research, University of Minnesota) may be used for research purposes only: no "
+    "commercial use without permission, no redistribution of the data without separate permission, no claim of "
+    "endorsement, and publications using it must cite F. M. Harper and J. A. Konstan, \"The MovieLens Datasets: "
+    "History and Context\", ACM TiiS 5(4), 2015."
+)
+_ML_LATEST_SMALL_TERMS = (
+    "MovieLens latest-small (GroupLens Research, University of Minnesota): research use; the data set, including "
+    "transformations, may be redistributed only under these same license conditions; no commercial use without "
+    "permission; no claim of endorsement; publications using it must cite F. M. Harper and J. A. Konstan, \"The "
+    "MovieLens Datasets: History and Context\", ACM TiiS 5(4), 2015."
+)
+_AMAZON_TERMS = (
+    "Amazon review data 2014 (McAuley lab, UCSD), S3-Rec preprocessing: a research release with no separate data "
+    "license; treat it as research-only, do not redistribute it, and cite R. He and J. McAuley (WWW 2016) and "
+    "J. McAuley et al. (SIGIR 2015)."
+)
+_LASTFM_TERMS = (
+    "Last.fm 2k (HetRec 2011), S3-Rec preprocessing: no stated license; treat it as research-only and do not "
+    "redistribute it."
+)
+_DATASETS = [
+    (r"ml-?latest-?small|movielens-?latest-?small", "ml-latest-small", _ML_LATEST_SMALL_TERMS),
+    (r"ml-?1m|movielens-?1m", "MovieLens-1M", _MOVIELENS_TERMS),
+    (r"ml-?100k|movielens-?100k", "MovieLens-100K", _MOVIELENS_TERMS),
+    (r"ml-?(10m|20m|25m|32m)|movielens|^ml-", None, _MOVIELENS_TERMS),
+    (r"beauty", "Amazon Beauty", _AMAZON_TERMS),
+    (r"sports", "Amazon Sports and Outdoors", _AMAZON_TERMS),
+    (r"amazon", None, _AMAZON_TERMS),
+    (r"last-?fm", "LastFM", _LASTFM_TERMS),
+]
+_UNKNOWN_TERMS = (
+    "The terms of the training data were not recorded with this model: check them before using the model or "
+    "sharing it, since a model and its item vocabulary are derived from the data."
+)
+
+
+def _normalise(name: str | None) -> str:
+    return re.sub(r"[\s_]+", "-", str(name or "").strip().lower())
+
+
+def _match_dataset(*names: str | None):
+    for name in names:
+        key = _normalise(name)
+        if not key:
+            continue
+        for pattern, display, terms in _DATASETS:
+            if re.search(pattern, key):
+                return display, terms
+    return None
+
+
+def data_terms_note(dataset: str | None, source: str | None = None) -> str:
+    """The terms of use of a training dataset, by name (or, failing that, by its file path).
+
+    Args:
+        dataset: a dataset name such as `"ml-1m"`, `"ml-latest-small"`, `"beauty"`.
+        source: the file the data came from, consulted when the name is not recognised.
+
+    Returns:
+        One paragraph; a generic reminder to check the data's terms for data it does not know.
+
+    >>> data_terms_note("ml-1m").startswith("MovieLens data")
+    True
+    >>> "may be redistributed only under these same" in data_terms_note("ml-latest-small")
+    True
+    >>> data_terms_note("my_log.csv").startswith("The terms of the training data were not recorded")
+    True
+    """
+    match = _match_dataset(dataset, source)
+    return match[1] if match else _UNKNOWN_TERMS
+
+
+def dataset_display_name(dataset: str | None, source: str | None = None) -> str:
+    """A readable dataset name (`"ml-1m"` -> `"MovieLens-1M"`); unknown names are returned as given.
+
+    >>> dataset_display_name("ml-1m"), dataset_display_name("beauty"), dataset_display_name("my_log.csv")
+    ('MovieLens-1M', 'Amazon Beauty', 'my_log.csv')
+    """
+    match = _match_dataset(dataset)
+    if match and match[0]:
+        return match[0]
+    return str(dataset) if dataset else (Path(source).name if source else "custom data")
+
+
+def protocol_label(protocol: str | None) -> str:
+    """How the evaluation was done, in words fit for a dataset name.
+
+    >>> protocol_label("leave_one_out"), protocol_label("temporal")
+    ('leave-one-out, full ranking', 'temporal split, full ranking')
+    """
+    if protocol in _PROTOCOLS:
+        return _PROTOCOLS[protocol]
+    return f"{protocol or 'unknown protocol'}, full ranking"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Formatting helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
+    return str(value)
+
+
+def _num(value) -> str:
+    """A setting as written (`0.2`, `0.05`, `1e-08`, `3,416`), not padded to a fixed number of digits."""
+    if isinstance(value, bool) or value is None:
+        return _fmt(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return _fmt(value)
+
+
+def _metric_label(family: str, k: int | str) -> str:
+    return f"{METRIC_FAMILIES.get(family, family)}@{k}"
+
+
+def _config_dict(config) -> dict:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    raise TypeError(f"config must be a BTSRConfig or a dict, got {type(config).__name__}")
+
+
+def _test_metric_keys(results: dict) -> list[tuple[str, int, str]]:
+    """`(family, k, key)` of the overall test metrics present, in table order."""
+    found = []
+    for family in METRIC_FAMILIES:
+        for k in CUTOFFS:
+            key = f"test_{family}@{k}"
+            if _is_number(results.get(key)):
+                found.append((family, k, key))
+    return found
+
+
+def _eval_results(results: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
+    return [
+        EvalResult(
+            task_type=TASK_TYPE,
+            task_name=TASK_NAME,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split="test",
+            metric_type=f"{family}@{k}",
+            metric_name=_metric_label(family, k),
+            metric_value=results[key],
+        )
+        for family, k, key in _test_metric_keys(results)
+    ]
+
+
+def _overall_rows(results: dict) -> tuple[list[dict], bool, bool]:
+    rows, any_pop, any_ci = [], False, False
+    for family, k, key in _test_metric_keys(results):
+        pop = results.get(f"test_mostpop_{family}@{k}")
+        ci = results.get(f"{key}_ci95")
+        ci_text = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+        any_pop |= _is_number(pop)
+        any_ci |= bool(ci_text)
+        rows.append(
+            {"metric": _metric_label(family, k), "model": _fmt(results[key]), "baseline": _fmt(pop), "ci": ci_text}
+        )
+    return rows, any_pop, any_ci
+
+
+_BUCKET_KEY = re.compile(r"^test_(?P<family>[a-z]+)@(?P<k>\d+)_(?P<bucket>head|mid|tail)$")
+
+
+def _bucket_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-popularity-bucket table (model, then most-popular, per metric)."""
+    columns = sorted(
+        {(m["family"], int(m["k"])) for key in results if (m := _BUCKET_KEY.match(key)) and _is_number(results[key])},
+        key=lambda fk: (list(METRIC_FAMILIES).index(fk[0]) if fk[0] in METRIC_FAMILIES else 99, fk[1]),
+    )
+    if not columns:
+        return [], []
+    header, cells = ["bucket"], []
+    for family, k in columns:
+        header.append(_metric_label(family, k))
+        if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in BUCKETS):
+            header.append(f"most popular {_metric_label(family, k)}")
+    users_keys = [f"test_num_users_{b}" for b in BUCKETS]
+    with_users = any(_is_number(results.get(k)) for k in users_keys)
+    if with_users:
+        header.append("test users")
+    for bucket in BUCKETS:
+        row = [bucket]
+        for family, k in columns:
+            row.append(_fmt(results.get(f"test_{family}@{k}_{bucket}")))
+            if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in BUCKETS):
+                row.append(_fmt(results.get(f"test_mostpop_{family}@{k}_{bucket}")))
+        if with_users:
+            row.append(_fmt(results.get(f"test_num_users_{bucket}")))
+        cells.append(row)
+    return header, cells
+
+
+_NOT_METRICS = re.compile(r"(runtime|per_second|_loss$|_steps?$|_ci95$|^test_num_users)")
+
+
+def _other_test_metrics(results: dict) -> list[tuple[str, str]]:
+    used = {key for _, _, key in _test_metric_keys(results)}
+    other = []
+    for key, value in results.items():
+        if not key.startswith("test_") or key in used or key.startswith("test_mostpop_") or _BUCKET_KEY.match(key):
+            continue
+        if _NOT_METRICS.search(key) or not _is_number(value):
+            continue
+        other.append((key[len("test_") :], _fmt(value)))
+    return sorted(other)
+
+
+def _stats_rows(stats: dict) -> list[tuple[str, str]]:
+    rows = []
+
+    def add(label, key, formatter=_fmt):
+        if stats.get(key) is not None:
+            rows.append((label, formatter(stats[key])))
+
+    add("dataset", "dataset")
+    add("split protocol", "protocol", protocol_label)
+    add("items in the catalogue", "num_items")
+    add("training users", "num_train_users")
+    add("training interactions", "num_train_interactions")
+    add("training sequences (examples)", "num_train_examples")
+    add("validation users", "num_valid_users")
+    add("test users", "num_test_users")
+    add("evaluation interactions (targets and contexts)", "num_eval_interactions")
+    share = stats.get("partner_share")
+    if _is_number(share):
+        rows.append(("share of training sequences with a same-target partner", f"{share:.4f} ({100 * share:.1f} %)"))
+    add("mean labelled positions per training sequence", "mean_labelled_positions", lambda v: _fmt(v, 2))
+    add("max_len (most recent items read)", "max_len")
+    if stats.get("t_star") is not None:
+        t_star = stats["t_star"]
+        when = ""
+        if _is_number(t_star) and t_star > 1e8:  # unix seconds
+            when = " (" + datetime.fromtimestamp(t_star, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + ")"
+        rows.append(("split time t*", f"{t_star}{when}"))
+    add("t* quantile of timestamps", "quantile", lambda v: _fmt(v, 2))
+    add("input rows", "num_input_rows")
+    add("input users", "num_input_users")
+    add("input items", "num_input_items")
+    for reason, count in (stats.get("removed_rows") or {}).items():
+        rows.append((f"removed rows: {reason.replace('_', ' ')}", _fmt(count)))
+    filtering = stats.get("filtering") or {}
+    if isinstance(filtering, dict) and filtering.get("removed_rows"):
+        rows.append(("removed by filtering (rows / users / items)", " / ".join(
+            _fmt(filtering.get(k)) for k in ("removed_rows", "removed_users", "removed_items"))))
+    return rows
+
+
+def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
+    loss = config.get("loss_type", "ce")
+    alpha, lam = config.get("bt_alpha"), config.get("bt_lambda")
+    rows = [
+        ("`loss_type`", _fmt(loss), {"ce": "full softmax cross-entropy over the catalogue",
+                                     "sce": "Scalable Cross-Entropy (softmax over hard items found by bucketing)",
+                                     "bce": "binary cross-entropy with sampled negatives"}.get(loss, "")),
+        ("`bt_alpha` (α)", _num(alpha), "weight of the Barlow Twins loss: accuracy vs catalogue coverage"
+         + (" (0 = plain SASRec)" if alpha == 0 else "")),
+        ("`bt_lambda` (λ)", _num(lam), "weight of the off-diagonal (decorrelation) term"),
+        ("`bt_projector_dims`", _fmt(config.get("bt_projector_dims")) if config.get("bt_projector_dims") else "none",
+         "projector before the BT loss (none = the paper's setting)"),
+        ("`hidden_size` (d)", _fmt(config.get("hidden_size")), ""),
+        ("`num_hidden_layers`", _fmt(config.get("num_hidden_layers")), ""),
+        ("`num_attention_heads`", _fmt(config.get("num_attention_heads")), ""),
+        ("`max_position_embeddings` (max_len)", _fmt(config.get("max_position_embeddings")), ""),
+        ("`hidden_dropout_prob`", _num(config.get("hidden_dropout_prob")), ""),
+        ("`attention_probs_dropout_prob`", _num(config.get("attention_probs_dropout_prob")), ""),
+        ("`num_items`", _fmt(config.get("num_items")), "catalogue size (fixed at training)"),
+    ]
+    if loss == "sce":
+        rows += [
+            ("`sce_n_buckets`", _fmt(config.get("sce_n_buckets")), ""),
+            ("`sce_bucket_size_x`", _fmt(config.get("sce_bucket_size_x")), ""),
+            ("`sce_bucket_size_y`", _fmt(config.get("sce_bucket_size_y")), ""),
+            ("`sce_mix_x`", _fmt(config.get("sce_mix_x")), ""),
+        ]
+    if loss == "bce":
+        rows.append(("`bce_num_negatives`", _fmt(config.get("bce_num_negatives")), ""))
+    return [r for r in rows if r[1] not in ("-", "None")]
+
+
+def _training_rows(results: dict) -> list[tuple[str, str]]:
+    rows = []
+    for label, key in (
+        ("validation NDCG@10 of the selected model", "eval_ndcg@10"),
+        ("validation HR@10 of the selected model", "eval_hr@10"),
+        ("selected (best) epoch", "best_epoch"),
+        ("epochs run", "epochs"),
+        ("optimizer steps", "global_step"),
+        ("training time (s)", "train_seconds"),
+    ):
+        value = results.get(key)
+        if value is not None:
+            rows.append((label, _fmt(value) if key.startswith("eval_") else _num(value)))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_model_card(
+    results: dict,
+    stats: dict,
+    config,
+    command: str | None,
+    repo_id: str | None = None,
+    dataset_label: str | None = None,
+    license: str = "apache-2.0",
+    example_history: list | None = None,
+) -> ModelCard:
+    """The model card of one training run.
+
+    Args:
+        results: the run's results (`all_results.json`): `test_hr@10`, `test_ndcg@10`, ..., per-bucket
+            `test_hr@10_head`, most-popular `test_mostpop_hr@10`, optional `test_hr@10_ci95`, `protocol`, ...
+        stats: the data statistics (`dataset_stats.json`): `dataset`, `num_items`, `num_train_users`,
+            `partner_share`, `protocol`, ...
+        config: the model's `BTSRConfig` (or its dict, as in `config.json`).
+        command: the exact command that trained the model.
+        repo_id: the Hub repository id (`"org/name"`); used for the title and the loading example.
+        dataset_label: display name of the dataset (default: derived from `stats["dataset"]`).
+        license: license of the weights and code (the data's terms are stated separately).
+        example_history: raw item ids for the `recommend` example (default: a placeholder).
+
+    Returns:
+        A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
+
+    Raises:
+        DataError: when `results` holds no overall test metric (`test_hr@10`, ...).
+    """
+    results, stats, config = dict(results or {}), dict(stats or {}), _config_dict(config)
+    if not _test_metric_keys(results):
+        raise DataError("the results hold no test metrics (test_hr@10, test_ndcg@10, ...): nothing to report")
+    protocol = results.get("protocol") or stats.get("protocol")
+    dataset = stats.get("dataset")
+    display = dataset_label or dataset_display_name(dataset, stats.get("source"))
+    dataset_type = _normalise(dataset) if dataset else "custom"
+    dataset_name = f"{display} ({protocol_label(protocol)})"
+    model_name = repo_id.split("/")[-1] if repo_id else f"btsr-{dataset_type}"
+    alpha = config.get("bt_alpha")
+
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        license=license,
+        tags=list(TAGS),
+        datasets=[dataset] if dataset and not re.search(r"[./\\]", str(dataset)) else None,
+        eval_results=_eval_results(results, dataset_type, dataset_name),
+    )
+    overall, with_pop, with_ci = _overall_rows(results)
+    bucket_header, bucket_rows = _bucket_table(results)
+    load_target = repo_id or "path/to/this/model_folder"
+    history = example_history if example_history else None
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        title=model_name,
+        repo_id=repo_id,
+        load_target=load_target,
+        dataset_display=display,
+        dataset_name=dataset_name,
+        protocol=protocol,
+        protocol_text=protocol_label(protocol),
+        protocol_details=_PROTOCOL_DETAILS.get(protocol, ""),
+        is_sasrec=alpha == 0,
+        alpha=_num(alpha) if alpha is not None else "-",
+        lam=_num(config.get("bt_lambda")) if config.get("bt_lambda") is not None else "-",
+        loss_type=config.get("loss_type", "ce"),
+        hidden_size=config.get("hidden_size"),
+        num_layers=config.get("num_hidden_layers"),
+        num_heads=config.get("num_attention_heads"),
+        max_len=config.get("max_position_embeddings"),
+        num_items=_fmt(config.get("num_items") or stats.get("num_items")),
+        hyperparameters=_hyperparameter_rows(config),
+        stats_rows=_stats_rows(stats),
+        num_test_users=_fmt(results.get("num_test_users", stats.get("num_test_users"))),
+        overall_rows=overall,
+        with_pop=with_pop,
+        with_ci=with_ci,
+        bucket_header=bucket_header,
+        bucket_rows=bucket_rows,
+        other_metrics=_other_test_metrics(results),
+        training_rows=_training_rows(results),
+        command=command.strip() if command else None,
+        example_history=repr(list(history)) if history else "[1, 2, 3]",
+        example_is_placeholder=not history,
+        data_terms=data_terms_note(dataset, stats.get("source")),
+        license=license,
+        paper_url=PAPER_URL,
+        bibtex=BIBTEX,
+    )
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    path = folder / name
+    if not path.is_file():
+        raise DataError(f"{path}: missing; the model card needs {name} (written by train.py)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from error
+
+
+def _example_history(folder: Path, n: int = 3) -> list | None:
+    """The `n` most popular raw ids of the folder's `item_vocab.json` (a history the model surely knows)."""
+    path = folder / "item_vocab.json"
+    if not path.is_file():
+        return None
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    ids, counts = list(vocab.get("item_ids") or []), vocab.get("item_counts")
+    if counts and len(counts) == len(ids):
+        order = sorted(range(len(ids)), key=lambda j: -counts[j])
+        ids = [ids[j] for j in order]
+    return ids[:n] or None
+
+
+def write_model_card(
+    folder,
+    results: dict | None = None,
+    stats: dict | None = None,
+    command: str | None = None,
+    repo_id: str | None = None,
+    **kwargs,
+) -> Path:
+    """Writes `folder/README.md` for a finished model folder and returns its path.
+
+    `results`, `stats` and the config are read from the folder's `all_results.json`, `dataset_stats.json` and
+    `config.json` when not given; `command` falls back to a `"command"` entry of the results. Other keyword
+    arguments go to :func:`build_model_card` (`dataset_label`, `license`, `config`, `example_history`).
+    The file is replaced atomically; nothing is sent anywhere.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a model folder (no such directory)")
+    results = _read_json(folder, "all_results.json") if results is None else results
+    stats = _read_json(folder, "dataset_stats.json") if stats is None else stats
+    config = kwargs.pop("config", None)
+    config = _read_json(folder, "config.json") if config is None else config
+    command = command or results.get("command") or stats.get("command")
+    kwargs.setdefault("example_history", _example_history(folder))
+    card = build_model_card(results, stats, config, command, repo_id=repo_id, **kwargs)
+    path = folder / "README.md"
+    tmp = folder / f".README.md.{os.getpid()}.tmp"
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,213 @@
+"""Upload a finished BT-SR model folder to the Hugging Face Hub: one repository, one commit, only what users need.
+
+Steps, each small enough to test without network:
+
+1. :func:`prepare_upload_folder` checks that the folder is complete (weights, config with `auto_map`, the three
+   code files, `item_vocab.json`, `README.md`, `all_results.json`) and returns the exact files to upload;
+   checkpoints, `training_args.bin`, anything pickled, dot-files and staging folders never leave the machine.
+2. :func:`push_folder_to_hub` creates the repository if needed and uploads those files in a single commit.
+
+For an existing output folder::
+
+    python -m model_cards.hub outputs/btsr-ml1m your-name/btsr-ml1m [--private] [--write_card] [--dry_run]
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from data_processing.errors import DataError
+
+__all__ = ["REQUIRED_FILES", "CODE_FILES", "prepare_upload_folder", "push_folder_to_hub", "main"]
+
+logger = logging.getLogger("btsr")
+
+CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "losses_btsr.py")
+REQUIRED_FILES = (
+    "config.json",
+    "model.safetensors",
+    *CODE_FILES,
+    "item_vocab.json",
+    "README.md",
+    "all_results.json",
+)
+WEIGHTS_INDEX = "model.safetensors.index.json"
+# Top-level files that may go up besides the required ones (plain data, never executable, never pickled).
+SAFE_SUFFIXES = (".json", ".safetensors", ".md", ".txt", ".yaml", ".yml")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+
+
+def _auto_map_modules(folder: Path) -> set[str]:
+    """`module.py` file names referenced by `config.json`'s `auto_map`; checks that it has AutoConfig/AutoModel."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from error
+    auto_map = config.get("auto_map") or {}
+    missing = [name for name in ("AutoConfig", "AutoModel") if name not in auto_map]
+    if missing:
+        raise DataError(
+            f"{path}: auto_map lacks {', '.join(missing)}; save the model with save_pretrained from modeling_btsr "
+            "so that AutoModel.from_pretrained(..., trust_remote_code=True) can load it"
+        )
+    modules = set()
+    for reference in auto_map.values():
+        for ref in reference if isinstance(reference, (list, tuple)) else [reference]:
+            if ref:
+                modules.add(str(ref).split("--")[-1].rsplit(".", 1)[0] + ".py")
+    return modules
+
+
+def _weight_files(folder: Path) -> list[str]:
+    """`model.safetensors`, or the shards of a sharded save listed in its index."""
+    if (folder / "model.safetensors").is_file():
+        return ["model.safetensors"]
+    index = folder / WEIGHTS_INDEX
+    if not index.is_file():
+        raise DataError(f"{folder}: missing model.safetensors (the weights); is this a finished model folder?")
+    shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    absent = [name for name in shards if not (folder / name).is_file()]
+    if not shards or absent:
+        raise DataError(f"{folder}: {WEIGHTS_INDEX} lists missing weight shard(s): {', '.join(absent) or 'none'}")
+    return [WEIGHTS_INDEX, *shards]
+
+
+def prepare_upload_folder(folder) -> list[str]:
+    """Checks a model folder and returns the sorted file names (relative to it) that an upload sends.
+
+    Sent: the required files (config.json with `auto_map`, model.safetensors or its shards, the code files
+    that `auto_map` names, item_vocab.json, README.md, all_results.json) and other top-level plain files
+    (`.json`, `.md`, `.txt`, `.yaml`, e.g. dataset_stats.json). Never sent: subfolders (`checkpoint-*`,
+    `.staging-*`, `runs/`), dot-files, `*.tmp`, `training_args.bin` and anything pickled, other `.py` files.
+
+    Raises:
+        DataError: one line naming the folder and every missing file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such model folder")
+    missing = [
+        name for name in REQUIRED_FILES if name != "model.safetensors" and not (folder / name).is_file()
+    ]
+    if not (folder / "model.safetensors").is_file() and not (folder / WEIGHTS_INDEX).is_file():
+        missing.insert(1, "model.safetensors")
+    if missing:
+        hint = " (write it with model_cards.write_model_card)" if missing == ["README.md"] else ""
+        raise DataError(f"{folder}: incomplete model folder, missing {', '.join(missing)}{hint}")
+    modules = _auto_map_modules(folder)
+    absent = sorted(m for m in modules if not (folder / m).is_file())
+    if absent:
+        raise DataError(f"{folder}: config.json's auto_map names {', '.join(absent)}, which is missing")
+    code = set(CODE_FILES) | modules
+    selected = set(_weight_files(folder)) | (set(REQUIRED_FILES) - {"model.safetensors"}) | code
+    skipped = []
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name in selected:
+            continue
+        if (
+            not path.is_file()
+            or name.startswith(".")
+            or name.endswith(".tmp")
+            or name == "training_args.bin"
+            or name.endswith(PICKLE_SUFFIXES)
+            or not name.endswith(SAFE_SUFFIXES)
+        ):
+            skipped.append(name + ("/" if path.is_dir() else ""))
+            continue
+        selected.add(name)
+    if skipped:
+        logger.info("not uploaded from %s: %s", folder, ", ".join(skipped))
+    return sorted(selected)
+
+
+def push_folder_to_hub(
+    folder,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+    api=None,
+    revision: str | None = None,
+) -> str:
+    """Creates `repo_id` if needed and uploads the folder's prepared files in one commit; returns the commit URL.
+
+    Args:
+        folder: a finished model folder (see :func:`prepare_upload_folder`).
+        repo_id: `"user-or-org/name"`.
+        token: a Hub token (default: the logged-in one / `HF_TOKEN`).
+        private: create the repository as private (an existing repository keeps its visibility).
+        commit_message: default `"Upload BT-SR model"`.
+        api: an `huggingface_hub.HfApi` (injectable for tests); default `HfApi()`.
+        revision: branch to commit to (default: the main branch).
+
+    Files already in the repository and absent from the folder are left as they are.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = Path(folder)
+    files = prepare_upload_folder(folder)
+    api = HfApi() if api is None else api
+    api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
+    info = api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message or "Upload BT-SR model",
+        token=token,
+        repo_type="model",
+        revision=revision,
+    )
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("uploaded %d files of %s to %s: %s", len(files), folder, repo_id, url)
+    return url
+
+
+def main(argv=None, api=None) -> int:
+    """`python -m model_cards.hub FOLDER REPO_ID [--private] [--write_card] [--dry_run]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model_cards.hub", description="Upload a finished BT-SR model folder to the Hugging Face Hub."
+    )
+    parser.add_argument("folder", help="the model folder written by train.py (--output_dir)")
+    parser.add_argument("repo_id", help="Hub repository, user-or-org/name")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one or HF_TOKEN)")
+    parser.add_argument("--commit_message", default=None)
+    parser.add_argument(
+        "--write_card",
+        action="store_true",
+        help="rewrite README.md from the folder's JSON files with REPO_ID in the loading example "
+        "(README.md is written anyway when missing)",
+    )
+    parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    try:
+        if args.write_card or not (Path(args.folder) / "README.md").is_file():
+            from .card import write_model_card
+
+            print(f"wrote {write_model_card(args.folder, repo_id=args.repo_id)}")
+        if args.dry_run:
+            for name in prepare_upload_folder(args.folder):
+                print(name)
+            return 0
+        url = push_folder_to_hub(
+            args.folder,
+            args.repo_id,
+            token=args.token,
+            private=args.private,
+            commit_message=args.commit_message,
+            api=api,
+        )
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

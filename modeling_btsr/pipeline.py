@@ -1,0 +1,260 @@
+"""The training run behind `train.py`: data -> model -> BTSRTrainer -> metrics -> final model folder.
+
+Kept out of `train.py` so benchmarks and tests drive the same code path; `train.py` only parses and prints.
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+
+from .arguments import DataArguments, ModelArguments
+from .configuration_btsr import BTSRConfig
+from .losses_btsr import default_sce_buckets
+from .modeling_btsr import BTSRForSequentialRecommendation
+from .trainer import BTSRTrainer, RankingEvalSet, compact_metrics
+
+__all__ = ["PreparedData", "prepare_data", "make_config", "build_model", "run_training", "save_model_atomically"]
+
+logger = logging.getLogger("btsr")
+
+
+@dataclass
+class PreparedData:
+    """Everything a run needs from the data pipeline."""
+
+    split: "object"  # data_processing.SplitData
+    examples: "object"  # data_processing.TrainExamples
+    item_user_counts: np.ndarray  # (num_items,) distinct training users per item
+    item_interaction_counts: np.ndarray  # (num_items,) training interactions per item
+    stats: dict
+    source: str
+
+
+def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None = None) -> PreparedData:
+    """read -> filter -> split -> training examples and partner index, with counts of what each step removed."""
+    from data_processing import build_train_dataset, split_interactions
+    from data_processing.filtering import filter_interactions
+    from data_processing.readers import load_dataset_by_name, read_interactions
+
+    if data_args.data_path:
+        frame = read_interactions(
+            data_args.data_path,
+            data_args.data_format,
+            user_col=data_args.user_column,
+            item_col=data_args.item_column,
+            time_col=data_args.timestamp_column,
+        )
+        source, info = data_args.data_path, {"name": Path(data_args.data_path).name, "path": data_args.data_path}
+    else:
+        frame, info = load_dataset_by_name(data_args.dataset, data_args.data_root)
+        source = str(info.get("path", data_args.dataset))
+    frame, filter_report = filter_interactions(
+        frame,
+        min_users_per_item=data_args.min_users_per_item,
+        min_items_per_user=data_args.min_items_per_user,
+        k_core=data_args.k_core,
+        source=source,
+    )
+    split = split_interactions(frame, data_args.split, max_len=max_len, source=source)
+    examples = build_train_dataset(split.train_sequences, max_len, cache_dir=cache_dir)
+    num_items = len(split.item_vocab)
+    all_items = np.concatenate(split.train_sequences) if split.train_sequences else np.zeros(0, dtype=np.int64)
+    interaction_counts = np.bincount(all_items, minlength=num_items + 1)[1:]
+    distinct = np.concatenate([np.unique(s) for s in split.train_sequences]) if split.train_sequences else all_items
+    user_counts = np.bincount(distinct, minlength=num_items + 1)[1:]
+    stats = {
+        "dataset": info.get("name", data_args.dataset),
+        "source": source,
+        **{k: v for k, v in split.stats.items()},
+        **examples.stats,
+        "filtering": filter_report,
+    }
+    return PreparedData(split, examples, user_counts, interaction_counts, _jsonable(stats), source)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def make_config(
+    model_args: ModelArguments, num_items: int, sce_n_buckets: int | None = None, sce_bucket_size_x: int | None = None
+) -> BTSRConfig:
+    """The model configuration of a run (validated: out-of-range values raise with the setting's name)."""
+    return BTSRConfig(
+        num_items=num_items,
+        hidden_size=model_args.hidden_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        max_position_embeddings=model_args.max_len,
+        hidden_dropout_prob=model_args.dropout,
+        attention_probs_dropout_prob=model_args.dropout,
+        loss_type=model_args.loss_type,
+        bt_alpha=model_args.bt_alpha,
+        bt_lambda=model_args.bt_lambda,
+        sce_n_buckets=sce_n_buckets,
+        sce_bucket_size_x=sce_bucket_size_x,
+        sce_bucket_size_y=model_args.sce_bucket_size_y,
+        sce_mix_x=model_args.sce_mix_x,
+        bce_num_negatives=model_args.bce_num_negatives,
+    )
+
+
+def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int) -> BTSRForSequentialRecommendation:
+    """A fresh model for the data's catalogue, with the SCE bucket defaults of the spec resolved."""
+    n_buckets, bucket_x = model_args.sce_n_buckets, model_args.sce_bucket_size_x
+    if model_args.loss_type == "sce" and (n_buckets is None or bucket_x is None):
+        default = default_sce_buckets(batch_size, data.examples.mean_labelled_positions)
+        n_buckets, bucket_x = n_buckets or default, bucket_x or default
+    model = BTSRForSequentialRecommendation(
+        make_config(model_args, len(data.split.item_vocab), n_buckets, bucket_x)
+    )
+    vocab = data.split.item_vocab.to_json_dict()
+    vocab["item_counts"] = data.item_interaction_counts.tolist()
+    model.btsr.set_item_vocab(vocab)
+    return model
+
+
+def save_model_atomically(model, output_dir: str) -> None:
+    """Writes the model into `output_dir` so that a crash never leaves a folder that loads half-written weights.
+
+    Files go to a temporary sibling folder first; they are moved in with `config.json` last, and any old
+    `config.json` is removed first, so the folder only loads once every weight file is in place.
+    """
+    target = Path(output_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    (target / "config.json").unlink(missing_ok=True)
+    names = sorted(p.name for p in staging.iterdir())
+    for name in [n for n in names if n != "config.json"] + ["config.json"]:
+        os.replace(staging / name, target / name)
+    staging.rmdir()
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    data: PreparedData | None = None,
+    command: str | None = None,
+    hub: dict | None = None,
+) -> dict:
+    """Trains, selects on validation NDCG@10, evaluates the selected model once on test, saves the final folder.
+
+    Returns the results dictionary that is also written to `all_results.json` (metrics, most-popular baseline,
+    bootstrap intervals for small evaluations, timings).
+    """
+    from .evaluation import evaluate_ranking, most_popular_ranking
+    from .metrics import bootstrap_ci
+
+    from data_processing import PairedTrainDataset, SequenceCollator
+
+    with_pairs = model_args.bt_alpha > 0
+    if with_pairs and training_args.world_size > 1 and not training_args.dataloader_drop_last:
+        # The global BT statistics need equal local batches; accelerate would otherwise repeat samples.
+        training_args.dataloader_drop_last = True
+        logger.info("dataloader_drop_last=True: the Barlow Twins loss needs equal batches on every process")
+    # Settings errors surface before any data is read (the catalogue-size checks come once it is known).
+    make_config(model_args, num_items=max(model_args.sce_bucket_size_y, model_args.bce_num_negatives) + 1)
+    started = time.perf_counter()
+    if data is None:
+        data = prepare_data(data_args, model_args.max_len)
+    prepare_seconds = time.perf_counter() - started
+    set_seed(training_args.seed)  # before the model exists: its initial weights come from this seed
+    model = build_model(model_args, data, training_args.per_device_train_batch_size * max(training_args.world_size, 1))
+    train_dataset = PairedTrainDataset(data.examples, seed=training_args.seed, with_pairs=with_pairs)
+    valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets)
+    test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)
+    callbacks = []
+    if training_args.load_best_model_at_end and training_args.eval_strategy != "no":
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.patience))
+    trainer = BTSRTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=valid,
+        data_collator=SequenceCollator(),
+        callbacks=callbacks,
+        item_user_counts=data.item_user_counts,
+    )
+    output_dir = training_args.output_dir
+    if training_args.process_index == 0:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "dataset_stats.json"), "w") as handle:
+            json.dump(data.stats, handle, indent=2)
+    train_started = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - train_started
+
+    evaluated = any("eval_ndcg@10" in entry for entry in trainer.state.log_history)
+    best_epoch = None
+    if trainer.state.best_model_checkpoint:
+        best_step = int(trainer.state.best_model_checkpoint.rstrip("/").rsplit("-", 1)[-1])
+        best_epoch = next((e.get("epoch") for e in trainer.state.log_history if e.get("step") == best_step), None)
+    # The selected (best-on-validation) model is loaded now: its validation metrics, then test, once.
+    eval_metrics = trainer.evaluate(valid, metric_key_prefix="eval")
+    test_metrics, per_user = evaluate_ranking(
+        trainer.accelerator.unwrap_model(trainer.model).base_model,
+        test.contexts,
+        test.targets,
+        item_user_counts=data.item_user_counts,
+        prefix="test",
+        accelerator=trainer.accelerator if trainer.accelerator.num_processes > 1 else None,
+        return_per_user=True,
+    )
+    trainer.log(compact_metrics(test_metrics))
+    mostpop = most_popular_ranking(
+        data.split.test.contexts, data.split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
+    )
+    results = {
+        **eval_metrics,
+        **test_metrics,
+        **mostpop,
+        "protocol": data.split.protocol,
+        "num_test_users": len(data.split.test),
+        "best_epoch": best_epoch,
+        "epochs": trainer.state.epoch,
+        "global_step": trainer.state.global_step,
+        "evaluated_during_training": evaluated,
+        "train_seconds": round(train_seconds, 2),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "train_loss": train_output.training_loss,
+    }
+    if len(data.split.test) < 300:
+        for name in ("hr@10", "ndcg@10"):
+            interval = bootstrap_ci(per_user[name], seed=training_args.seed)
+            results[f"test_{name}_ci95"] = [float(interval.low), float(interval.high)]
+    if command:
+        results["command"] = command
+    if trainer.is_world_process_zero():
+        from model_cards import push_folder_to_hub, write_model_card
+
+        save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), output_dir)
+        with open(os.path.join(output_dir, "all_results.json"), "w") as handle:
+            json.dump(_jsonable(results), handle, indent=2)
+        hub = hub or {}
+        write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
+        if hub.get("push_to_hub"):
+            if not hub.get("hub_model_id"):
+                from data_processing import DataError
+
+                raise DataError("--push_to_hub needs --hub_model_id org/name")
+            url = push_folder_to_hub(
+                output_dir, hub["hub_model_id"], token=hub.get("hub_token"), private=bool(hub.get("hub_private_repo"))
+            )
+            logger.info(f"Uploaded {output_dir} to {url}")
+    return results

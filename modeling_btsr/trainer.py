@@ -1,0 +1,144 @@
+"""`BTSRTrainer`: the Hugging Face Trainer with BT-SR's loss normalisation, partner epochs and ranking evaluation."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+__all__ = ["BTSRTrainer", "RankingEvalSet", "NonFiniteLossError", "compact_metrics"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf: training stops before a broken model is saved."""
+
+
+@dataclass
+class RankingEvalSet(torch.utils.data.Dataset):
+    """Evaluation users: `contexts[u]` (item indices, oldest first) and the item `targets[u]` to rank.
+
+    A `Dataset` so the Trainer's evaluation plumbing (strategies, early stopping) accepts it; `BTSRTrainer.evaluate`
+    reads the fields directly and ranks the whole catalogue.
+    """
+
+    contexts: Sequence
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input_ids": list(self.contexts[index]), "target": int(self.targets[index])}
+
+
+class BTSRTrainer(Trainer):
+    """Trainer for :class:`~modeling_btsr.BTSRForSequentialRecommendation`.
+
+    - Loss: `prediction_loss + bt_alpha * bt_loss`. CE and BCE are sums over labelled positions divided by the
+      Trainer's `num_items_in_batch` (all accumulation steps, all processes), so gradient accumulation and several
+      processes give the one-process, one-batch gradient; the world-size factor undoes DDP's averaging. SCE (a mean
+      over picked positions) and BT (a batch statistic whose gradient is already global through the
+      autograd-aware gather) are divided by the accumulation steps only.
+    - The two parts are logged separately as `prediction_loss` and `bt_loss`.
+    - Before each epoch the training dataset's `set_epoch` selects that epoch's partner draw (stateless in
+      (seed, epoch, row), so resumes and process counts do not change it).
+    - `evaluate` ranks the full catalogue for the users of a :class:`RankingEvalSet` (see
+      :func:`modeling_btsr.evaluation.evaluate_ranking`) and reports `eval_hr@10`, `eval_ndcg@10`, ...
+
+    Args:
+        item_user_counts (`np.ndarray` of shape `(num_items,)`, *optional*): distinct training users per item,
+            for popularity buckets and calibration metrics.
+        eval_batch_users (`int`): users scored at once in evaluation.
+        All other arguments are the Trainer's.
+    """
+
+    def __init__(self, *args, item_user_counts: np.ndarray | None = None, eval_batch_users: int = 256, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.item_user_counts = item_user_counts
+        self.eval_batch_users = eval_batch_users
+        self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
+
+    # ---------------------------------------------------------------------------------------------------- training
+    def _run_epoch(self, *args, **kwargs):
+        epoch = kwargs["epoch"] if "epoch" in kwargs else args[1]
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(int(epoch))
+        return super()._run_epoch(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.accelerator.unwrap_model(model).config
+        sums_over_positions = config.loss_type in ("ce", "bce")
+        outputs = model(**inputs, num_items_in_batch=num_items_in_batch if sums_over_positions else None)
+        if not model.training:
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+        accumulation = getattr(self, "current_gradient_accumulation_steps", 1) or 1
+        prediction = outputs.prediction_loss
+        if sums_over_positions and num_items_in_batch is not None:
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                prediction = prediction * self.accelerator.num_processes
+        else:
+            prediction = prediction / accumulation
+        loss = prediction
+        if outputs.bt_loss is not None:
+            loss = loss + config.bt_alpha * outputs.bt_loss / accumulation
+        if not torch.isfinite(loss.detach()):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {self.state.global_step} "
+                f"(prediction_loss={outputs.prediction_loss.item()}, "
+                f"bt_loss={None if outputs.bt_loss is None else outputs.bt_loss.item()}); stopped before saving. "
+                "Lower --learning_rate or check the data."
+            )
+        # Logged as plain per-batch means, whatever the normalisation used for the gradient.
+        batch_prediction = outputs.prediction_loss.detach()
+        if sums_over_positions and num_items_in_batch is not None:
+            batch_prediction = batch_prediction * num_items_in_batch / outputs.num_prediction_positions.clamp_min(1)
+        self._loss_parts["prediction_loss"] += float(batch_prediction)
+        if outputs.bt_loss is not None:
+            self._loss_parts["bt_loss"] += outputs.bt_loss.detach().item()
+        self._loss_parts["steps"] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs):
+        if "loss" in logs and self._loss_parts["steps"]:
+            steps = self._loss_parts["steps"]
+            logs["prediction_loss"] = round(self._loss_parts["prediction_loss"] / steps, 6)
+            if self._loss_parts["bt_loss"]:
+                logs["bt_loss"] = round(self._loss_parts["bt_loss"] / steps, 6)
+            self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
+        super().log(logs, *args, **kwargs)
+
+    # -------------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs) -> dict:
+        """Full-ranking metrics of the users in `eval_dataset` (a :class:`RankingEvalSet`), logged and returned."""
+        from .evaluation import evaluate_ranking
+
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if not isinstance(dataset, RankingEvalSet):
+            raise TypeError("BTSRTrainer.evaluate needs a RankingEvalSet of evaluation users")
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = evaluate_ranking(
+            model.base_model,
+            dataset.contexts,
+            dataset.targets,
+            item_user_counts=self.item_user_counts,
+            batch_size=self.eval_batch_users,
+            prefix=metric_key_prefix,
+            accelerator=self.accelerator if self.accelerator.num_processes > 1 else None,
+        )
+        if self.state.epoch is not None:
+            metrics["epoch"] = self.state.epoch
+        self.log(compact_metrics(metrics))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+
+def compact_metrics(metrics: dict) -> dict:
+    """The metrics worth a log line: everything at K=10 (buckets included) and the catalogue-level summaries.
+
+    The full set (K in 1, 5, 10, 20, 50) is returned by `evaluate` and written to `all_results.json`.
+    """
+    keep = ("@10", "_entropy", "_effective_rank", "_num_users", "epoch")
+    return {k: v for k, v in metrics.items() if any(tag in k for tag in keep) and not k.endswith("@10_ci95")}

@@ -1,0 +1,339 @@
+"""Publishing: a saved folder loads from a Hub-style cache by repo id, and the upload sends exactly the right files.
+
+Nothing reaches the network: loading resolves `org/btsr-test` from a Hugging Face cache laid out under a temporary
+`HF_HOME` with `HF_HUB_OFFLINE=1`, the upload goes to a mocked `HfApi`, and an autouse guard refuses any
+non-loopback socket connection in this process.
+"""
+
+import json
+import os
+import shutil
+import socket
+from types import SimpleNamespace
+from unittest.mock import MagicMock
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard  # noqa: E402
+
+from data_processing.errors import DataError  # noqa: E402
+from model_cards import prepare_upload_folder, push_folder_to_hub, write_model_card  # noqa: E402
+from model_cards.hub import main as hub_main  # noqa: E402
+from tests.isolation import run_without_project  # noqa: E402
+
+REPO_ID = "org/btsr-test"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+ITEM_IDS = list(range(100, 130))
+HISTORIES = [[100, 101, 102], [105], [], [129, 128, 127, 126, 125, 124, 123, 122, 121, 120, 119, 118]]
+EXPECTED_UPLOAD = [
+    "README.md",
+    "all_results.json",
+    "config.json",
+    "configuration_btsr.py",
+    "dataset_stats.json",
+    "item_vocab.json",
+    "losses_btsr.py",
+    "model.safetensors",
+    "modeling_btsr.py",
+]
+RESULTS = {
+    "protocol": "temporal",
+    "num_test_users": 12,
+    "best_epoch": 3.0,
+    "test_hr@10": 0.25,
+    "test_ndcg@10": 0.125,
+    "test_mrr@10": 0.0625,
+    "test_coverage@10": 0.5,
+    "test_hr@10_head": 0.5,
+    "test_mostpop_hr@10": 0.0833,
+    "test_hr@10_ci95": [0.0, 0.5],
+}
+STATS = {"dataset": "ml-latest-small", "protocol": "temporal", "num_items": 30, "num_train_users": 40,
+         "num_train_interactions": 400, "num_test_users": 12, "partner_share": 0.275}  # fmt: skip
+COMMAND = "python train.py --split temporal --hidden_size 16 --max_len 10 --output_dir out"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any connection to a non-loopback address fails the test instead of reaching the network."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and self.family != socket.AF_UNIX:
+            raise AssertionError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def tiny_model():
+    from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+
+    torch.manual_seed(0)
+    model = BTSRForSequentialRecommendation(BTSRConfig(num_items=30, max_position_embeddings=10, hidden_size=16))
+    model.btsr.set_item_vocab({"item_ids": ITEM_IDS, "item_counts": [(7 * i) % 13 + 1 for i in range(30)]})
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """A finished output folder: weights, code, vocab, results, stats and card, plus files that must stay local."""
+    model = tiny_model()
+    recs = model.recommend(HISTORIES, k=5)
+    folder = tmp_path_factory.mktemp("out") / "btsr-test"
+    model.save_pretrained(folder)
+    (folder / "all_results.json").write_text(json.dumps(RESULTS))
+    (folder / "dataset_stats.json").write_text(json.dumps(STATS))
+    write_model_card(folder, command=COMMAND, repo_id=REPO_ID)
+    # What a training run can leave behind and must never be uploaded.
+    (folder / "checkpoint-5").mkdir()
+    shutil.copy(folder / "model.safetensors", folder / "checkpoint-5" / "model.safetensors")
+    (folder / "checkpoint-5" / "optimizer.pt").write_bytes(b"pickle")
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    (folder / "extra.pkl").write_bytes(b"pickle")
+    (folder / "item_vocab.json.tmp").write_text("{}")
+    (folder / ".staging-123").mkdir()
+    (folder / ".staging-123" / "config.json").write_text("{}")
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    (folder / "runs").mkdir()
+    (folder / "runs" / "events.out.tfevents").write_bytes(b"x")
+    (folder / "notes.py").write_text("print('not model code')\n")
+    return folder, recs
+
+
+@pytest.fixture(scope="module")
+def hf_home(model_folder, tmp_path_factory):
+    """`org/btsr-test` in a Hugging Face cache, holding exactly the files an upload would send."""
+    folder, _ = model_folder
+    home = tmp_path_factory.mktemp("hf_home")
+    repo = home / "hub" / "models--org--btsr-test"
+    snapshot = repo / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    for name in prepare_upload_folder(folder):
+        shutil.copy(folder / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(REVISION)
+    return home
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading by repo id
+# ---------------------------------------------------------------------------------------------------------------
+
+LOAD_WITHOUT_PROJECT = """
+import sys
+sys.stderr = sys.stdout  # transformers' log handler is created on import: its warnings land in the captured output
+import json
+from transformers import AutoModel
+model, info = AutoModel.from_pretrained({repo!r}, trust_remote_code=True, output_loading_info=True)
+recs = model.recommend({histories!r}, k=5)
+info = {{key: sorted(str(v) for v in values) for key, values in info.items()}}
+print("RESULT " + json.dumps({{"recs": recs, "info": info, "module": type(model).__module__,
+                               "cls": type(model).__name__}}))
+"""
+
+
+def test_loads_by_repo_id_without_the_project(model_folder, hf_home):
+    _, recs = model_folder
+    code = LOAD_WITHOUT_PROJECT.format(repo=REPO_ID, histories=HISTORIES)
+    out = run_without_project(
+        code, env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": ""}
+    )
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    log = out.replace(line, "")
+    assert result["cls"] == "BTSRModel"
+    assert result["module"].startswith("transformers_modules"), result["module"]  # the repo's own code ran
+    assert result["info"]["missing_keys"] == [] and result["info"]["mismatched_keys"] == []
+    assert result["info"]["unexpected_keys"] == []
+    assert "newly initialized" not in log and "MISSING" not in log and "not initialized" not in log, log
+    assert result["recs"] == recs
+
+
+def test_loads_by_repo_id_with_the_package(model_folder, hf_home):
+    import modeling_btsr
+    from transformers import AutoModel
+
+    _, recs = model_folder
+    model, info = AutoModel.from_pretrained(
+        REPO_ID, cache_dir=str(hf_home / "hub"), local_files_only=True, output_loading_info=True
+    )
+    assert type(model) is modeling_btsr.BTSRModel  # the installed class, no remote code
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.recommend(HISTORIES, k=5) == recs
+    assert model.recommend([[]], k=3) == [recs[2][:3]]  # popularity fallback survives the round trip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Upload
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def mocked_api():
+    api = MagicMock(spec=HfApi)
+    api.create_commit.return_value = SimpleNamespace(commit_url=f"https://hub.invalid/{REPO_ID}/commit/{REVISION}")
+    return api
+
+
+def test_prepare_upload_folder_lists_exactly_the_model_files(model_folder):
+    folder, _ = model_folder
+    assert prepare_upload_folder(folder) == EXPECTED_UPLOAD
+
+
+def test_push_folder_to_hub_one_commit(model_folder):
+    folder, _ = model_folder
+    api = mocked_api()
+    url = push_folder_to_hub(folder, REPO_ID, private=True, commit_message="BT-SR test", api=api)
+    assert url.endswith(f"/commit/{REVISION}")
+
+    api.create_repo.assert_called_once()
+    args, kwargs = api.create_repo.call_args
+    assert (args[0] if args else kwargs["repo_id"]) == REPO_ID
+    assert kwargs["exist_ok"] is True and kwargs["private"] is True
+
+    api.create_commit.assert_called_once()
+    args, kwargs = api.create_commit.call_args
+    assert (args[0] if args else kwargs["repo_id"]) == REPO_ID
+    assert kwargs["commit_message"] == "BT-SR test"
+    operations = list(kwargs["operations"])
+    assert all(isinstance(op, CommitOperationAdd) for op in operations)
+    paths = sorted(op.path_in_repo for op in operations)
+    assert paths == EXPECTED_UPLOAD
+    for path in paths:
+        assert "checkpoint" not in path and not path.endswith((".bin", ".pt", ".pkl")) and not path.startswith(".")
+
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    with open(readme.path_or_fileobj, encoding="utf-8") as handle:
+        data = ModelCard(handle.read()).data
+    got = {r.metric_type: r.metric_value for r in data.eval_results}
+    assert got == {"hr@10": 0.25, "ndcg@10": 0.125, "mrr@10": 0.0625, "coverage@10": 0.5}
+    assert {r.dataset_name for r in data.eval_results} == {"ml-latest-small (temporal split, full ranking)"}
+    api.upload_folder.assert_not_called()
+    api.upload_file.assert_not_called()
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "item_vocab.json", "modeling_btsr.py", "README.md"])
+def test_incomplete_folder_names_the_missing_file(model_folder, tmp_path, name):
+    folder, _ = model_folder
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / name).unlink()
+    api = mocked_api()
+    with pytest.raises(DataError, match=f"missing {name}") as caught:
+        push_folder_to_hub(copy, REPO_ID, api=api)
+    assert "\n" not in str(caught.value)
+    api.create_repo.assert_not_called()
+    api.create_commit.assert_not_called()
+
+
+def test_config_without_auto_map_is_refused(model_folder, tmp_path):
+    folder, _ = model_folder
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["auto_map"]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="auto_map"):
+        prepare_upload_folder(copy)
+
+
+def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
+    folder, _ = model_folder
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "README.md").unlink()  # the CLI writes a missing card from the folder's JSON files
+    assert hub_main([str(copy), "someone/btsr", "--dry_run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1:] == EXPECTED_UPLOAD
+    assert 'from_pretrained("someone/btsr", trust_remote_code=True)' in (copy / "README.md").read_text()
+
+    api = mocked_api()
+    assert hub_main([str(copy), "someone/btsr", "--private"], api=api) == 0
+    assert capsys.readouterr().out.strip().endswith(f"/commit/{REVISION}")
+    assert api.create_repo.call_args.kwargs["private"] is True
+
+    assert hub_main([str(tmp_path / "nowhere"), "someone/btsr", "--dry_run"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real HfApi against a loopback endpoint (the Hub's HTTP protocol, served by a tiny local fake)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _FakeHub:
+    """Answers create-repo, preupload and commit the way the Hub does; records what was sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests, self.commit, self.validated = [], None, None
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append(self.path)
+                if self.path == "/api/repos/create":
+                    payload = json.loads(body)
+                    reply = {"url": f"{hub.endpoint}/{payload['organization']}/{payload['name']}"}
+                elif self.path == "/api/validate-yaml":  # create_commit checks README.md's metadata first
+                    hub.validated = json.loads(body)["content"]
+                    reply = {"errors": [], "warnings": []}
+                elif "/preupload/" in self.path:
+                    files = json.loads(body)["files"]
+                    reply = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                       for f in files]}  # fmt: skip
+                elif "/commit/" in self.path:
+                    hub.commit = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                    reply = {"commitUrl": f"{hub.endpoint}/{REPO_ID}/commit/{REVISION}", "commitOid": REVISION}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_push_through_real_hfapi_to_loopback(model_folder, monkeypatch):
+    import base64
+
+    from huggingface_hub import constants
+
+    folder, _ = model_folder
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # only this loopback endpoint; the guard blocks others
+    hub = _FakeHub()
+    try:
+        api = HfApi(endpoint=hub.endpoint, token="hf_loopback_test_token")
+        url = push_folder_to_hub(folder, REPO_ID, api=api, commit_message="loopback")
+    finally:
+        hub.close()
+    assert url == f"{hub.endpoint}/{REPO_ID}/commit/{REVISION}"
+    assert hub.requests[0] == "/api/repos/create"
+    assert hub.validated == (folder / "README.md").read_text()
+    assert sum("/commit/" in path for path in hub.requests) == 1
+    header, *files = hub.commit
+    assert header["value"]["summary"] == "loopback"
+    assert sorted(f["value"]["path"] for f in files) == EXPECTED_UPLOAD
+    sent = {f["value"]["path"]: base64.b64decode(f["value"]["content"]) for f in files}
+    assert sent["model.safetensors"] == (folder / "model.safetensors").read_bytes()

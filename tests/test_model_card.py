@@ -1,0 +1,211 @@
+"""The model card: metadata that round-trips through `ModelCard.load`, and a body that says what was run and how.
+
+No network: cards are rendered and parsed locally (`ModelCard.validate` / `push_to_hub` are never called).
+"""
+
+import json
+import re
+
+import pytest
+from huggingface_hub import ModelCard
+
+from data_processing.errors import DataError
+from model_cards import build_model_card, data_terms_note, protocol_label, write_model_card
+
+# Section 5 of the reference (published, unverified figures): a card must never print any of them.
+UNVERIFIED_PAPER_NUMBERS = [
+    "0.0933", "0.0811", "0.0137", "0.0277", "0.0661", "0.0127", "0.0257", "0.0911", "0.0834", "0.0694",
+    "0.0085", "0.0800", "0.0712", "0.0091", "0.0945", "0.0534", "0.0851", "0.0150", "0.0288", "0.0998",
+    "0.3152", "0.1821", "0.3164", "0.1813", "0.0935", "0.0544", "0.3189", "34.6",
+]  # fmt: skip
+
+COMMAND = "python train.py --dataset ml-1m --split leave_one_out --bt_alpha 0.2 --bt_lambda 0.05 --output_dir out"
+
+
+def sample_results(protocol="leave_one_out", ci=True) -> dict:
+    results = {
+        "eval_ndcg@10": 0.1712,
+        "eval_hr@10": 0.3023,
+        "protocol": protocol,
+        "num_test_users": 6040 if protocol == "leave_one_out" else 92,
+        "best_epoch": 41.0,
+        "epochs": 71.0,
+        "global_step": 1704,
+        "train_seconds": 812.4,
+        "train_loss": 6.123,
+        "test_effective_rank": 31.7,
+        "test_runtime": 3.2,
+    }
+    values = {"hr": [0.0701, 0.2217, 0.3207, 0.4311, 0.6049], "ndcg": [0.0701, 0.1461, 0.1783, 0.2062, 0.2406],
+              "mrr": [0.0701, 0.1213, 0.1344, 0.1421, 0.1476], "coverage": [0.2104, 0.3718, 0.4406, 0.5218, 0.6717]}
+    for family, row in values.items():
+        for k, value in zip((1, 5, 10, 20, 50), row):
+            results[f"test_{family}@{k}"] = value
+            results[f"test_mostpop_{family}@{k}"] = round(value / 4 + 0.0003, 4)
+    for bucket, scale in (("head", 1.21), ("mid", 0.83), ("tail", 0.41)):
+        for family in ("hr", "ndcg", "coverage"):
+            results[f"test_{family}@10_{bucket}"] = round(values[family][2] * scale, 4)
+            results[f"test_mostpop_{family}@10_{bucket}"] = round(values[family][2] * scale / 5, 4)
+    if ci:
+        results["test_hr@10_ci95"] = [0.3091, 0.3323]
+        results["test_ndcg@10_ci95"] = [0.1722, 0.1846]
+    return results
+
+
+def sample_stats(dataset="ml-1m", protocol="leave_one_out") -> dict:
+    stats = {
+        "dataset": dataset,
+        "source": f"/data/{dataset}",
+        "protocol": protocol,
+        "max_len": 200,
+        "num_input_rows": 999611,
+        "num_input_users": 6040,
+        "num_input_items": 3416,
+        "num_items": 3416,
+        "num_train_users": 6040,
+        "num_train_interactions": 987531,
+        "num_test_users": 6040,
+        "num_valid_users": 6040,
+        "num_eval_interactions": 12080,
+        "removed_rows": {"fewer_than_3_interactions": 0},
+        "num_train_examples": 6040,
+        "partner_share": 0.8612,
+        "mean_labelled_positions": 151.3,
+    }
+    if protocol == "temporal":
+        stats.update(t_star=891717885, quantile=0.95)
+    return stats
+
+
+def sample_config(alpha=0.2) -> dict:
+    return {"model_type": "btsr", "num_items": 3416, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 1, "max_position_embeddings": 200, "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1, "loss_type": "ce", "bt_alpha": alpha, "bt_lambda": 0.05}  # fmt: skip
+
+
+def write_folder(folder, results=None, stats=None, config=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "all_results.json").write_text(json.dumps(results or sample_results()))
+    (folder / "dataset_stats.json").write_text(json.dumps(stats or sample_stats()))
+    (folder / "config.json").write_text(json.dumps(config or sample_config()))
+    (folder / "item_vocab.json").write_text(json.dumps({"item_ids": [7, 8, 9, 10], "item_counts": [1, 50, 3, 20]}))
+    return folder
+
+
+@pytest.fixture
+def card_folder(tmp_path):
+    folder = write_folder(tmp_path / "model")
+    write_model_card(folder, command=COMMAND, repo_id="org/btsr-ml1m")
+    return folder
+
+
+def test_eval_results_round_trip(card_folder):
+    results = sample_results()
+    data = ModelCard.load(card_folder / "README.md").data
+    got = {r.metric_type: r.metric_value for r in data.eval_results}
+    expected = {key[len("test_") :]: value for key, value in results.items() if re.fullmatch(r"test_[a-z]+@\d+", key)}
+    assert got == expected
+    assert {"hr@10", "ndcg@10", "mrr@10", "coverage@10"} <= set(got)
+    for result in data.eval_results:
+        assert result.dataset_name == "MovieLens-1M (leave-one-out, full ranking)"
+        assert result.dataset_split == "test"
+        assert result.task_type == "sequential-recommendation"
+    assert data.model_name == "btsr-ml1m"
+
+
+def test_metadata(card_folder):
+    data = ModelCard.load(card_folder / "README.md").data
+    assert data.library_name == "transformers"
+    assert data.license == "apache-2.0"
+    assert {"sequential-recommendation", "recommender-system", "barlow-twins", "sasrec", "custom_code", "btsr"} <= set(
+        data.tags
+    )
+    assert data.datasets == ["ml-1m"]
+
+
+def test_body(card_folder):
+    text = (card_folder / "README.md").read_text()
+    assert COMMAND in text
+    assert "recommend(" in text
+    assert 'AutoModel.from_pretrained("org/btsr-ml1m", trust_remote_code=True)' in text
+    assert "import modeling_btsr" in text
+    assert "histories = [[8, 10, 9]]" in text  # most popular ids of item_vocab.json
+    assert "2510.26407" in text and "@misc{" in text and "Razvorotnev" in text
+    # alpha / lambda and what they trade
+    assert "α = 0.2," in text and "λ = 0.05)" in text and "coverage" in text and "decorrelat" in text
+    # data statistics, the partner share, results with buckets, baseline and bootstrap interval
+    assert "| share of training sequences with a same-target partner | 0.8612 (86.1 %) |" in text
+    assert "| training interactions | 987,531 |" in text
+    assert "| HR@10 | 0.3207 | 0.0805 | [0.3091, 0.3323] |" in text
+    assert "| bucket | HR@10 | most popular HR@10 | NDCG@10 | most popular NDCG@10 | Coverage@10 |" in text
+    assert "| tail | 0.1315 |" in text
+    assert "| effective_rank | 31.7000 |" in text and "runtime" not in text
+    assert "Cold start" in text and "fixed at training" in text
+
+
+def test_no_unverified_paper_numbers(card_folder, tmp_path):
+    texts = [(card_folder / "README.md").read_text()]
+    temporal = write_folder(tmp_path / "temporal", sample_results("temporal"), sample_stats("ml-100k", "temporal"))
+    texts.append(write_model_card(temporal, command="python train.py --split temporal").read_text())
+    for text in texts:
+        for number in UNVERIFIED_PAPER_NUMBERS:
+            assert number not in text, number
+
+
+def test_temporal_protocol_and_terms(tmp_path):
+    folder = write_folder(tmp_path / "t", sample_results("temporal", ci=False), sample_stats("ml-100k", "temporal"))
+    text = write_model_card(folder, command="python train.py --dataset ml-100k --split temporal").read_text()
+    card = ModelCard(text)
+    assert {r.dataset_name for r in card.data.eval_results} == {"MovieLens-100K (temporal split, full ranking)"}
+    assert "| split time t* | 891717885 (1998-04-04 19:24 UTC) |" in text
+    assert "95% CI" not in text
+    assert "research purposes only" in text and "no redistribution" in text and "Harper" in text
+    assert 'AutoModel.from_pretrained("path/to/this/model_folder"' in text
+
+
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [
+        ("ml-1m", "no redistribution"),
+        ("ml-1m-raw", "no redistribution"),
+        ("ml-100k", "no commercial use"),
+        ("ml-latest-small", "may be redistributed only under these same license conditions"),
+        ("beauty", "do not redistribute"),
+        ("lastfm", "research-only"),
+        ("my_log.csv", "were not recorded"),
+    ],
+)
+def test_data_terms_note(dataset, expected):
+    assert expected in data_terms_note(dataset)
+
+
+def test_data_terms_in_card_for_movielens_and_custom(tmp_path):
+    small = write_folder(tmp_path / "s", stats=sample_stats("ml-latest-small"))
+    assert "may be redistributed only under these same" in write_model_card(small, command="x").read_text()
+    custom = write_folder(tmp_path / "c", stats={**sample_stats("my_log.csv"), "source": "/home/me/my_log.csv"})
+    text = write_model_card(custom, command="python train.py --data_path my_log.csv").read_text()
+    assert "were not recorded" in text
+    assert ModelCard(text).data.datasets is None
+
+
+def test_sasrec_alpha_zero_and_labels(tmp_path):
+    card = build_model_card(
+        sample_results(), sample_stats(), sample_config(alpha=0.0), COMMAND, dataset_label="ML-1M (SASRec files)"
+    )
+    assert "plain SASRec" in str(card)
+    assert card.data.eval_results[0].dataset_name == "ML-1M (SASRec files) (leave-one-out, full ranking)"
+    assert protocol_label("leave_one_out") == "leave-one-out, full ranking"
+
+
+def test_missing_inputs(tmp_path):
+    folder = write_folder(tmp_path / "m")
+    (folder / "all_results.json").unlink()
+    with pytest.raises(DataError, match="all_results.json"):
+        write_model_card(folder)
+    with pytest.raises(DataError, match="no test metrics"):
+        build_model_card({"protocol": "temporal"}, {}, sample_config(), COMMAND)
+
+
+def test_no_command_recorded(tmp_path):
+    folder = write_folder(tmp_path / "n")
+    assert "The training command was not recorded." in write_model_card(folder).read_text()

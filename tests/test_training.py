@@ -1,0 +1,202 @@
+"""BTSRTrainer and train.py: loss normalisation, processes, resume, determinism, end-to-end runs."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainingArguments
+
+from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
+from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
+from tests.conftest import REPO_ROOT, run_train
+
+
+def _sequences(num_users=24, num_items=30, seed=0):
+    rng = np.random.default_rng(seed)
+    # Lengths differ a lot, so micro-batches hold different numbers of labelled positions.
+    return [rng.integers(1, num_items + 1, size=int(rng.integers(3, 15))).astype(np.int64) for _ in range(num_users)]
+
+
+def _one_step_weights(tmp_path, loss_type, batch, accumulation, alpha=0.0):
+    torch.manual_seed(0)
+    config = BTSRConfig(
+        num_items=30, hidden_size=16, max_position_embeddings=16, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, loss_type=loss_type, bce_num_negatives=5, bt_alpha=alpha,
+    )  # fmt: skip
+    model = BTSRForSequentialRecommendation(config)
+    examples = build_train_dataset(_sequences(), max_len=16)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / f"run-{loss_type}-{batch}-{accumulation}"),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=7,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        logging_steps=1,
+    )
+    trainer = BTSRTrainer(
+        model=model,
+        args=args,
+        train_dataset=PairedTrainDataset(examples, seed=3, with_pairs=alpha > 0),
+        data_collator=SequenceCollator(),
+    )
+    output = trainer.train()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, output.training_loss
+
+
+@pytest.mark.parametrize("loss_type", ["ce", "bce"])
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, loss_type):
+    """GA=2 x B/2 gives the GA=1 x B update (SGD, lr 1: the update is the gradient) and loss."""
+    full, full_loss = _one_step_weights(tmp_path, loss_type, batch=8, accumulation=1)
+    accumulated, accumulated_loss = _one_step_weights(tmp_path, loss_type, batch=4, accumulation=2)
+    initial, _ = _one_step_weights(tmp_path, loss_type, batch=8, accumulation=1)
+    assert accumulated_loss == pytest.approx(full_loss, rel=1e-5)
+    for name in full:
+        assert torch.allclose(full[name], accumulated[name], atol=1e-6), name
+    # The step did move the weights (so equality above is not trivially true).
+    torch.manual_seed(0)
+    fresh = BTSRForSequentialRecommendation(BTSRConfig(num_items=30, hidden_size=16, max_position_embeddings=16))
+    assert not torch.allclose(fresh.state_dict()["btsr.item_embeddings.weight"], full["btsr.item_embeddings.weight"])
+    assert all(torch.equal(initial[n], full[n]) for n in full)  # same seed, same update
+
+
+def _train_args(data_path, output_dir, *extra):
+    return [
+        "--data_path", str(data_path), "--output_dir", str(output_dir), "--hidden_size", "16", "--max_len", "20",
+        "--per_device_train_batch_size", "16", "--use_cpu", "--seed", "11", "--dataloader_num_workers", "0", *extra,
+    ]  # fmt: skip
+
+
+def _accelerate(num_processes):
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+    if num_processes > 1:
+        launcher += ["--multi_gpu", "--num_processes", str(num_processes), "--main_process_port", "29517"]
+    else:
+        launcher += ["--num_processes", "1"]
+    return launcher + ["--dynamo_backend", "no"]
+
+
+def test_two_processes_equal_one_process_first_step(tmp_path, synthetic_log):
+    """2 gloo processes x B/2 give the 1-process loss and update on the same global batch of B (BT included)."""
+    common = ["--max_steps", "1", "--dropout", "0", "--optim", "sgd", "--learning_rate", "1.0",
+              "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+              "--bt_alpha", "0.5", "--logging_steps", "1"]  # fmt: skip
+    one = tmp_path / "one"
+    run_train(_train_args(synthetic_log, one, *common, "--per_device_train_batch_size", "16"))
+    two = tmp_path / "two"
+    result = run_train(
+        _train_args(synthetic_log, two, *common, "--per_device_train_batch_size", "8"), launcher=_accelerate(2)
+    )
+    assert "Test metrics" in result.stdout
+    one_results = json.loads((one / "all_results.json").read_text())
+    two_results = json.loads((two / "all_results.json").read_text())
+    assert two_results["train_loss"] == pytest.approx(one_results["train_loss"], rel=1e-5)
+    w1, w2 = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    for name in w1:
+        assert torch.allclose(w1[name], w2[name], atol=1e-5), name
+    # Evaluation does not depend on the number of processes: same weights, same metrics, coverage included.
+    for key in ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_coverage@50", "test_mrr@10"):
+        assert two_results[key] == pytest.approx(one_results[key], abs=1e-9), key
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
+    epochs = ["--num_train_epochs", "4", "--per_device_train_batch_size", "4", "--patience", "10"]
+    straight = tmp_path / "straight"
+    run_train(_train_args(synthetic_log, straight, *epochs))
+    expected = json.loads((straight / "all_results.json").read_text())
+
+    killed = tmp_path / "killed"
+    env_cmd = [sys.executable, str(REPO_ROOT / "train.py"), *_train_args(synthetic_log, killed, *epochs)]
+    process = subprocess.Popen(env_cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            done = [p for p in killed.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+            if done or process.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (killed / "all_results.json").exists()
+    checkpoints = sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # A checkpoint being written when the kill came may be incomplete: resume from the last complete one.
+    complete = [p for p in checkpoints if (p / "trainer_state.json").exists()]
+    run_train(_train_args(synthetic_log, killed, *epochs, "--resume_from_checkpoint", str(complete[-1])))
+    resumed = json.loads((killed / "all_results.json").read_text())
+    # (train_loss is not compared: the Trainer averages it over the steps of the resumed session only.)
+    for key in ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10", "best_epoch"):
+        assert resumed[key] == pytest.approx(expected[key], rel=1e-6), key
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, synthetic_log):
+    runs = {}
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        out = tmp_path / name
+        run_train(_train_args(synthetic_log, out, "--num_train_epochs", "1", "--seed", seed))
+        runs[name] = json.loads((out / "all_results.json").read_text())
+    keys = [k for k in runs["a"] if k.startswith(("test_", "eval_")) and isinstance(runs["a"][k], float)]
+    assert keys
+    assert all(runs["a"][k] == runs["b"][k] for k in keys)
+    assert any(runs["a"][k] != runs["c"][k] for k in keys)
+
+
+def test_max_steps_shorter_than_an_epoch_still_evaluates_and_saves(tmp_path, synthetic_log):
+    out = tmp_path / "short"
+    result = run_train(_train_args(synthetic_log, out, "--max_steps", "2", "--per_device_train_batch_size", "4"))
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["global_step"] == 2 and "test_ndcg@10" in results and "eval_ndcg@10" in results
+    for name in ("config.json", "model.safetensors", "item_vocab.json", "modeling_btsr.py", "dataset_stats.json"):
+        assert (out / name).exists(), name
+    assert "most-popular" in result.stdout
+    stats = json.loads((out / "dataset_stats.json").read_text())
+    for key in ("num_items", "num_train_users", "num_train_interactions", "num_test_users", "partner_share"):
+        assert key in stats
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bt_alpha", "-1"], "bt_alpha must be >= 0"),
+        (["--loss_type", "xent"], "loss_type must be one of"),
+        (["--max_len", "0"], "max_position_embeddings must be >= 1"),
+        (["--split", "sideways"], "sideways"),
+        (["--no_such_flag", "1"], "unknown argument"),
+    ],
+)
+def test_bad_settings_get_one_line_errors(tmp_path, synthetic_log, args, message):
+    result = run_train(_train_args(synthetic_log, tmp_path / "bad", *args), check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+
+
+def test_temporal_split_without_timestamps_is_a_clear_error(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_text("1 1\n1 2\n1 3\n2 1\n2 2\n2 3\n")
+    result = run_train(
+        _train_args(path, tmp_path / "x", "--data_format", "sasrec", "--split", "temporal"), check=False
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "timestamps" in result.stderr and "seq.txt" in result.stderr
+
