@@ -43,13 +43,19 @@ class DataArguments:
 
     dataset: str = field(
         default="ml-latest-small",
-        metadata={"help": "Named dataset: ml-latest-small (embedded), ml-100k, ml-1m, beauty, sports, lastfm."},
+        metadata={"help": "Named dataset: ml-latest-small (embedded), ml-100k, ml-1m, ml-1m-raw, beauty, sports, lastfm."},
     )
     data_path: str | None = field(default=None, metadata={"help": "Your interaction file (overrides --dataset)."})
     data_format: str | None = field(
         default=None, metadata={"help": "csv | tsv | parquet | movielens_csv | ml1m_dat | ml100k_udata | sasrec | s3rec"}
     )
     data_root: str | None = field(default=None, metadata={"help": "Folder of the named datasets (../shared/data)."})
+    download: bool = field(
+        default=False, metadata={"help": "With --dataset ml-1m-raw: fetch GroupLens' ml-1m.zip (verified) into the cache."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache for downloads and the datasets.map partner index (~/.cache/btsr)."}
+    )
     split: str = field(default="leave_one_out", metadata={"help": "Protocol: leave_one_out | temporal."})
     user_column: str = field(default="user_id", metadata={"help": "User id column of --data_path."})
     item_column: str = field(default="item_id", metadata={"help": "Item id column of --data_path."})

@@ -279,7 +279,9 @@ def ranking_metrics(
         if calibration_k is not None and contexts is not None:
             history = _context_bucket_counts(contexts, item_buckets, len(BUCKET_NAMES))
             listed = bucket_mix(topk_items[:, :calibration_k], item_buckets, len(BUCKET_NAMES))
-            metrics[f"{prefix}_miscalibration@{calibration_k}"] = miscalibration(history, listed).double().nanmean().item()
+            # Users whose context has no mass (none here: contexts are non-empty) would be nan: nanmean skips them.
+            per_user_kl = miscalibration(history, listed)
+            metrics[f"{prefix}_miscalibration@{calibration_k}"] = per_user_kl.nanmean().item()
     if entropy is not None:
         metrics[f"{prefix}_entropy"] = entropy.cpu().double().nanmean().item()
     if embeddings is not None:
@@ -325,7 +327,7 @@ def evaluate_ranking(
         prefix: metric key prefix (`"eval"`, `"test"`, ...).
         accelerator (`accelerate.Accelerator`, *optional*): several processes each score a contiguous shard of
             the users; anything with `num_processes`, `process_index` and a row-concatenating `gather(tensor)`
-            works. Every process returns the same metrics.
+            works. Every process must call this function (it gathers) and returns the same metrics.
         exclude_context: exclude the context items from the candidates (the protocol; `False` for ablations).
         with_calibration: also compute the mean predictive entropy and the miscalibration (costs one
             exponential per score).

@@ -40,6 +40,9 @@ __all__ = [
 
 ITEM_VOCAB_NAME = "item_vocab.json"
 
+# Query rows per attention block (see `BTSRSelfAttention.forward`); a speed setting, results do not depend on it.
+ATTENTION_QUERY_BLOCK = 100
+
 
 def left_pad_sequences(
     sequences: Sequence[Sequence[int]], max_len: int | None = None, pad_value: int = 0
@@ -139,10 +142,17 @@ class BTSRSelfAttention(nn.Module):
         q = self._heads(self.query(queries)) * (1.0 / math.sqrt(self.head_dim))
         k = self._heads(self.key(keys))
         v = self._heads(self.value(keys))
-        scores = (q @ k.transpose(-1, -2)).add_(mask_bias)
-        weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
-        attended = weights @ v
-        batch, _, length, _ = attended.shape
+        batch, _, length, _ = q.shape
+        # Causal: queries [start, end) see keys [0, end) only, so the all-masked upper blocks are never computed
+        # (an exp(-inf) = 0 term less in a softmax changes nothing); ~35% fewer products and dropout draws at 200.
+        block = ATTENTION_QUERY_BLOCK if length > ATTENTION_QUERY_BLOCK else length
+        parts = []
+        for start in range(0, length, block):
+            end = min(start + block, length)
+            scores = (q[:, :, start:end] @ k[:, :, :end].transpose(-1, -2)).add_(mask_bias[..., start:end, :end])
+            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+            parts.append(weights @ v[:, :, :end])
+        attended = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return self.output(attended.transpose(1, 2).reshape(batch, length, -1))
 
 

@@ -39,7 +39,8 @@ class PreparedData:
 
 def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None = None) -> PreparedData:
     """read -> filter -> split -> training examples and partner index, with counts of what each step removed."""
-    from data_processing import build_train_dataset, split_interactions
+    from data_processing import DataError, build_train_dataset, split_interactions
+    from data_processing.download import default_cache_dir, fetch_ml1m_ratings
     from data_processing.filtering import filter_interactions
     from data_processing.readers import load_dataset_by_name, read_interactions
 
@@ -53,7 +54,13 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         )
         source, info = data_args.data_path, {"name": Path(data_args.data_path).name, "path": data_args.data_path}
     else:
-        frame, info = load_dataset_by_name(data_args.dataset, data_args.data_root)
+        if data_args.download:
+            if data_args.dataset != "ml-1m-raw":
+                raise DataError(f"--download fetches ml-1m-raw only; {data_args.dataset!r} is read from --data_root")
+            path = fetch_ml1m_ratings(cache_dir=data_args.cache_dir)
+            frame, info = read_interactions(path, "ml1m_dat"), {"name": "ml-1m-raw", "path": str(path)}
+        else:
+            frame, info = load_dataset_by_name(data_args.dataset, data_args.data_root)
         source = str(info.get("path", data_args.dataset))
     frame, filter_report = filter_interactions(
         frame,
@@ -63,6 +70,7 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         source=source,
     )
     split = split_interactions(frame, data_args.split, max_len=max_len, source=source)
+    cache_dir = cache_dir or data_args.cache_dir or str(default_cache_dir() / "datasets")
     examples = build_train_dataset(split.train_sequences, max_len, cache_dir=cache_dir)
     num_items = len(split.item_vocab)
     all_items = np.concatenate(split.train_sequences) if split.train_sequences else np.zeros(0, dtype=np.int64)
@@ -76,6 +84,11 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         **examples.stats,
         "filtering": filter_report,
     }
+    logger.info(
+        f"{source}: {data_args.split} split, {stats['num_items']:,} items, {stats['num_train_users']:,} training "
+        f"users, {stats['num_train_interactions']:,} training interactions, {stats['num_test_users']:,} evaluated "
+        f"users, partner share {stats['partner_share']:.3f}"
+    )
     return PreparedData(split, examples, user_counts, interaction_counts, _jsonable(stats), source)
 
 

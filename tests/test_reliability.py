@@ -1,0 +1,93 @@
+"""Reliability: settings resolution, atomic model folders, NaN losses stop training before anything is saved."""
+
+import os
+
+import pytest
+import torch
+from transformers import AutoModel, TrainingArguments
+
+from data_processing import DataError, PairedTrainDataset, SequenceCollator, build_train_dataset
+from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
+from modeling_btsr.arguments import PRESETS, parse_arguments
+from modeling_btsr.pipeline import save_model_atomically
+from modeling_btsr.trainer import NonFiniteLossError
+
+
+def test_settings_resolve_command_line_over_config_over_preset(tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text("bt_alpha: 0.4\nlearning_rate: 0.005\npatience: 3\n")
+    model, data, training, _ = parse_arguments(
+        ["--preset", "beauty", "--config", str(config), "--bt_alpha", "0.1", "--output_dir", str(tmp_path / "o")]
+    )
+    assert model.bt_alpha == 0.1  # command line beats the config file
+    assert training.learning_rate == 0.005 and data.patience == 3  # config file beats the preset
+    assert model.loss_type == "sce" and model.dropout == PRESETS["beauty"]["dropout"]  # preset beats defaults
+    assert training.per_device_train_batch_size == PRESETS["beauty"]["per_device_train_batch_size"]
+    assert training.adam_beta2 == 0.98 and training.output_dir == str(tmp_path / "o")  # our defaults
+    # The Hub flags are taken away from the Trainer (train.py uploads the finished folder itself).
+    _, _, training, settings = parse_arguments(["--push_to_hub", "--hub_model_id", "org/x", "--output_dir", "o"])
+    assert training.push_to_hub is False and settings["push_to_hub"] is True and settings["hub_model_id"] == "org/x"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("bt_alpha: [1", "cannot parse config file"), ("not_a_setting: 1", "unknown setting(s) not_a_setting"),
+     ("- 1\n- 2", "must hold a mapping")],
+)  # fmt: skip
+def test_bad_config_files(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_arguments(["--config", str(path)])
+
+
+def _tiny_model():
+    model = BTSRForSequentialRecommendation(BTSRConfig(num_items=20, hidden_size=8, max_position_embeddings=8))
+    model.btsr.set_item_vocab({"item_ids": list(range(20))})
+    return model
+
+
+def test_crash_while_saving_leaves_no_loadable_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    save_model_atomically(_tiny_model(), folder)  # an older, complete model
+    assert AutoModel.from_pretrained(folder) is not None
+
+    real_replace = os.replace
+
+    def crash_on_weights(src, dst):
+        if str(dst).endswith("model.safetensors"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_weights)
+    with pytest.raises(OSError, match="disk full"):
+        save_model_atomically(_tiny_model(), folder)
+    monkeypatch.setattr(os, "replace", real_replace)
+    # The half-written folder has no config.json, so it cannot load stale or partial weights.
+    assert not (folder / "config.json").exists()
+    with pytest.raises((OSError, ValueError)):
+        AutoModel.from_pretrained(folder)
+    save_model_atomically(_tiny_model(), folder)  # a later save succeeds and cleans up
+    assert AutoModel.from_pretrained(folder) is not None
+    assert not [p for p in folder.iterdir() if p.name.startswith(".staging")][1:]
+
+
+def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
+    model = _tiny_model()
+    with torch.no_grad():
+        model.btsr.item_embeddings.weight[3] = float("nan")
+    sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=4, report_to="none",
+        use_cpu=True, save_strategy="steps", save_steps=1, eval_strategy="no", remove_unused_columns=False,
+    )  # fmt: skip
+    trainer = BTSRTrainer(
+        model=model,
+        args=args,
+        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=True),
+        data_collator=SequenceCollator(),
+    )
+    with pytest.raises(NonFiniteLossError, match=r"training loss became nan at step 0 .*stopped before saving"):
+        trainer.train()
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    assert not (tmp_path / "run" / "config.json").exists()
