@@ -264,13 +264,12 @@ def scalable_cross_entropy_loss(
 
     bucket_hidden = hidden[position_index]  # (n_b, b_x, d)
     bucket_targets = targets[position_index] - 1  # (n_b, b_x), 0-based item rows
-    logits = bucket_hidden @ item_embeddings[item_index].transpose(1, 2)  # (n_b, b_x, b_y)
-    logits = logits.masked_fill(item_index.unsqueeze(1) == bucket_targets.unsqueeze(2), float("-inf"))
+    exclude = item_index.unsqueeze(1) == bucket_targets.unsqueeze(2)  # (n_b, b_x, b_y): the target's own column
     target_logits = (hidden * item_embeddings[targets - 1]).sum(dim=-1)[position_index]  # (n_b, b_x)
-    all_logits = torch.cat([logits, target_logits.unsqueeze(-1)], dim=-1)
-    if all_logits.dtype in (torch.float16, torch.bfloat16):
-        all_logits, target_logits = all_logits.float(), target_logits.float()
-    bucket_losses = torch.logsumexp(all_logits, dim=-1) - target_logits
+    lse = _BucketLogSumExp.apply(bucket_hidden, item_embeddings[item_index], target_logits, exclude)
+    if target_logits.dtype in (torch.float16, torch.bfloat16):
+        target_logits = target_logits.float()
+    bucket_losses = lse - target_logits
 
     per_position = torch.full((n_positions,), float("-inf"), device=hidden.device, dtype=bucket_losses.dtype)
     per_position = per_position.scatter_reduce(
@@ -278,6 +277,45 @@ def scalable_cross_entropy_loss(
     )
     picked = torch.isfinite(per_position)
     return per_position[picked].sum(), picked.sum()
+
+
+class _BucketLogSumExp(torch.autograd.Function):
+    r"""Per bucket `c` and picked position `n`: `log(e^{t_{c,n}} + \sum_{j \in Y_c, j \ne y_n} e^{x_n \cdot w_j})`.
+
+    The same value and gradient as `logsumexp(cat([logits.masked_fill(exclude, -inf), t], -1), -1)`, without the
+    concatenated copy, the out-of-place mask and logsumexp's separate passes: the `(n_b, b_x, b_y)` logits are
+    turned into probabilities in place and kept for backward, where `d lse / d logits = probs` and
+    `d lse / d t = p_t`. Half precision is computed in float32 (as the reference form did).
+    """
+
+    @staticmethod
+    def forward(ctx, bucket_hidden, bucket_items, target_logits, exclude):
+        dtype = torch.promote_types(bucket_hidden.dtype, torch.float32)
+        logits = torch.bmm(bucket_hidden, bucket_items.transpose(1, 2))  # (n_b, b_x, b_y)
+        logits = logits.to(dtype).masked_fill_(exclude, float("-inf"))
+        target = target_logits.to(dtype).unsqueeze(-1)
+        shift = torch.maximum(logits.amax(dim=-1, keepdim=True), target)
+        probs = logits.sub_(shift).exp_()
+        target_exp = (target - shift).exp_()
+        sums = probs.sum(dim=-1, keepdim=True).add_(target_exp)
+        probs.div_(sums)
+        ctx.save_for_backward(probs, target_exp.div_(sums).squeeze(-1), bucket_hidden, bucket_items)
+        ctx.target_dtype = target_logits.dtype
+        return (shift + sums.log()).squeeze(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse):
+        probs, target_prob, bucket_hidden, bucket_items = ctx.saved_tensors
+        grad_lse = grad_lse.to(probs.dtype)
+        grad_logits = probs * grad_lse.unsqueeze(-1)
+        grad_hidden = grad_items = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = torch.bmm(grad_logits.to(bucket_items.dtype), bucket_items)
+        if ctx.needs_input_grad[1]:
+            grad_items = torch.bmm(grad_logits.transpose(1, 2).to(bucket_hidden.dtype), bucket_hidden)
+        grad_target = (target_prob * grad_lse).to(ctx.target_dtype) if ctx.needs_input_grad[2] else None
+        return grad_hidden, grad_items, grad_target, None
 
 
 def _sample_negatives(seen: torch.Tensor, num_items: int, num_negatives: int, generator=None) -> torch.Tensor:

@@ -131,17 +131,21 @@ class BTSRSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
-        """`queries`, `keys`: (batch, seq_len, hidden); `mask_bias`: additive mask (batch, 1, seq_len, seq_len),
-        0 where a query may attend to a key and -inf elsewhere (built once per forward by `BTSRModel`).
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout") -> torch.Tensor:
+        """`queries`, `keys`: packed item positions (n_items_in_batch, hidden); `mask_bias`: additive mask
+        (batch, 1, seq_len, seq_len), 0 where a query may attend to a key and -inf elsewhere; `layout` places the
+        packed rows in the (batch, seq_len) grid (both built once per forward by `BTSRModel`). Returns packed rows.
+
+        Projections run on item positions only; q, k, v are scattered into the padded grid (zeros at padding: those
+        keys are masked, and padded query rows are never read back) for the attention products.
 
         Written out rather than `F.scaled_dot_product_attention`: with dropout or a mask, SDPA takes its math path
         on CPU anyway, converting the mask and drawing `bernoulli_` dropout every call; here the mask is shared by
         all blocks and dropout draws cheaper uniform noise. Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
         """
-        q = self._heads(self.query(queries)) * (1.0 / math.sqrt(self.head_dim))
-        k = self._heads(self.key(keys))
-        v = self._heads(self.value(keys))
+        q = self._heads(layout.scatter(self.query(queries) * (1.0 / math.sqrt(self.head_dim))))
+        k = self._heads(layout.scatter(self.key(keys)))
+        v = self._heads(layout.scatter(self.value(keys)))
         batch, _, length, _ = q.shape
         # Causal: queries [start, end) see keys [0, end) only, so the all-masked upper blocks are never computed
         # (an exp(-inf) = 0 term less in a softmax changes nothing); ~35% fewer products and dropout draws at 200.
@@ -153,7 +157,49 @@ class BTSRSelfAttention(nn.Module):
             weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
             parts.append(weights @ v[:, :, :end])
         attended = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        return self.output(attended.transpose(1, 2).reshape(batch, length, -1))
+        return self.output(layout.gather(attended.transpose(1, 2).reshape(batch, length, -1)))
+
+    def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout"):
+        """Like `forward`, for the last position of the rows `layout.last_rows` only: `queries` (n_rows, hidden)
+        are those positions' queries, `keys` all packed item positions. Returns (n_rows, hidden)."""
+        rows, n_rows = layout.last_rows, queries.shape[0]
+        q = (self.query(queries) * (1.0 / math.sqrt(self.head_dim))).view(n_rows, self.num_heads, 1, self.head_dim)
+        k = self._heads(layout.scatter(self.key(keys)).index_select(0, rows))
+        v = self._heads(layout.scatter(self.value(keys)).index_select(0, rows))
+        scores = (q @ k.transpose(-1, -2)).add_(mask_bias.index_select(0, rows)[..., -1:, :])
+        weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+        return self.output((weights @ v).reshape(n_rows, -1))
+
+
+class _Layout:
+    """Where the packed item positions of a left-padded batch sit in its (batch, seq_len) grid."""
+
+    def __init__(self, is_item: torch.Tensor):
+        self.batch, self.length = is_item.shape
+        self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
+
+    def gather(self, grid: torch.Tensor) -> torch.Tensor:
+        """(batch, seq_len, d) -> (n_items, d)."""
+        return grid.reshape(self.batch * self.length, -1).index_select(0, self.index)
+
+    @property
+    def last_rows(self) -> torch.Tensor:
+        """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
+        if not hasattr(self, "_last_rows"):
+            last = self.index.remainder(self.length) == self.length - 1
+            self._last_rows = self.index[last] // self.length
+            self._last_packed = last.nonzero().squeeze(1)  # their rows in the packed order
+        return self._last_rows
+
+    @property
+    def last_packed(self) -> torch.Tensor:
+        self.last_rows
+        return self._last_packed
+
+    def scatter(self, packed: torch.Tensor) -> torch.Tensor:
+        """(n_items, d) -> (batch, seq_len, d), zeros at padding."""
+        grid = packed.new_zeros(self.batch * self.length, packed.shape[-1])
+        return grid.index_copy(0, self.index, packed).view(self.batch, self.length, -1)
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -198,12 +244,20 @@ class BTSRBlock(nn.Module):
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, is_item: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, layout: _Layout) -> torch.Tensor:
+        """`x`: packed item positions (n_items_in_batch, hidden); padding is never computed (the reference zeroes
+        it after every block, and padded keys are masked, so item positions are unaffected)."""
         queries = self.attention_layernorm(x)
-        x = queries + self.attention(queries, x, mask_bias)
-        x = self.feed_forward(self.feed_forward_layernorm(x))
-        # torch.where, not a multiply: it also clears NaN/inf that padded rows could carry.
-        return torch.where(is_item, x, 0.0)
+        x = queries + self.attention(queries, x, mask_bias, layout)
+        return self.feed_forward(self.feed_forward_layernorm(x))
+
+    def forward_last(self, x: torch.Tensor, mask_bias: torch.Tensor, layout: _Layout) -> torch.Tensor:
+        """The block's output at the last position of the rows `layout.last_rows` only, (n_rows, hidden): keys and
+        values still come from every position, but the query-side path (LayerNorm, attention row, residual,
+        feed-forward) runs for those positions alone."""
+        queries = self.attention_layernorm(x.index_select(0, layout.last_packed))
+        x = queries + self.attention.forward_last(queries, x, mask_bias, layout)
+        return self.feed_forward(self.feed_forward_layernorm(x))
 
 
 class BTSRPreTrainedModel(PreTrainedModel):
@@ -325,6 +379,7 @@ class BTSRModel(BTSRPreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        user_embeddings_only: bool = False,
         **kwargs,
     ) -> BTSRModelOutput | tuple:
         """Encodes left-padded sequences.
@@ -334,6 +389,9 @@ class BTSRModel(BTSRPreTrainedModel):
                 `seq_len <= max_position_embeddings`.
             attention_mask (`torch.Tensor` of shape `(batch, seq_len)`, *optional*): 1 on items; defaults to
                 `input_ids != 0`.
+            user_embeddings_only (`bool`, defaults to `False`): compute `user_embeddings` alone (the same values),
+                skipping the last block's query-side work at every other position; `last_hidden_state` is then
+                `None`. Used for the Barlow Twins partner pass.
         """
         batch, length = input_ids.shape
         max_len = self.config.max_position_embeddings
@@ -342,20 +400,29 @@ class BTSRModel(BTSRPreTrainedModel):
                 f"sequences of length {length} exceed max_position_embeddings={max_len}; keep the last {max_len} items"
             )
         is_item = (input_ids != 0) if attention_mask is None else attention_mask.bool()
-        positions = torch.arange(max_len - length, max_len, device=input_ids.device)
-        x = self.item_embeddings(input_ids) * math.sqrt(self.config.hidden_size) + self.position_embeddings(positions)
-        is_item3 = is_item.unsqueeze(-1)
-        x = torch.where(is_item3, self.embedding_dropout(x), 0.0)
+        # Position-wise layers run on item positions only (packed rows); padding stays zero, as in the reference.
+        layout = _Layout(is_item)
+        positions = layout.index % length + (max_len - length)
+        x = self.item_embeddings(input_ids.reshape(-1).index_select(0, layout.index)) * math.sqrt(
+            self.config.hidden_size
+        ) + self.position_embeddings(positions)
+        x = self.embedding_dropout(x)
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
         # Padded query rows attend to themselves so no softmax row is empty (their outputs are zeroed anyway).
         allowed = (causal & is_item.unsqueeze(1)) | torch.eye(length, dtype=torch.bool, device=input_ids.device)
         # One additive mask (0 allowed, -inf not) shared by every block.
         mask_bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
         mask_bias = mask_bias.unsqueeze(1)
+        if user_embeddings_only:
+            for block in self.blocks[:-1]:
+                x = block(x, mask_bias, layout)
+            last = self.final_layernorm(self.blocks[-1].forward_last(x, mask_bias, layout))
+            users = last.new_zeros(batch, last.shape[-1]).index_copy(0, layout.last_rows, last)
+            output = BTSRModelOutput(last_hidden_state=None, user_embeddings=users)
+            return output if return_dict is not False else output.to_tuple()
         for block in self.blocks:
-            x = block(x, mask_bias, is_item3)
-        x = self.final_layernorm(x)
-        x = torch.where(is_item3, x, 0.0)
+            x = block(x, mask_bias, layout)
+        x = layout.scatter(self.final_layernorm(x))
         output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
         return output if return_dict is not False else output.to_tuple()
 
@@ -562,7 +629,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 prediction_loss = total
             n_positions = torch.as_tensor(n_positions, device=input_ids.device)
         if pair_input_ids is not None and self.config.bt_alpha > 0:
-            pair_embeddings = self.btsr(pair_input_ids, pair_attention_mask).user_embeddings
+            pair_embeddings = self.btsr(pair_input_ids, pair_attention_mask, user_embeddings_only=True).user_embeddings
             view_a, view_b = user_embeddings, pair_embeddings
             if self.projector is not None:
                 view_a, view_b = self.projector(view_a), self.projector(view_b)

@@ -259,6 +259,12 @@ def run_training(
         save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), output_dir)
         with open(os.path.join(output_dir, "all_results.json"), "w") as handle:
             json.dump(_jsonable(results), handle, indent=2)
+        # Per-user test outcomes for paired comparisons between runs; kept in a subfolder, out of Hub uploads.
+        os.makedirs(os.path.join(output_dir, "eval"), exist_ok=True)
+        with open(os.path.join(output_dir, "eval", "test_per_user.json"), "w") as handle:
+            per_user_json = {"user_ids": _jsonable(list(data.split.test.user_ids))}
+            per_user_json.update({k: per_user[k].tolist() for k in ("hr@10", "ndcg@10") if k in per_user})
+            json.dump(per_user_json, handle)
         hub = hub or {}
         write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
         if hub.get("push_to_hub"):

@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Resumable runner for the paper's comparison: one record per finished run in benchmarks/results/accuracy.json.
+
+    .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 1 2 --time_budget_min 120
+    .venv/bin/python benchmarks/reproduce.py --grid temporal
+    .venv/bin/python benchmarks/reproduce.py --list                 # what each grid holds and what is recorded
+
+Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
+`benchmarks/work/<run_id>` (git-ignored). Runs already in accuracy.json are skipped; a run that was killed (time budget,
+session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, so
+the results file is always consistent. Epoch caps are stated per grid below and stored in every record.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
+WORK = ROOT / "benchmarks" / "work"
+SHARED = ROOT.parent / "shared" / "data"
+
+# (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
+DATASETS = {
+    ("ml-1m", "leave_one_out"): {"file": "ml-1m/ml-1m.txt.gz", "batch_size": 256, "epochs": 200, "patience": 30,
+                                 "loss": "ce", "bt_lambda": 0.05},
+    ("beauty", "leave_one_out"): {"file": "beauty/Beauty.txt.gz", "batch_size": 1024, "epochs": 300, "patience": 30,
+                                  "loss": "sce", "bt_lambda": 0.1},
+    ("sports", "leave_one_out"): {"file": "sports_and_outdoors/Sports_and_Outdoors.txt.gz", "batch_size": 1024,
+                                  "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
+    ("lastfm", "leave_one_out"): {"file": "lastfm/LastFM.txt.gz", "batch_size": 256, "epochs": 200, "patience": 30,
+                                  "loss": "ce", "bt_lambda": 0.05},
+    ("ml-100k", "temporal"): {"file": "ml-100k/interactions.csv.gz", "batch_size": 128, "epochs": 200,
+                              "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("ml-latest-small", "temporal"): {"file": None, "batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce",
+                                      "bt_lambda": 0.05},
+}  # fmt: skip
+
+
+def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None):
+    base = DATASETS[(dataset, protocol)]
+    loss = loss or base["loss"]
+    if model == "bt-sr":
+        alpha = 0.2 if alpha is None else alpha
+    else:
+        alpha = 0.0
+    return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
+            "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": base["batch_size"], "seed": seed,
+            "max_epochs": base["epochs"], "patience": base["patience"]}  # fmt: skip
+
+
+def grid(name: str, seeds: list[int]) -> list[dict]:
+    """The runs of one grid, in the order they are worth running."""
+    if name == "main":  # ML-1M leave-one-out: alpha fixed in advance at 0.2; the authors' dropout-0.3 baseline too
+        runs = []
+        for seed in seeds:
+            runs += [_run("ml-1m", "leave_one_out", "sasrec-ce", seed), _run("ml-1m", "leave_one_out", "bt-sr", seed)]
+        runs += [_run("ml-1m", "leave_one_out", "sasrec-ce", s, dropout=0.3) for s in seeds]
+        return runs
+    if name == "amazon":
+        runs = []
+        for dataset in ("beauty", "sports"):
+            for seed in seeds:
+                runs += [_run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6),
+                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6)]  # fmt: skip
+        for seed in seeds:
+            runs += [_run("lastfm", "leave_one_out", "sasrec-ce", seed), _run("lastfm", "leave_one_out", "bt-sr", seed)]
+        return runs
+    if name == "temporal":  # a protocol check: 92 and 42 evaluated users
+        return [_run(d, "temporal", m, s) for d in ("ml-100k", "ml-latest-small") for s in seeds
+                for m in ("sasrec-ce", "bt-sr")]  # fmt: skip
+    if name == "alpha_sweep":
+        runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
+                for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
+        runs += [_run("lastfm", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", s, alpha=a)
+                 for s in seeds for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
+        return runs
+    raise SystemExit(f"unknown grid {name!r}: main | amazon | temporal | alpha_sweep")
+
+
+def run_id(run: dict) -> str:
+    key = json.dumps({k: run[k] for k in sorted(run)}, sort_keys=True)
+    return f"{run['dataset']}-{run['protocol']}-{run['model']}-s{run['seed']}-" + hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+def train_command(run: dict, output_dir: Path) -> list[str]:
+    base = DATASETS[(run["dataset"], run["protocol"])]
+    data = (["--dataset", run["dataset"]] if base["file"] is None
+            else ["--dataset", run["dataset"], "--data_root", str(SHARED)])  # fmt: skip
+    return [
+        sys.executable, str(ROOT / "train.py"), *data, "--split", run["protocol"],
+        "--loss_type", run["loss_type"], "--bt_alpha", str(run["bt_alpha"]), "--bt_lambda", str(run["bt_lambda"]),
+        "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
+        "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
+        "--output_dir", str(output_dir), "--save_total_limit", "2", "--use_cpu",
+    ]  # fmt: skip
+
+
+def load_records() -> list[dict]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+
+
+def append_record(record: dict) -> None:
+    records = load_records() + [record]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=1) + "\n")
+    os.replace(tmp, RESULTS)
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+
+
+def execute(run: dict, deadline: float) -> bool:
+    """Runs (or resumes) one run until it finishes or the deadline passes; True when it finished."""
+    folder = WORK / run_id(run)
+    command = train_command(run, folder)
+    checkpoint = last_complete_checkpoint(folder)
+    if checkpoint is not None:
+        command += ["--resume_from_checkpoint", str(checkpoint)]
+        print(f"  resuming from {checkpoint.name}", flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    with open(folder / "train.log", "a") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        while process.poll() is None:
+            if time.time() > deadline:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+                print("  time budget reached: stopped; the next invocation resumes it", flush=True)
+                return False
+            time.sleep(2)
+    if process.returncode != 0:
+        raise SystemExit(f"run {run_id(run)} failed (exit {process.returncode}); see {folder / 'train.log'}")
+    results = json.loads((folder / "all_results.json").read_text())
+    per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
+    record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
+              "train_seconds": results.get("train_seconds"), "machine": machine(), "command": " ".join(command[1:]),
+              **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
+              "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")}}  # fmt: skip
+    append_record(record)
+    return True
+
+
+def machine() -> str:
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="main", help="main | amazon | temporal | alpha_sweep")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
+    parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
+    args = parser.parse_args()
+    runs = grid(args.grid, args.seeds)
+    recorded = {r["run_id"] for r in load_records()}
+    if args.list:
+        for run in runs:
+            print(("done    " if run_id(run) in recorded else "pending ") + run_id(run))
+        return 0
+    deadline = time.time() + args.time_budget_min * 60
+    for run in runs:
+        if run_id(run) in recorded:
+            continue
+        base = DATASETS[(run["dataset"], run["protocol"])]
+        if base["file"] is not None and not (SHARED / base["file"]).exists():
+            print(f"skipped {run_id(run)}: {SHARED / base['file']} not found (not shipped: licence)")
+            continue
+        print(f"running {run_id(run)} (cap {run['max_epochs']} epochs, patience {run['patience']})", flush=True)
+        if not execute(run, deadline):
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
