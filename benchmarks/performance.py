@@ -33,8 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# Threads that wait between parallel regions sleep instead of spinning. On a machine shared with other jobs the
+# default (spinning) OpenMP policy made 2-thread training several times slower than 1 thread (measured: the
+# chunked CE of one batch 2.05 s spinning vs 0.82 s passive, load ~4 on 2 cores); set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,40 +97,61 @@ def batch_orders(dataset, lengths: np.ndarray, length_bucketed: bool, seed: int 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def time_epoch(examples, num_items, loss_type, alpha, max_batches, length_bucketed=False) -> dict:
-    """Wall time of collate + forward + backward + step over (up to) `max_batches` batches after one warm-up."""
-    from data_processing import PairedTrainDataset, SequenceCollator
+class EpochRun:
+    """One training setting: its own model, optimizer and batch order; `step(i)` runs and times batch `i`."""
 
-    dataset = PairedTrainDataset(examples, seed=0, with_pairs=alpha > 0)
-    collate = SequenceCollator()
-    lengths = np.asarray([len(dataset[i]["input_ids"]) for i in range(len(dataset))]) if length_bucketed else None
-    batches = batch_orders(dataset, lengths, length_bucketed)
-    model, optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples))
+    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False):
+        from data_processing import PairedTrainDataset, SequenceCollator
 
-    def step(rows):
-        batch = collate([dataset[int(i)] for i in rows])
-        out = model(**batch)
-        optimizer.zero_grad()
+        self.dataset = PairedTrainDataset(examples, seed=0, with_pairs=alpha > 0)
+        self.collate = SequenceCollator()
+        lengths = None
+        if length_bucketed:
+            lengths = np.asarray([len(self.dataset[i]["input_ids"]) for i in range(len(self.dataset))])
+        self.batches = batch_orders(self.dataset, lengths, length_bucketed)
+        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples))
+        self.wall = self.cpu = 0.0
+        self.positions = self.rows = self.measured = 0
+
+    def step(self, index: int, record: bool = True) -> None:
+        rows = self.batches[index]
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        batch = self.collate([self.dataset[int(i)] for i in rows])
+        out = self.model(**batch)
+        self.optimizer.zero_grad()
         out.loss.backward()
-        optimizer.step()
-        return int(out.num_prediction_positions) if loss_type != "sce" else int((batch["labels"] != -100).sum())
+        self.optimizer.step()
+        if record:
+            self.wall += time.perf_counter() - wall0
+            self.cpu += time.process_time() - cpu0
+            self.positions += int((batch["labels"] != -100).sum())
+            self.rows += len(rows)
+            self.measured += 1
 
-    step(batches[-1])  # warm-up (allocator, MKL); the measured order starts at batch 0
-    measured = batches[: max_batches or len(batches)]
-    wall0, cpu0, positions = time.perf_counter(), time.process_time(), 0
-    for rows in measured:
-        positions += step(rows)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    fraction = sum(len(r) for r in measured) / len(dataset)
-    return {
-        "epoch_s": round(wall / fraction, 2),
-        "labelled_positions_per_s": round(positions / wall),
-        "batches_measured": len(measured),
-        "batches_per_epoch": len(batches),
-        "extrapolated": len(measured) < len(batches),
-        "measured_wall_s": round(wall, 2),
-        "process_cpu_s_per_epoch": round(cpu / fraction, 2),
-    }
+    def summary(self) -> dict:
+        fraction = self.rows / len(self.dataset)
+        return {
+            "epoch_s": round(self.wall / fraction, 2),
+            "labelled_positions_per_s": round(self.positions / self.wall),
+            "batches_measured": self.measured,
+            "batches_per_epoch": len(self.batches),
+            "extrapolated": self.measured < len(self.batches),
+            "measured_wall_s": round(self.wall, 2),
+            "process_cpu_s_per_epoch": round(self.cpu / fraction, 2),
+        }
+
+
+def time_epochs(examples, num_items, settings: dict, max_batches) -> dict:
+    """Wall time of collate + forward + backward + Adam step per setting, the settings interleaved batch by batch
+    (so a change in the machine's other load hits them alike and the ratios stay fair), after one warm-up each."""
+    runs = {name: EpochRun(examples, num_items, *setting) for name, setting in settings.items()}
+    for run in runs.values():
+        run.step(len(run.batches) - 1, record=False)  # warm-up (allocator, MKL); measured order starts at 0
+    n = min(len(run.batches) for run in runs.values())
+    for index in range(min(max_batches or n, n)):
+        for run in runs.values():
+            run.step(index)
+    return {name: run.summary() for name, run in runs.items()}
 
 
 def time_recommend(split, examples, num_items) -> dict:
@@ -157,30 +183,45 @@ def time_recommend(split, examples, num_items) -> dict:
     }
 
 
-def memory_child(data: Path, loss_type: str, num_items: int) -> None:
-    """One training step on a fresh process; prints peak RSS (MB) as JSON."""
-    from data_processing import PairedTrainDataset, SequenceCollator
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). `getrusage(RUSAGE_SELF).ru_maxrss` is not used: Linux carries it
+    over fork and exec, so a child spawned by this (large) process would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best available
 
-    split, examples = load(data)
-    dataset = PairedTrainDataset(examples, seed=0, with_pairs=False)
-    rows = batch_orders(dataset, None, False)[0]
-    batch = SequenceCollator()([dataset[int(i)] for i in rows])
+
+def memory_child(batch_file: Path, loss_type: str, num_items: int, n_buckets: int) -> None:
+    """One training step on a fresh process that loads only torch and a saved batch; prints peak RSS (MB)."""
+    batch = torch.load(batch_file)
     # Synthetic catalogue: the real ids spread over 1..num_items by a fixed odd multiplier (sequence shapes kept).
     spread = lambda t: torch.where(t > 0, (t * 2_654_435_761) % num_items + 1, t)  # noqa: E731
     batch["input_ids"], batch["labels"] = spread(batch["input_ids"]), spread(batch["labels"])
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model, optimizer = make_model(num_items, loss_type, 0.0, sce_buckets(examples))
+    baseline = peak_rss_mb()
+    model, optimizer = make_model(num_items, loss_type, 0.0, n_buckets)
     t0 = time.perf_counter()
     out = model(**batch)
     optimizer.zero_grad()
     out.loss.backward()
     optimizer.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_mb": round(peak), "before_model_mb": round(baseline), "step_s": round(time.perf_counter() - t0, 2)}))
+    peak = peak_rss_mb()
+    result = {"peak_mb": round(peak), "before_model_mb": round(baseline), "step_s": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(result))
 
 
-def run_memory_child(data: Path, loss_type: str, num_items: int, threads: int) -> dict:
-    command = [sys.executable, SCRIPT, "--memory-child", loss_type, str(num_items), "--data", str(data), "--threads", str(threads)]
+def save_memory_batch(examples, path: Path) -> None:
+    """The first batch of the seeded shuffle (real ML-1M shapes), for the memory children."""
+    from data_processing import PairedTrainDataset, SequenceCollator
+
+    dataset = PairedTrainDataset(examples, seed=0, with_pairs=False)
+    rows = batch_orders(dataset, None, False)[0]
+    torch.save(SequenceCollator()([dataset[int(i)] for i in rows]), path)
+
+
+def run_memory_child(batch_file: Path, loss_type: str, num_items: int, n_buckets: int, threads: int) -> dict:
+    command = [sys.executable, SCRIPT, "--memory-child", str(batch_file), loss_type, str(num_items), str(n_buckets)]
+    command += ["--threads", str(threads)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
@@ -218,7 +259,8 @@ def markdown(results: dict) -> str:
         "# Performance (CPU)",
         "",
         f"Machine: {r['machine']['cpu_model']}, {r['machine']['cores']} cores, torch {r['machine']['torch']}, "
-        f"{r['machine']['threads']} threads; load average at start {r['machine']['load_average_start']}, "
+        f"{r['machine']['threads']} threads, OMP_WAIT_POLICY={r['machine']['omp_wait_policy']}; "
+        f"load average at start {r['machine']['load_average_start']}, "
         f"at end {r['machine']['load_average_end']}.",
         f"Epoch figures: {r['epoch_measurement']}.",
         "",
@@ -236,11 +278,13 @@ def main():
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--memory-child", nargs=2, metavar=("LOSS", "N_ITEMS"), help=argparse.SUPPRESS)
+    child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
+    parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child:
-        memory_child(args.data, args.memory_child[0], int(args.memory_child[1]))
+        batch_file, loss_type, n_items, n_buckets = args.memory_child
+        memory_child(Path(batch_file), loss_type, int(n_items), int(n_buckets))
         return
     if not args.data.exists():
         print(f"skipped: {args.data} not found (the SASRec ML-1M file); nothing written")
@@ -256,6 +300,7 @@ def main():
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_start": [round(x, 2) for x in os.getloadavg()],
         },
     }
@@ -274,10 +319,9 @@ def main():
         "btsr_ce": ("ce", 0.2, False),
         "sasrec_ce_length_bucketed": ("ce", 0.0, True),
     }
-    epochs = {}
-    for name, (loss_type, alpha, bucketed) in runs.items():
-        epochs[name] = time_epoch(examples, num_items, loss_type, alpha, max_batches, bucketed)
-        print(name, epochs[name], flush=True)
+    epochs = time_epochs(examples, num_items, runs, max_batches)
+    for name, figures in epochs.items():
+        print(name, figures, flush=True)
     results["epochs"] = epochs
     first = epochs["sasrec_ce"]
     results["epoch_measurement"] = (
@@ -312,22 +356,28 @@ def main():
     positions = int(round(BATCH * examples.mean_labelled_positions))
     memory = {}
     if not args.skip_memory:
+        batch_file = RESULTS / ".memory_batch.pt"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        save_memory_batch(examples, batch_file)
+        child = lambda loss, n: run_memory_child(batch_file, loss, n, sce_buckets(examples), args.threads)  # noqa
         for label, n in (("10k", 10_000), ("100k", 100_000), ("1m", 1_000_000)):
-            memory[f"sce_{label}"] = run_memory_child(args.data, "sce", n, args.threads)
+            memory[f"sce_{label}"] = child("sce", n)
             results[f"sce_{label}_items_peak_mb"] = memory[f"sce_{label}"].get("peak_mb")
             if label == "1m":
                 # 3 x 27k x 1M x 64 x 2 FLOP (~10 TFLOP) is minutes on 2 cores: computed, not run.
                 memory["ce_1m"] = {"computed": True, "positions": positions, **ce_logits_mb(positions, n)}
                 results["ce_1m_items_peak_mb"] = None
             else:
-                memory[f"ce_{label}"] = run_memory_child(args.data, "ce", n, args.threads)
+                memory[f"ce_{label}"] = child("ce", n)
                 results[f"ce_{label}_items_peak_mb"] = memory[f"ce_{label}"].get("peak_mb")
             print(label, {k: v for k, v in memory.items() if k.endswith(label)}, flush=True)
+        batch_file.unlink()
     results["memory"] = memory
     results["memory_note"] = (
-        "peak RSS (ru_maxrss) of a fresh process: load ML-1M, one batch of 256 (first batch of the seeded shuffle) "
-        "with item ids spread over the catalogue, one forward/backward/Adam step; before_model_mb is the RSS "
-        "before the model was built (interpreter, torch, data)."
+        "peak RSS (VmHWM; ru_maxrss would report the parent's peak, Linux keeps it across fork/exec) of a fresh "
+        "process that loads torch and one saved ML-1M batch of 256 (the first "
+        "batch of the seeded shuffle, padded to its longest row) with item ids spread over the catalogue, then "
+        "runs one forward/backward/Adam step; before_model_mb is its RSS before the model was built."
     )
     results["eval_all_users_s"] = None
     results["recbole_comparison"] = None
@@ -336,7 +386,8 @@ def main():
     results["notes"] = [
         "Epoch time = wall time of collation + forward + backward + Adam step (batch 256, max_len 200, d 64, "
         "2 blocks, 1 head), no evaluation; per-epoch figures are measured batches scaled by the share of the "
-        "6,040 sequences they cover.",
+        "6,040 sequences they cover. The four settings run interleaved batch by batch (one model each), so "
+        "load from other jobs affects them alike.",
         "Timings on a shared machine depend on its other load (see load averages): compare figures of one run.",
         "CE is computed in chunks of positions with its gradient formed in the same pass (no (positions x items) "
         "tensor), so CE at 1M items would fit in memory (one 64 x 1M chunk, 256 MB, plus 4 x 256 MB of embedding, "

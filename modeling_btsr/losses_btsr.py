@@ -1,4 +1,5 @@
-"""Losses of BT-SR as plain functions: Barlow Twins, full cross-entropy, Scalable Cross-Entropy and sampled BCE.
+"""Losses of BT-SR as plain functions: Barlow Twins, InfoNCE, full cross-entropy, Scalable Cross-Entropy and sampled
+BCE.
 
 Self-contained (torch only) because it is copied to the Hub beside `modeling_btsr.py` for `trust_remote_code`.
 Item embedding matrices passed here are the item rows only, `(num_items, d)`: row `j` is item index `j + 1`, so the
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "barlow_twins_loss",
+    "infonce_loss",
     "cross_entropy_loss",
     "scalable_cross_entropy_loss",
     "sampled_bce_loss",
@@ -95,6 +97,54 @@ def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, bt_lambda: float = 0
     return (on_diagonal + bt_lambda * off_diagonal) / dim
 
 
+def infonce_loss(
+    z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 1.0, similarity: str = "dot"
+) -> torch.Tensor:
+    r"""InfoNCE (NT-Xent) with in-batch negatives between two views of a batch, as in CL4SRec and DuoRec.
+
+    With `z = [z_a; z_b]` (2B, d), `s_ij = sim(z_i, z_j) / tau` over the 2B x 2B pairs, where `sim` is the dot
+    product (CL4SRec, DuoRec) or the cosine, each row `i` has its other view `p(i) = (i + B) mod 2B` as the positive
+    and the other 2B - 2 rows of both views as negatives:
+
+    .. math::
+        L = \frac{1}{2B} \sum_{i=1}^{2B} \Big( -s_{i, p(i)} + \log \sum_{j \ne i} e^{s_{ij}} \Big)
+
+    Under `torch.distributed` the negatives are those of the global batch (autograd-aware gather), so two processes
+    with B/2 rows each give the loss and the update of one process with B rows. Half-precision inputs are computed
+    in float32; float64 stays float64.
+
+    Args:
+        z_a (`torch.Tensor` of shape `(batch, d)`): embeddings of the first view.
+        z_b (`torch.Tensor` of shape `(batch, d)`): embeddings of the second view, row-aligned with `z_a`.
+        temperature (`float`): `tau`.
+        similarity (`str`): `"dot"` or `"cosine"`.
+
+    Returns:
+        `torch.Tensor`: scalar loss (a mean over the 2B rows).
+
+    Example:
+
+    >>> z = torch.eye(2, dtype=torch.float64)
+    >>> # each row: positive logit 1, two negatives at 0, so the loss is log(e + 2) - 1
+    >>> round(float(infonce_loss(z, z)), 6), round(math.log(math.e + 2) - 1, 6)
+    (0.551445, 0.551445)
+    """
+    if z_a.shape != z_b.shape or z_a.dim() != 2:
+        raise ValueError(f"infonce_loss needs two (batch, d) tensors of one shape, got {z_a.shape} and {z_b.shape}")
+    if similarity not in ("dot", "cosine"):
+        raise ValueError(f"infonce_loss: similarity must be 'dot' or 'cosine', got {similarity!r}")
+    if z_a.dtype in (torch.float16, torch.bfloat16):
+        z_a, z_b = z_a.float(), z_b.float()
+    with torch.autocast(device_type=z_a.device.type, enabled=False):
+        z = torch.cat([gather_with_grad(z_a), gather_with_grad(z_b)], dim=0)
+        if similarity == "cosine":
+            z = F.normalize(z, dim=1)
+        n = z.shape[0]
+        logits = (z @ z.T / temperature).masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
+        targets = torch.arange(n, device=z.device).add(n // 2).remainder(n)
+        return F.cross_entropy(logits, targets)
+
+
 def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
     r"""Full softmax cross-entropy over the catalogue, summed over positions.
 
@@ -152,7 +202,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         buffer = torch.empty(rows, n_items, device=device, dtype=dtype) if reuse else None
         total = torch.zeros((), device=device, dtype=dtype)
         grad_hidden = torch.empty(hidden.shape, device=device, dtype=dtype) if need_hidden else None
-        grad_items = torch.zeros(item_embeddings.shape, device=device, dtype=dtype) if need_items else None
+        grad_items = torch.zeros_like(item_embeddings, dtype=dtype) if need_items else None
         for start in range(0, n_positions, rows):
             chunk = hidden[start : start + rows]
             chunk_index = index[start : start + rows]

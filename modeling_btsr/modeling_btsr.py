@@ -24,6 +24,7 @@ from .losses_btsr import (
     _sample_negatives,
     barlow_twins_loss,
     cross_entropy_loss,
+    infonce_loss,
     sampled_bce_loss,
     scalable_cross_entropy_loss,
 )
@@ -94,14 +95,17 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
     """Output of :class:`BTSRForSequentialRecommendation`.
 
     Args:
-        loss (`torch.FloatTensor`, *optional*): `prediction_loss + bt_alpha * bt_loss` (the BT term only when a
+        loss (`torch.FloatTensor`, *optional*): `prediction_loss + bt_alpha * ssl_loss` (the SSL term only when a
             pair is given and `bt_alpha > 0`).
         prediction_loss (`torch.FloatTensor`, *optional*): CE / SCE / BCE; normalised by `num_items_in_batch`
             when given (CE and BCE), else a mean over labelled (SCE: picked) positions.
-        bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views.
+        bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views (`ssl_objective`
+            `"barlow_twins"` only; then equal to `ssl_loss`).
         user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): last-position states of `input_ids`.
         pair_user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`, *optional*): the same for the pair.
         num_prediction_positions (`torch.LongTensor`, *optional*): positions that entered the prediction loss.
+        ssl_loss (`torch.FloatTensor`, *optional*): the self-supervised loss of the config's `ssl_objective`
+            (Barlow Twins or InfoNCE) between the two views.
     """
 
     loss: torch.FloatTensor | None = None
@@ -110,6 +114,7 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
     user_embeddings: torch.FloatTensor | None = None
     pair_user_embeddings: torch.FloatTensor | None = None
     num_prediction_positions: torch.LongTensor | None = None
+    ssl_loss: torch.FloatTensor | None = None
 
 
 class BTSRSelfAttention(nn.Module):
@@ -131,7 +136,9 @@ class BTSRSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout") -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout"
+    ) -> torch.Tensor:
         """`queries`, `keys`: packed item positions (n_items_in_batch, hidden); `mask_bias`: additive mask
         (batch, 1, seq_len, seq_len), 0 where a query may attend to a key and -inf elsewhere; `layout` places the
         packed rows in the (batch, seq_len) grid (both built once per forward by `BTSRModel`). Returns packed rows.
@@ -340,7 +347,8 @@ class BTSRModel(BTSRPreTrainedModel):
 
     def __init__(self, config: BTSRConfig):
         super().__init__(config)
-        self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
+        # Rows: padding, items 1..num_items, and the CL4SRec mask token num_items + 1 only when masked views are drawn.
+        self.item_embeddings = nn.Embedding(config.num_item_embeddings, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.embedding_dropout = BTSRDropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList(BTSRBlock(config) for _ in range(config.num_hidden_layers))
@@ -357,7 +365,7 @@ class BTSRModel(BTSRPreTrainedModel):
 
     def item_embedding_matrix(self) -> torch.Tensor:
         """Scoring matrix of items `1..num_items`, `(num_items, hidden)`: row `j` is item index `j + 1`."""
-        return self.item_embeddings.weight[1:]
+        return self.item_embeddings.weight[1 : self.config.num_items + 1]  # never the padding or mask token row
 
     def set_item_vocab(self, vocab: dict | None):
         """Sets the raw-id vocabulary: `{"item_ids": [...], "item_counts": [...]}`, entry `j` = item index `j + 1`.
@@ -435,7 +443,7 @@ class BTSRModel(BTSRPreTrainedModel):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             ids, mask = left_pad_sequences([histories[i] for i in rows], max_len)
-            out = self(ids.to(device), mask.to(device))
+            out = self(ids.to(device), mask.to(device), user_embeddings_only=True)
             embeddings[torch.as_tensor(rows, device=device)] = out.user_embeddings.to(embeddings.dtype)
         return embeddings
 
@@ -530,9 +538,10 @@ class BTSRModel(BTSRPreTrainedModel):
 class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
     """BT-SR for training: the encoder, the prediction loss and the Barlow Twins loss on pairs of sequences.
 
-    `loss = prediction_loss + bt_alpha * bt_loss`, where the BT term compares the last-position embeddings of
-    `input_ids` and `pair_input_ids` (another user's sequence with the same next item) and runs only when a pair
-    is given and `bt_alpha > 0`.
+    `loss = prediction_loss + bt_alpha * ssl_loss`, where the self-supervised term (`config.ssl_objective`: Barlow
+    Twins, or InfoNCE for the CL4SRec / DuoRec baselines) compares the last-position embeddings of view A
+    (`view_input_ids` when given, else `input_ids`) and view B `pair_input_ids` (for BT-SR, another user's sequence
+    with the same next item), and runs only when a pair is given and `bt_alpha > 0`.
     """
 
     # The Trainer then passes `num_items_in_batch` and leaves gradient-accumulation scaling to BTSRTrainer.
@@ -600,6 +609,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         labels: torch.LongTensor | None = None,
         pair_input_ids: torch.LongTensor | None = None,
         pair_attention_mask: torch.Tensor | None = None,
+        view_input_ids: torch.LongTensor | None = None,
+        view_attention_mask: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -614,12 +625,16 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             pair_input_ids (`torch.LongTensor` of shape `(batch, pair_len)`, *optional*): the second view of each
                 row (a same-target partner's sequence).
             pair_attention_mask (`torch.Tensor` of shape `(batch, pair_len)`, *optional*).
+            view_input_ids (`torch.LongTensor` of shape `(batch, view_len)`, *optional*): view A of the SSL loss
+                when it is not the prediction pass of `input_ids` (CL4SRec: an augmented sequence; DuoRec: the
+                sequence again, for a second dropout pass).
+            view_attention_mask (`torch.Tensor` of shape `(batch, view_len)`, *optional*).
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE and BCE are divided by it instead of by the local count.
         """
         encoded = self.btsr(input_ids, attention_mask)
         user_embeddings = encoded.user_embeddings
-        prediction_loss = bt_loss = pair_embeddings = n_positions = None
+        prediction_loss = bt_loss = ssl_loss = pair_embeddings = n_positions = None
         if labels is not None:
             total, n_positions, is_sum = self.prediction_loss(encoded.last_hidden_state, labels, input_ids)
             if is_sum:
@@ -631,12 +646,19 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         if pair_input_ids is not None and self.config.bt_alpha > 0:
             pair_embeddings = self.btsr(pair_input_ids, pair_attention_mask, user_embeddings_only=True).user_embeddings
             view_a, view_b = user_embeddings, pair_embeddings
+            if view_input_ids is not None:
+                view_a = self.btsr(view_input_ids, view_attention_mask, user_embeddings_only=True).user_embeddings
             if self.projector is not None:
                 view_a, view_b = self.projector(view_a), self.projector(view_b)
-            bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
+            if self.config.ssl_objective == "infonce":
+                ssl_loss = infonce_loss(
+                    view_a, view_b, self.config.infonce_temperature, self.config.infonce_similarity
+                )
+            else:
+                ssl_loss = bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
         loss = None
         if prediction_loss is not None:
-            loss = prediction_loss if bt_loss is None else prediction_loss + self.config.bt_alpha * bt_loss
+            loss = prediction_loss if ssl_loss is None else prediction_loss + self.config.bt_alpha * ssl_loss
         output = BTSRSequentialRecommendationOutput(
             loss=loss,
             prediction_loss=prediction_loss,
@@ -644,5 +666,6 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             user_embeddings=user_embeddings,
             pair_user_embeddings=pair_embeddings,
             num_prediction_positions=n_positions,
+            ssl_loss=ssl_loss,
         )
         return output if return_dict is not False else output.to_tuple()
