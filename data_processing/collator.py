@@ -42,6 +42,9 @@ class SequenceCollator:
         pair_input_ids      (B, T')  only when the features carry pair_input_ids
         pair_attention_mask (B, T')
 
+    Every other ``<name>_input_ids`` list field (e.g. the ``view_input_ids`` of CL4SRec and DuoRec views) is
+    padded the same way, with its mask as ``<name>_attention_mask``.
+
     Any other feature holding one int per example (e.g. an evaluation ``target``) is stacked into a ``(B,)``
     tensor.
 
@@ -67,14 +70,15 @@ class SequenceCollator:
         if "labels" in features[0]:
             batch["labels"] = self._pad_labels([_as_list(f["labels"]) for f in features], inputs, attention_mask)
 
-        if "pair_input_ids" in features[0]:
-            pairs = [_as_list(f["pair_input_ids"]) for f in features]
-            batch["pair_input_ids"], batch["pair_attention_mask"] = left_pad_sequences(
-                pairs, max_len=self.max_len, pad_value=self.pad_value
+        views = [key for key in features[0] if key.endswith("_input_ids")]  # pair_input_ids, view_input_ids, ...
+        for key in views:
+            rows = [_as_list(f[key]) for f in features]
+            batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad_sequences(
+                rows, max_len=self.max_len, pad_value=self.pad_value
             )
 
         for key, value in features[0].items():
-            if key in batch or key in ("labels", "pair_input_ids"):
+            if key in batch or key == "labels" or key in views:
                 continue
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 batch[key] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)

@@ -25,7 +25,7 @@ import torch
 
 from .sequences import TrainExamples
 
-__all__ = ["splitmix64", "draw_partners", "PairedTrainDataset"]
+__all__ = ["splitmix64", "draw_partners", "PairedTrainDataset", "VIEW_MAKERS"]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -89,48 +89,96 @@ def draw_partners(
     return partners
 
 
+VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
+"""How the two views of the self-supervised loss are made (the model config's ``view_maker``)."""
+
+_DRAWS_PARTNERS = ("same_target", "same_target+dropout")
+
+
 class PairedTrainDataset(torch.utils.data.Dataset):
     """Map-style dataset over :class:`~data_processing.sequences.TrainExamples` for the Trainer.
 
-    ``dataset[i]`` is ``{"input_ids": [...], "labels": [...]}`` and, with pairs, ``"pair_input_ids"`` = the
-    ``input_ids`` of row ``i``'s partner for the current epoch. The Trainer (through accelerate's data loader) calls
+    ``dataset[i]`` is ``{"input_ids": [...], "labels": [...]}`` (always the unaugmented sequence: the prediction
+    loss reads it) and, with pairs, the views of the self-supervised loss. The model compares view A =
+    ``view_input_ids`` when present, else ``input_ids`` itself (the prediction pass), with view B =
+    ``pair_input_ids``:
+
+    - ``same_target`` (BT-SR): ``pair_input_ids`` = row ``i``'s same-target partner this epoch; view A is the
+      prediction pass.
+    - ``dropout`` (DuoRec, unsupervised): ``pair_input_ids`` = ``input_ids`` again (the views differ by dropout);
+      no random number is drawn here.
+    - ``same_target+dropout`` (DuoRec): ``view_input_ids`` = ``input_ids`` again (a second dropout pass) and
+      ``pair_input_ids`` = the same-target partner.
+    - ``cl4srec``: ``view_input_ids`` and ``pair_input_ids`` = two independent crop / mask / reorder views of
+      ``input_ids`` (views 0 and 1).
+
+    Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
+    :func:`draw_partners` and :mod:`data_processing.augment`. The Trainer (through accelerate's data loader) calls
     :meth:`set_epoch` at each epoch start. The columns are read out of Arrow once, here: per-item Arrow row access
     would dominate the data loading time.
 
     Args:
         examples: the training examples.
-        seed: the partner draw's seed.
-        with_pairs: ``False`` for ``alpha = 0`` (plain SASRec): no partner columns are read and no random number is
-            drawn.
+        seed: the partner draw's (and the augmentations') seed.
+        with_pairs: ``False`` for ``alpha = 0`` (plain SASRec): no partner columns are read, no view is made and no
+            random number is drawn.
+        view_maker: one of :data:`VIEW_MAKERS` (default ``"same_target"``, BT-SR). Only the ``same_target`` view
+            makers read the partner columns and draw partners; ``"dropout"`` draws nothing.
+        crop_ratio, mask_ratio, reorder_ratio: CL4SRec's ``eta``, ``gamma``, ``beta`` (``view_maker="cl4srec"``).
+        mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0``.
     """
 
-    def __init__(self, examples: TrainExamples, seed: int, with_pairs: bool = True):
+    def __init__(
+        self,
+        examples: TrainExamples,
+        seed: int,
+        with_pairs: bool = True,
+        view_maker: str = "same_target",
+        crop_ratio: float = 0.6,
+        mask_ratio: float = 0.3,
+        reorder_ratio: float = 0.6,
+        mask_token: int | None = None,
+    ):
+        if view_maker not in VIEW_MAKERS:
+            raise ValueError(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {view_maker!r}")
+        if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
+            raise ValueError("view_maker='cl4srec' with mask_ratio > 0 needs mask_token (the model's num_items + 1)")
         self.seed = int(seed)
         self.with_pairs = bool(with_pairs)
+        self.view_maker = view_maker
+        self.crop_ratio = float(crop_ratio)
+        self.mask_ratio = float(mask_ratio)
+        self.reorder_ratio = float(reorder_ratio)
+        self.mask_token = None if mask_token is None else int(mask_token)
         self.epoch = 0
+        self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
         columns = ["input_ids", "labels"]
-        if self.with_pairs:
+        if self._draws_partners:
             columns += ["partner_group_start", "partner_group_size", "partner_rank"]
         table = examples.dataset.select_columns(columns).with_format(None)[:]
         self._input_ids: list[list[int]] = table["input_ids"]
         self._labels: list[list[int]] = table["labels"]
         self._partners: np.ndarray | None = None
-        if self.with_pairs:
+        self._view_keys: np.ndarray | None = None
+        if self._draws_partners:
             self._group_start = np.asarray(table["partner_group_start"], dtype=np.int64)
             self._group_size = np.asarray(table["partner_group_size"], dtype=np.int64)
             self._rank = np.asarray(table["partner_rank"], dtype=np.int64)
             self._partner_rows = np.asarray(examples.partner_rows, dtype=np.int64)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose partners ``__getitem__`` serves."""
+        """Select the epoch whose partners (and augmentations) ``__getitem__`` serves."""
         if int(epoch) != self.epoch:
             self.epoch = int(epoch)
             self._partners = None
+            self._view_keys = None
 
     def partners(self, epoch: int | None = None) -> np.ndarray:
         """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``."""
         if not self.with_pairs:
             raise ValueError("this dataset was built with with_pairs=False: it has no partners")
+        if not self._draws_partners:
+            raise ValueError(f"view_maker={self.view_maker!r} draws no same-target partners")
         if epoch is not None and int(epoch) != self.epoch:
             return self._draw(int(epoch))
         if self._partners is None:
@@ -144,12 +192,38 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             self.seed, epoch, rows, self._group_start, self._group_size, self._rank, self._partner_rows
         )
 
+    def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
+        """CL4SRec view ``view`` (0 or 1) of row ``i`` in ``epoch`` (default: the current one)."""
+        from .augment import cl4srec_view, view_keys
+
+        if epoch is not None and int(epoch) != self.epoch:
+            key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])
+        else:
+            if self._view_keys is None:  # both views' keys for every row, once per epoch
+                rows = np.arange(len(self._input_ids), dtype=np.int64)
+                self._view_keys = np.stack([view_keys(self.seed, self.epoch, rows, v) for v in (0, 1)], axis=1)
+            key = int(self._view_keys[i, view])
+        rng = np.random.Generator(np.random.PCG64(key))
+        return cl4srec_view(
+            self._input_ids[i], rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token
+        )
+
     def __len__(self) -> int:
         return len(self._input_ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)
         item = {"input_ids": self._input_ids[i], "labels": self._labels[i]}
-        if self.with_pairs:
+        if not self.with_pairs:
+            return item
+        if self.view_maker == "same_target":
             item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]
+        elif self.view_maker == "dropout":
+            item["pair_input_ids"] = self._input_ids[i]
+        elif self.view_maker == "same_target+dropout":
+            item["view_input_ids"] = self._input_ids[i]
+            item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]
+        else:  # cl4srec
+            item["view_input_ids"] = self.augmented_view(i, 0)
+            item["pair_input_ids"] = self.augmented_view(i, 1)
         return item

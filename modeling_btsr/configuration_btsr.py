@@ -5,9 +5,13 @@ from dataclasses import field
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-__all__ = ["BTSRConfig", "LOSS_TYPES"]
+__all__ = ["BTSRConfig", "LOSS_TYPES", "SSL_OBJECTIVES", "VIEW_MAKERS", "INFONCE_SIMILARITIES"]
 
 LOSS_TYPES = ("ce", "sce", "bce")
+SSL_OBJECTIVES = ("barlow_twins", "infonce")
+INFONCE_SIMILARITIES = ("dot", "cosine")
+# How the two views of the self-supervised loss are made (see `view_maker` below).
+VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
 
 
 @strict(accept_kwargs=True)
@@ -40,7 +44,8 @@ class BTSRConfig(PreTrainedConfig):
         loss_type (`str`, defaults to `"ce"`):
             Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy) or `"bce"` (sampled negatives).
         bt_alpha (`float`, defaults to 0.2):
-            Weight of the Barlow Twins loss; `0` trains plain SASRec with no partner pass.
+            Weight of the self-supervised loss (Barlow Twins or InfoNCE, see `ssl_objective`); `0` trains plain
+            SASRec with no second pass and no view draws.
         bt_lambda (`float`, defaults to 0.05):
             Weight of the off-diagonal (redundancy-reduction) term of the Barlow Twins loss.
         bt_projector_dims (`list[int]`, *optional*):
@@ -56,6 +61,27 @@ class BTSRConfig(PreTrainedConfig):
             Draw SCE bucket centres as random mixtures of the batch's own hidden states instead of pure noise.
         bce_num_negatives (`int`, defaults to 256):
             Negatives per sequence for `loss_type="bce"`, drawn from items the user never interacted with.
+        ssl_objective (`str`, defaults to `"barlow_twins"`):
+            Self-supervised loss between the two views: `"barlow_twins"` (BT-SR) or `"infonce"` (NT-Xent with
+            in-batch negatives, as CL4SRec and DuoRec).
+        infonce_temperature (`float`, defaults to 1.0):
+            Temperature `tau` of the InfoNCE loss (CL4SRec and DuoRec: 1.0).
+        infonce_similarity (`str`, defaults to `"dot"`):
+            Similarity inside the InfoNCE loss: `"dot"` (raw inner product, CL4SRec and DuoRec) or `"cosine"`.
+        view_maker (`str`, defaults to `"same_target"`):
+            How the two views are made. `"same_target"` (BT-SR): the sequence and another user's sequence with
+            the same next item. `"dropout"` (DuoRec, unsupervised): the same sequence encoded twice, differing by
+            dropout only. `"same_target+dropout"` (DuoRec): a second dropout pass of the sequence and a same-target
+            partner. `"cl4srec"`: two random crop / mask / reorder augmentations of the sequence (CL4SRec).
+            In every case the prediction loss reads the unaugmented sequence.
+        cl4srec_crop_ratio (`float`, defaults to 0.6):
+            CL4SRec crop `eta`: a crop keeps a contiguous span of `max(1, floor(eta * n))` items.
+        cl4srec_mask_ratio (`float`, defaults to 0.3):
+            CL4SRec mask `gamma`: a mask replaces `floor(gamma * n)` random positions by the mask token
+            `num_items + 1`, which has its own embedding row only when `view_maker="cl4srec"` and
+            `cl4srec_mask_ratio > 0`, and is never scored or recommended.
+        cl4srec_reorder_ratio (`float`, defaults to 0.6):
+            CL4SRec reorder `beta`: a reorder shuffles a contiguous span of `floor(beta * n)` items.
 
     Example:
 
@@ -87,6 +113,33 @@ class BTSRConfig(PreTrainedConfig):
     sce_bucket_size_y: int = field(default=256, metadata={"help": "SCE items per bucket b_y (<= num_items)."})
     sce_mix_x: bool = field(default=False, metadata={"help": "SCE centres as mixtures of the batch's states."})
     bce_num_negatives: int = field(default=256, metadata={"help": "Sampled negatives per sequence for BCE."})
+    ssl_objective: str = field(
+        default="barlow_twins", metadata={"help": "Self-supervised loss: barlow_twins | infonce."}
+    )
+    infonce_temperature: float | int = field(default=1.0, metadata={"help": "InfoNCE temperature tau."})
+    infonce_similarity: str = field(default="dot", metadata={"help": "InfoNCE similarity: dot | cosine."})
+    view_maker: str = field(
+        default="same_target",
+        metadata={"help": "Views of the SSL loss: same_target | dropout | same_target+dropout | cl4srec."},
+    )
+    cl4srec_crop_ratio: float | int = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta."})
+    cl4srec_mask_ratio: float | int = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})
+    cl4srec_reorder_ratio: float | int = field(default=0.6, metadata={"help": "CL4SRec reorder ratio beta."})
+
+    @property
+    def mask_token_id(self) -> int | None:
+        """Index of the CL4SRec mask token (`num_items + 1`) when masked views are drawn, else `None`.
+
+        Only then does the item embedding table get the extra row; scoring always uses rows `1..num_items`.
+        """
+        if self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0:
+            return self.num_items + 1
+        return None
+
+    @property
+    def num_item_embeddings(self) -> int:
+        """Rows of the item embedding table: padding, the items, and the mask token when it is used."""
+        return self.num_items + (2 if self.mask_token_id is not None else 1)
 
     def validate_btsr(self):
         """Range checks with messages that say which value to change (run by `@strict` at construction)."""
@@ -128,5 +181,32 @@ class BTSRConfig(PreTrainedConfig):
             problems.append(
                 f"bce_num_negatives ({self.bce_num_negatives}) must be smaller than num_items ({self.num_items})"
             )
+        if problems:
+            raise ValueError("BTSRConfig: " + "; ".join(problems))
+
+    def validate_ssl(self):
+        """Checks of the self-supervised settings (run by `@strict` at construction)."""
+        problems = []
+        if self.ssl_objective not in SSL_OBJECTIVES:
+            problems.append(f"ssl_objective must be one of {', '.join(SSL_OBJECTIVES)}, got {self.ssl_objective!r}")
+        if not self.infonce_temperature > 0:
+            problems.append(
+                f"infonce_temperature must be > 0 (CL4SRec and DuoRec use 1.0), got {self.infonce_temperature}"
+            )
+        if self.infonce_similarity not in INFONCE_SIMILARITIES:
+            problems.append(
+                f"infonce_similarity must be one of {', '.join(INFONCE_SIMILARITIES)}, got {self.infonce_similarity!r}"
+            )
+        if self.view_maker not in VIEW_MAKERS:
+            problems.append(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {self.view_maker!r}")
+        if not 0 < self.cl4srec_crop_ratio <= 1:
+            problems.append(
+                f"cl4srec_crop_ratio must be in (0, 1] (the share of items a crop keeps), got {self.cl4srec_crop_ratio}"
+            )
+        for name in ("cl4srec_mask_ratio", "cl4srec_reorder_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.bt_projector_dims and self.ssl_objective != "barlow_twins":
+            problems.append("bt_projector_dims applies to ssl_objective='barlow_twins' only; remove it for infonce")
         if problems:
             raise ValueError("BTSRConfig: " + "; ".join(problems))

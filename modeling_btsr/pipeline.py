@@ -122,6 +122,13 @@ def make_config(
         sce_bucket_size_y=model_args.sce_bucket_size_y,
         sce_mix_x=model_args.sce_mix_x,
         bce_num_negatives=model_args.bce_num_negatives,
+        ssl_objective=model_args.ssl_objective,
+        infonce_temperature=model_args.infonce_temperature,
+        infonce_similarity=model_args.infonce_similarity,
+        view_maker=model_args.view_maker,
+        cl4srec_crop_ratio=model_args.cl4srec_crop_ratio,
+        cl4srec_mask_ratio=model_args.cl4srec_mask_ratio,
+        cl4srec_reorder_ratio=model_args.cl4srec_reorder_ratio,
     )
 
 
@@ -178,9 +185,9 @@ def run_training(
 
     with_pairs = model_args.bt_alpha > 0
     if with_pairs and training_args.world_size > 1 and not training_args.dataloader_drop_last:
-        # The global BT statistics need equal local batches; accelerate would otherwise repeat samples.
+        # The global BT / InfoNCE batch needs equal local batches; accelerate would otherwise repeat samples.
         training_args.dataloader_drop_last = True
-        logger.info("dataloader_drop_last=True: the Barlow Twins loss needs equal batches on every process")
+        logger.info("dataloader_drop_last=True: the self-supervised loss needs equal batches on every process")
     # Settings errors surface before any data is read (the catalogue-size checks come once it is known).
     make_config(model_args, num_items=max(model_args.sce_bucket_size_y, model_args.bce_num_negatives) + 1)
     started = time.perf_counter()
@@ -189,7 +196,17 @@ def run_training(
     prepare_seconds = time.perf_counter() - started
     set_seed(training_args.seed)  # before the model exists: its initial weights come from this seed
     model = build_model(model_args, data, training_args.per_device_train_batch_size * max(training_args.world_size, 1))
-    train_dataset = PairedTrainDataset(data.examples, seed=training_args.seed, with_pairs=with_pairs)
+    config = model.config
+    train_dataset = PairedTrainDataset(
+        data.examples,
+        seed=training_args.seed,
+        with_pairs=with_pairs,
+        view_maker=config.view_maker,
+        crop_ratio=config.cl4srec_crop_ratio,
+        mask_ratio=config.cl4srec_mask_ratio,
+        reorder_ratio=config.cl4srec_reorder_ratio,
+        mask_token=config.mask_token_id,
+    )
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)
     callbacks = []

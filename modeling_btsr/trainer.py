@@ -35,12 +35,13 @@ class RankingEvalSet(torch.utils.data.Dataset):
 class BTSRTrainer(Trainer):
     """Trainer for :class:`~modeling_btsr.BTSRForSequentialRecommendation`.
 
-    - Loss: `prediction_loss + bt_alpha * bt_loss`. CE and BCE are sums over labelled positions divided by the
-      Trainer's `num_items_in_batch` (all accumulation steps, all processes), so gradient accumulation and several
-      processes give the one-process, one-batch gradient; the world-size factor undoes DDP's averaging. SCE (a mean
-      over picked positions) and BT (a batch statistic whose gradient is already global through the
-      autograd-aware gather) are divided by the accumulation steps only.
-    - The two parts are logged separately as `prediction_loss` and `bt_loss`.
+    - Loss: `prediction_loss + bt_alpha * ssl_loss` (Barlow Twins or InfoNCE, by the config's `ssl_objective`).
+      CE and BCE are sums over labelled positions divided by the Trainer's `num_items_in_batch` (all accumulation
+      steps, all processes), so gradient accumulation and several processes give the one-process, one-batch
+      gradient; the world-size factor undoes DDP's averaging. SCE (a mean over picked positions) and the SSL loss
+      (a batch statistic whose gradient is already global through the autograd-aware gather) are divided by the
+      accumulation steps only.
+    - The two parts are logged separately as `prediction_loss` and `bt_loss` (Barlow Twins) or `ssl_loss` (InfoNCE).
     - Before each epoch the training dataset's `set_epoch` selects that epoch's partner draw (stateless in
       (seed, epoch, row), so resumes and process counts do not change it).
     - `evaluate` ranks the full catalogue for the users of a :class:`RankingEvalSet` (see
@@ -58,6 +59,7 @@ class BTSRTrainer(Trainer):
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
         self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
+        self._ssl_log_name = "bt_loss"
 
     # ---------------------------------------------------------------------------------------------------- training
     def _run_epoch(self, *args, **kwargs):
@@ -81,13 +83,16 @@ class BTSRTrainer(Trainer):
         else:
             prediction = prediction / accumulation
         loss = prediction
-        if outputs.bt_loss is not None:
-            loss = loss + config.bt_alpha * outputs.bt_loss / accumulation
+        # `ssl_loss` (BT or InfoNCE); models from before it existed give `bt_loss` only.
+        ssl_loss = getattr(outputs, "ssl_loss", None)
+        ssl_loss = outputs.bt_loss if ssl_loss is None else ssl_loss
+        if ssl_loss is not None:
+            loss = loss + config.bt_alpha * ssl_loss / accumulation
         if not torch.isfinite(loss.detach()):
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at step {self.state.global_step} "
                 f"(prediction_loss={outputs.prediction_loss.item()}, "
-                f"bt_loss={None if outputs.bt_loss is None else outputs.bt_loss.item()}); stopped before saving. "
+                f"ssl_loss={None if ssl_loss is None else ssl_loss.item()}); stopped before saving. "
                 "Lower --learning_rate or check the data."
             )
         # Logged as plain per-batch means, whatever the normalisation used for the gradient.
@@ -95,8 +100,10 @@ class BTSRTrainer(Trainer):
         if sums_over_positions and num_items_in_batch is not None:
             batch_prediction = batch_prediction * num_items_in_batch / outputs.num_prediction_positions.clamp_min(1)
         self._loss_parts["prediction_loss"] += float(batch_prediction)
-        if outputs.bt_loss is not None:
-            self._loss_parts["bt_loss"] += outputs.bt_loss.detach().item()
+        if ssl_loss is not None:
+            self._loss_parts["bt_loss"] += ssl_loss.detach().item()
+            infonce = getattr(config, "ssl_objective", "barlow_twins") != "barlow_twins"
+            self._ssl_log_name = "ssl_loss" if infonce else "bt_loss"
         self._loss_parts["steps"] += 1
         return (loss, outputs) if return_outputs else loss
 
@@ -105,7 +112,7 @@ class BTSRTrainer(Trainer):
             steps = self._loss_parts["steps"]
             logs["prediction_loss"] = round(self._loss_parts["prediction_loss"] / steps, 6)
             if self._loss_parts["bt_loss"]:
-                logs["bt_loss"] = round(self._loss_parts["bt_loss"] / steps, 6)
+                logs[self._ssl_log_name] = round(self._loss_parts["bt_loss"] / steps, 6)
             self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
         super().log(logs, *args, **kwargs)
 

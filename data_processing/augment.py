@@ -1,0 +1,120 @@
+"""CL4SRec's sequence augmentations (crop, mask, reorder) with stateless, per-view random draws.
+
+Xie et al., "Contrastive Learning for Sequential Recommendation" (CL4SRec), ICDE 2022, section IV-B. Each function is
+pure in ``(sequence, ratio, rng)``: it never changes its input and returns a new list. With ``n = len(sequence)``:
+
+- :func:`crop` keeps one contiguous span of ``max(1, floor(eta * n))`` items (start uniform over the valid starts);
+- :func:`mask` replaces ``floor(gamma * n)`` distinct positions (uniform) by the mask token, nothing else changes;
+- :func:`reorder` shuffles one contiguous span of ``floor(beta * n)`` items (uniform start, uniform permutation).
+
+The generator of view ``v`` of row ``r`` in epoch ``e`` is keyed by the same splitmix64 chain as the partner draw
+(:mod:`data_processing.pairs`), salted by the view::
+
+    u   = splitmix64(splitmix64(splitmix64(seed) ^ epoch) ^ row)
+    key = splitmix64(u ^ (VIEW_SALT + view))
+    rng = numpy.random.Generator(numpy.random.PCG64(key))
+
+so the views depend only on ``(seed, epoch, row, view)``: not on worker or process counts, batch order or resumes.
+(Bit-exact streams assume numpy keeps ``Generator.integers`` / ``choice`` / ``permutation`` unchanged.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import pairs as _pairs
+
+__all__ = ["AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_keys", "view_rng"]
+
+AUGMENTATIONS = ("crop", "mask", "reorder")
+VIEW_SALT = 0x5EED_0F_C4_5EC0_0000  # separates the view streams from the partner draw of the same row
+
+
+def view_keys(seed: int, epoch: int, rows: np.ndarray, view: int) -> np.ndarray:
+    """``uint64`` generator keys of view ``view`` for each row in ``rows`` (vectorised; see the module docstring)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    key = _pairs.splitmix64(_pairs.splitmix64(_pairs._as_u64(seed)) ^ _pairs._as_u64(int(epoch)))
+    u = _pairs.splitmix64(key ^ rows.astype(np.uint64))
+    return _pairs.splitmix64(u ^ _pairs._as_u64(VIEW_SALT + int(view)))
+
+
+def view_rng(seed: int, epoch: int, row: int, view: int) -> np.random.Generator:
+    """The generator of view ``view`` of ``row`` in ``epoch``.
+
+    >>> a, b = view_rng(0, 1, 5, 0).integers(1 << 30), view_rng(0, 1, 5, 0).integers(1 << 30)
+    >>> bool(a == b), bool(a == view_rng(0, 2, 5, 0).integers(1 << 30))
+    (True, False)
+    """
+    return np.random.Generator(np.random.PCG64(int(view_keys(seed, epoch, np.array([row]), view)[0])))
+
+
+def crop(sequence: Sequence[int], ratio: float, rng: np.random.Generator) -> list[int]:
+    """A contiguous span of ``max(1, floor(ratio * n))`` items of ``sequence`` (an empty sequence stays empty).
+
+    >>> crop([1, 2, 3, 4, 5], 0.4, np.random.default_rng(0)) in ([1, 2], [2, 3], [3, 4], [4, 5])
+    True
+    """
+    items = list(sequence)
+    n = len(items)
+    if n == 0:
+        return items
+    keep = min(n, max(1, math.floor(ratio * n)))
+    start = int(rng.integers(0, n - keep + 1))
+    return items[start : start + keep]
+
+
+def mask(sequence: Sequence[int], ratio: float, rng: np.random.Generator, mask_token: int) -> list[int]:
+    """``sequence`` with ``floor(ratio * n)`` distinct random positions replaced by ``mask_token``.
+
+    >>> mask([1, 2, 3, 4], 0.5, np.random.default_rng(0), mask_token=9).count(9)
+    2
+    """
+    items = list(sequence)
+    n = len(items)
+    count = min(n, math.floor(ratio * n))
+    if count > 0:
+        for position in rng.choice(n, size=count, replace=False).tolist():
+            items[position] = mask_token
+    return items
+
+
+def reorder(sequence: Sequence[int], ratio: float, rng: np.random.Generator) -> list[int]:
+    """``sequence`` with one contiguous span of ``floor(ratio * n)`` items randomly permuted.
+
+    >>> sorted(reorder([1, 2, 3, 4, 5], 0.6, np.random.default_rng(0)))
+    [1, 2, 3, 4, 5]
+    """
+    items = list(sequence)
+    n = len(items)
+    span = min(n, math.floor(ratio * n))
+    if span < 2:  # nothing to permute
+        return items
+    start = int(rng.integers(0, n - span + 1))
+    items[start : start + span] = [items[start + j] for j in rng.permutation(span).tolist()]
+    return items
+
+
+def cl4srec_view(
+    sequence: Sequence[int],
+    rng: np.random.Generator,
+    crop_ratio: float,
+    mask_ratio: float,
+    reorder_ratio: float,
+    mask_token: int | None,
+) -> list[int]:
+    """One CL4SRec view: crop, mask or reorder, picked uniformly with ``rng``, then applied with the same ``rng``.
+
+    ``mask_token`` may be ``None`` only when ``mask_ratio * len(sequence) < 1`` for every sequence (no position
+    is ever masked), e.g. ``mask_ratio = 0``.
+    """
+    choice = int(rng.integers(0, len(AUGMENTATIONS)))
+    if choice == 0:
+        return crop(sequence, crop_ratio, rng)
+    if choice == 1:
+        if mask_token is None and math.floor(mask_ratio * len(sequence)) > 0:
+            raise ValueError("cl4srec_view: mask_ratio > 0 needs a mask_token (the model's num_items + 1)")
+        return mask(sequence, mask_ratio, rng, mask_token)
+    return reorder(sequence, reorder_ratio, rng)

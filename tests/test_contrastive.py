@@ -1,0 +1,402 @@
+"""Contrastive baselines in the BT-SR harness: InfoNCE, CL4SRec augmentations and views, DuoRec views, presets."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import data_processing.pairs as pairs_module
+from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset, crop, mask, reorder, view_rng
+from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+from modeling_btsr.arguments import PRESETS, parse_arguments
+from modeling_btsr.losses_btsr import infonce_loss
+from tests.conftest import run_train
+
+MASK = 10_000
+
+sequences = st.lists(st.integers(1, 50), min_size=1, max_size=40)
+ratios = st.floats(0.0, 1.0, allow_nan=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# InfoNCE
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def infonce_loops(z_a: np.ndarray, z_b: np.ndarray, tau: float, similarity: str) -> float:
+    """NT-Xent written out: 2B anchors, each with its other view as positive and the 2B - 2 others as negatives."""
+    z = np.concatenate([z_a, z_b])
+    if similarity == "cosine":
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = z.shape[0]
+    batch = n // 2
+    total = 0.0
+    for i in range(n):
+        positive = (i + batch) % n
+        logits = {j: float(np.dot(z[i], z[j])) / tau for j in range(n) if j != i}
+        top = max(logits.values())
+        log_denominator = top + math.log(sum(math.exp(v - top) for v in logits.values()))
+        total += log_denominator - logits[positive]
+    return total / n
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("tau", [1.0, 0.2])
+def test_infonce_equals_loop_formula(similarity, tau):
+    gen = torch.Generator().manual_seed(3)
+    z_a = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    z_b = z_a + 0.7 * torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    got = infonce_loss(z_a, z_b, temperature=tau, similarity=similarity)
+    assert got.dtype == torch.float64
+    assert got.item() == pytest.approx(infonce_loops(z_a.numpy(), z_b.numpy(), tau, similarity), rel=1e-12)
+
+
+def test_infonce_degenerate_and_half_precision():
+    one = torch.randn(1, 4, requires_grad=True)
+    loss = infonce_loss(one, one * 2, 1.0)  # a batch of 1: only the positive, loss 0
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0) and torch.isfinite(one.grad).all()
+    zeros = torch.zeros(4, 3, requires_grad=True)
+    loss = infonce_loss(zeros, zeros, 1.0, similarity="cosine")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(zeros.grad).all()
+    half = infonce_loss(torch.randn(8, 4).half(), torch.randn(8, 4).half(), 1.0)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    with pytest.raises(ValueError):
+        infonce_loss(torch.randn(4, 3), torch.randn(5, 3), 1.0)
+
+
+def _infonce_worker(rank, world_size, init_file, z_a, z_b, results):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    half = z_a.shape[0] // world_size
+    a = z_a[rank * half : (rank + 1) * half].clone().requires_grad_(True)
+    b = z_b[rank * half : (rank + 1) * half].clone().requires_grad_(True)
+    loss = infonce_loss(a, b, 0.5)
+    loss.backward()
+    results[rank] = (loss.detach(), a.grad, b.grad)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_infonce_equals_one_process():
+    """2 processes x B/2 give the 1-process InfoNCE over all B rows (negatives from the global batch)."""
+    import torch.multiprocessing as mp
+
+    gen = torch.Generator().manual_seed(5)
+    z_a = torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    z_b = z_a + torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    a, b = z_a.clone().requires_grad_(True), z_b.clone().requires_grad_(True)
+    single = infonce_loss(a, b, 0.5)
+    single.backward()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manager = mp.Manager()
+        results = manager.dict()
+        mp.start_processes(
+            _infonce_worker,
+            args=(2, os.path.join(tmp, "init"), z_a, z_b, results),
+            nprocs=2,
+            join=True,
+            start_method="spawn",
+        )
+        results = dict(results)
+    for rank in range(2):
+        loss, grad_a, grad_b = results[rank]
+        assert torch.allclose(loss, single.detach(), rtol=1e-12)
+        rows = slice(rank * 8, (rank + 1) * 8)
+        # all_gather's backward sums every rank's use of these rows; DDP then divides by the world size.
+        assert torch.allclose(grad_a / 2, a.grad[rows], rtol=1e-10, atol=1e-14)
+        assert torch.allclose(grad_b / 2, b.grad[rows], rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# augmentations
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequences, st.floats(0.01, 1.0), st.integers(0, 2**32))
+def test_crop_keeps_one_contiguous_span(seq, eta, seed):
+    out = crop(seq, eta, np.random.default_rng(seed))
+    n = len(seq)
+    assert len(out) == max(1, math.floor(eta * n))
+    assert any(seq[s : s + len(out)] == out for s in range(n - len(out) + 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequences, ratios, st.integers(0, 2**32))
+def test_mask_replaces_exactly_the_ratio_and_nothing_else(seq, gamma, seed):
+    before = list(seq)
+    out = mask(seq, gamma, np.random.default_rng(seed), mask_token=MASK)
+    assert seq == before  # pure: the input is not modified
+    assert len(out) == len(seq)
+    changed = [i for i in range(len(seq)) if out[i] != seq[i]]
+    assert len(changed) == math.floor(gamma * len(seq))
+    assert all(out[i] == MASK for i in changed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequences, ratios, st.integers(0, 2**32))
+def test_reorder_permutes_one_contiguous_span(seq, beta, seed):
+    out = reorder(seq, beta, np.random.default_rng(seed))
+    span = math.floor(beta * len(seq))
+    assert Counter(out) == Counter(seq)
+    changed = [i for i in range(len(seq)) if out[i] != seq[i]]
+    if changed:  # the changes lie inside one window of the span's length, itself a permutation
+        first, last = changed[0], changed[-1]
+        assert last - first + 1 <= span
+        assert Counter(out[first : last + 1]) == Counter(seq[first : last + 1])
+
+
+def test_reorder_does_shuffle_and_augmentations_are_uniform():
+    seq = list(range(1, 21))
+    assert any(reorder(seq, 0.5, np.random.default_rng(s)) != seq for s in range(5))
+    # cl4srec views pick crop / mask / reorder with equal probability
+    from data_processing import cl4srec_view
+
+    kinds = Counter()
+    for s in range(3000):
+        out = cl4srec_view(seq, np.random.default_rng(s), 0.5, 0.5, 0.5, MASK)
+        kinds["mask" if MASK in out else "crop" if len(out) < len(seq) else "reorder"] += 1
+    assert all(abs(c - 1000) < 150 for c in kinds.values()) and len(kinds) == 3
+
+
+def test_view_rng_is_keyed_on_seed_epoch_row_view():
+    def draw(*key):
+        return view_rng(*key).integers(1 << 62)
+
+    assert draw(1, 2, 3, 0) == draw(1, 2, 3, 0)
+    assert len({draw(1, 2, 3, 0), draw(1, 3, 3, 0), draw(1, 2, 4, 0), draw(1, 2, 3, 1), draw(2, 2, 3, 0)}) == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# views served by PairedTrainDataset
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def examples():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 30, size=int(rng.integers(2, 25))) for _ in range(60)]
+    return build_train_dataset(seqs, max_len=20)
+
+
+def _cl4srec(examples, seed=0, **kwargs):
+    settings_ = dict(view_maker="cl4srec", crop_ratio=0.6, mask_ratio=0.3, reorder_ratio=0.6, mask_token=31)
+    return PairedTrainDataset(examples, seed=seed, **{**settings_, **kwargs})
+
+
+def test_cl4srec_views_deterministic_per_epoch_and_change_across_epochs(examples):
+    data = _cl4srec(examples)
+    inputs = examples.dataset["input_ids"]
+    first = [data[i] for i in range(len(data))]
+    for i, item in enumerate(first):
+        assert set(item) == {"input_ids", "labels", "pair_input_ids", "view_input_ids"}
+        assert item["input_ids"] == inputs[i] and item["labels"] == examples.dataset["labels"][i]  # unaugmented
+        for view in (item["view_input_ids"], item["pair_input_ids"]):
+            assert 1 <= len(view) <= len(inputs[i])
+            assert set(view) <= set(inputs[i]) | {31}
+    again = _cl4srec(examples)
+    assert [again[i] for i in range(len(data))] == first  # a fresh dataset, same (seed, epoch): same views
+    assert data.augmented_view(5, 1, epoch=0) == first[5]["pair_input_ids"]
+    data.set_epoch(1)
+    second = [data[i] for i in range(len(data))]
+    assert sum(a["pair_input_ids"] != b["pair_input_ids"] for a, b in zip(first, second)) > len(data) // 2
+    assert sum(a["view_input_ids"] != a["pair_input_ids"] for a in first) > len(data) // 2
+    other_seed = _cl4srec(examples, seed=1)
+    assert [other_seed[i] for i in range(len(data))] != first
+    with pytest.raises(ValueError, match="partners"):
+        data.partners()
+
+
+def test_cl4srec_views_same_through_dataloader_workers(examples):
+    data = _cl4srec(examples)
+    data.set_epoch(2)
+    expected = {i: data[i] for i in range(len(data))}
+    fresh = _cl4srec(examples)
+    fresh.set_epoch(2)
+    loader = torch.utils.data.DataLoader(
+        fresh, batch_size=7, shuffle=True, num_workers=2, collate_fn=lambda b: b,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    got = [x for batch in loader for x in batch]
+    assert len(got) == len(data)
+    by_input = {}
+    for i, item in expected.items():
+        by_input.setdefault(tuple(item["input_ids"]), []).append(item)
+    for item in got:
+        assert item in by_input[tuple(item["input_ids"])]
+
+
+def test_dropout_views_draw_nothing_and_duorec_views(examples, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("the dropout view maker must not draw")
+
+    inputs = examples.dataset["input_ids"]
+    same = PairedTrainDataset(examples, seed=4)
+    duo = PairedTrainDataset(examples, seed=4, view_maker="same_target+dropout")
+    for epoch in (0, 3):
+        same.set_epoch(epoch)
+        duo.set_epoch(epoch)
+        for i in range(len(duo)):
+            item = duo[i]
+            assert item["view_input_ids"] == inputs[i] == item["input_ids"]
+            assert item["pair_input_ids"] == same[i]["pair_input_ids"]  # DuoRec's positive = BT-SR's partner
+    monkeypatch.setattr(pairs_module, "draw_partners", boom)
+    monkeypatch.setattr(pairs_module, "splitmix64", boom)
+    drop = PairedTrainDataset(examples, seed=4, view_maker="dropout")
+    drop.set_epoch(2)
+    for i in range(len(drop)):
+        assert drop[i] == {"input_ids": inputs[i], "labels": examples.dataset["labels"][i], "pair_input_ids": inputs[i]}
+
+
+def test_default_view_maker_and_alpha_zero_unchanged(examples):
+    data, explicit = PairedTrainDataset(examples, seed=7), PairedTrainDataset(examples, seed=7, view_maker="same_target")
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        explicit.set_epoch(epoch)
+        assert [data[i] for i in range(len(data))] == [explicit[i] for i in range(len(data))]
+        assert all(set(data[i]) == {"input_ids", "labels", "pair_input_ids"} for i in range(len(data)))
+    off = PairedTrainDataset(examples, seed=7, with_pairs=False, view_maker="cl4srec")  # alpha 0: no views at all
+    assert all(set(off[i]) == {"input_ids", "labels"} for i in range(len(off)))
+    with pytest.raises(ValueError, match="mask_token"):
+        PairedTrainDataset(examples, seed=7, view_maker="cl4srec", mask_ratio=0.3)
+    with pytest.raises(ValueError, match="view_maker"):
+        PairedTrainDataset(examples, seed=7, view_maker="crop")
+
+
+def test_collator_pads_view_input_ids(examples):
+    data = _cl4srec(examples)
+    batch = SequenceCollator()([data[i] for i in range(6)])
+    assert {"view_input_ids", "view_attention_mask", "pair_input_ids", "pair_attention_mask"} <= set(batch)
+    for i in range(6):
+        view = data[i]["view_input_ids"]
+        row, mask_row = batch["view_input_ids"][i], batch["view_attention_mask"][i]
+        assert row[mask_row.bool()].tolist() == view
+        assert int(mask_row.sum()) == len(view) and mask_row[-len(view) :].all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the model: mask token, SSL objective
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _config(**kwargs):
+    base = dict(num_items=12, hidden_size=8, max_position_embeddings=10, hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0)  # fmt: skip
+    return BTSRConfig(**{**base, **kwargs})
+
+
+def test_mask_token_row_only_when_masking_and_never_scored():
+    assert BTSRForSequentialRecommendation(BTSRConfig(num_items=3416)).num_parameters() == 3417 * 64 + 63_360
+    for kwargs in ({}, {"view_maker": "cl4srec", "cl4srec_mask_ratio": 0.0}, {"view_maker": "same_target+dropout"}):
+        model = BTSRForSequentialRecommendation(_config(**kwargs))
+        assert model.config.mask_token_id is None
+        assert model.btsr.item_embeddings.num_embeddings == 13
+    model = BTSRForSequentialRecommendation(_config(view_maker="cl4srec", ssl_objective="infonce"))
+    assert model.config.mask_token_id == 13
+    weight = model.btsr.item_embeddings.weight
+    assert weight.shape[0] == 14
+    items = model.btsr.item_embedding_matrix()
+    assert items.shape == (12, 8) and torch.equal(items, weight[1:13])
+    # Make the mask token the best match of every user: it must still never be recommended.
+    with torch.no_grad():
+        weight[13] = 100.0 * weight[1:13].abs().sum(0)
+    model.btsr.set_item_vocab({"item_ids": [f"i{j}" for j in range(1, 13)], "item_counts": [1] * 12})
+    lists = model.recommend([["i1", "i2"], ["i5"], []], k=20, exclude_seen=False)
+    assert all(len(row) == 12 and set(row) == {f"i{j}" for j in range(1, 13)} for row in lists)
+    # Masked inputs encode (the mask row is an embedding like any item) and the prediction loss ignores it.
+    ids = torch.tensor([[1, 13, 3], [0, 2, 13]])
+    out = model(ids, labels=torch.tensor([[12, 3, 4], [-100, 5, 6]]))
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("view_maker", ["same_target", "dropout", "same_target+dropout", "cl4srec"])
+@pytest.mark.parametrize("objective", ["barlow_twins", "infonce"])
+def test_forward_ssl_objective_and_views(view_maker, objective):
+    from modeling_btsr.losses_btsr import barlow_twins_loss
+
+    torch.manual_seed(0)
+    model = BTSRForSequentialRecommendation(_config(view_maker=view_maker, ssl_objective=objective, bt_alpha=0.3))
+    model.eval()  # no dropout: the embeddings below are the forward's own
+    ids, labels = torch.tensor([[1, 2, 3], [0, 4, 5], [6, 7, 8]]), torch.tensor([[2, 3, 4], [-100, 5, 6], [7, 8, 9]])
+    pair, view = torch.tensor([[0, 9, 4], [1, 2, 5], [3, 3, 9]]), torch.tensor([[0, 0, 2], [4, 5, 6], [6, 8, 1]])
+    out = model(ids, labels=labels, pair_input_ids=pair, view_input_ids=view)
+
+    def embed(x):
+        return model.btsr(x).user_embeddings
+
+    expected = (
+        barlow_twins_loss(embed(view), embed(pair), model.config.bt_lambda)
+        if objective == "barlow_twins"
+        else infonce_loss(embed(view), embed(pair), 1.0)
+    )
+    assert torch.allclose(out.ssl_loss, expected, atol=1e-6)
+    assert torch.allclose(out.loss, out.prediction_loss + 0.3 * out.ssl_loss)
+    assert (out.bt_loss is not None) == (objective == "barlow_twins")
+    # Without view_input_ids view A is the prediction pass of input_ids (BT-SR, DuoRec unsupervised).
+    out = model(ids, labels=labels, pair_input_ids=pair)
+    first = embed(ids)
+    expected = (
+        barlow_twins_loss(first, embed(pair), model.config.bt_lambda)
+        if objective == "barlow_twins"
+        else infonce_loss(first, embed(pair), 1.0)
+    )
+    assert torch.allclose(out.ssl_loss, expected, atol=1e-6)
+
+
+def test_ssl_settings_are_validated_and_saved(tmp_path):
+    for bad in ({"ssl_objective": "simclr"}, {"infonce_temperature": 0.0}, {"view_maker": "crop"},
+                {"cl4srec_crop_ratio": 0.0}, {"cl4srec_mask_ratio": 1.5}, {"infonce_similarity": "l2"}):  # fmt: skip
+        with pytest.raises(Exception, match=next(iter(bad))):
+            _config(**bad)
+    model = BTSRForSequentialRecommendation(
+        _config(ssl_objective="infonce", view_maker="cl4srec", cl4srec_crop_ratio=0.4, infonce_temperature=0.5)
+    )
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["view_maker"] == "cl4srec" and saved["cl4srec_crop_ratio"] == 0.4
+    assert saved["ssl_objective"] == "infonce" and saved["infonce_temperature"] == 0.5
+    loaded = BTSRForSequentialRecommendation.from_pretrained(tmp_path)
+    assert loaded.btsr.item_embeddings.num_embeddings == 14
+    assert torch.equal(loaded.btsr.item_embeddings.weight, model.btsr.item_embeddings.weight)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# presets and train.py
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_presets_resolve():
+    model_args, data_args, _, _ = parse_arguments(["--preset", "cl4srec", "--output_dir", "x"])
+    assert (model_args.ssl_objective, model_args.view_maker, model_args.bt_alpha) == ("infonce", "cl4srec", 0.1)
+    assert data_args.dataset == "ml-1m"
+    model_args, _, training, _ = parse_arguments(["--preset", "duorec", "--bt_alpha", "0.2", "--output_dir", "x"])
+    assert (model_args.ssl_objective, model_args.view_maker) == ("infonce", "same_target+dropout")
+    assert model_args.bt_alpha == 0.2 and training.per_device_train_batch_size == 256
+    assert PRESETS["btsr-ml1m"]["loss_type"] == PRESETS["cl4srec"]["loss_type"] == PRESETS["duorec"]["loss_type"]
+
+
+@pytest.mark.parametrize("preset", ["cl4srec", "duorec"])
+def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset):
+    out = tmp_path / preset
+    result = run_train([
+        "--preset", preset, "--data_path", str(synthetic_log), "--output_dir", str(out), "--hidden_size", "16",
+        "--max_len", "20", "--per_device_train_batch_size", "16", "--num_train_epochs", "2", "--use_cpu",
+        "--seed", "3", "--dataloader_num_workers", "0",
+    ])  # fmt: skip
+    assert "Test metrics" in result.stdout
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0.0 <= results["test_ndcg@10"] <= 1.0 and math.isfinite(results["train_loss"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["ssl_objective"] == "infonce" and config["view_maker"] == PRESETS[preset]["view_maker"]
+    state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
+    assert any("ssl_loss" in entry for entry in state["log_history"])
