@@ -15,6 +15,10 @@ import os
 import shlex
 import sys
 
+# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU, spinning made 2 threads slower than 1
+# (benchmarks/performance.py); on a quiet machine it makes no difference. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def main(argv=None) -> int:
     from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError

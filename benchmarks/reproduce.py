@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/reproduce.py --list                 # what each grid holds and what is recorded
 
 Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
-`benchmarks/work/<run_id>` (git-ignored). Runs already in accuracy.json are skipped; a run that was killed (time budget,
+`$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
 session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, so
 the results file is always consistent. Epoch caps are stated per grid below and stored in every record.
 """
@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
-WORK = ROOT / "benchmarks" / "work"
+# Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
+WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).expanduser()
 SHARED = ROOT.parent / "shared" / "data"
 
 # (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
