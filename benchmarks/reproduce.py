@@ -44,11 +44,19 @@ DATASETS = {
 }  # fmt: skip
 
 
+# Contrastive baselines run through their train.py presets (hyper-parameters documented there); alpha is their
+# InfoNCE weight (0.1 in both papers).
+CONTRASTIVE = ("cl4srec", "duorec")
+CONTRASTIVE_ALPHA = 0.1
+
+
 def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None):
     base = DATASETS[(dataset, protocol)]
     loss = loss or base["loss"]
     if model == "bt-sr":
         alpha = 0.2 if alpha is None else alpha
+    elif model in CONTRASTIVE:
+        alpha = CONTRASTIVE_ALPHA
     else:
         alpha = 0.0
     return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
@@ -76,13 +84,16 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "temporal":  # a protocol check: 92 and 42 evaluated users
         return [_run(d, "temporal", m, s) for d in ("ml-100k", "ml-latest-small") for s in seeds
                 for m in ("sasrec-ce", "bt-sr")]  # fmt: skip
+    if name == "contrastive":  # BT-SR against InfoNCE objectives on one protocol each, same harness
+        return [_run(d, p, m, s) for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
+                for s in seeds for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
     if name == "alpha_sweep":
         runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
                 for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
         runs += [_run("lastfm", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", s, alpha=a)
                  for s in seeds for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
         return runs
-    raise SystemExit(f"unknown grid {name!r}: main | amazon | temporal | alpha_sweep")
+    raise SystemExit(f"unknown grid {name!r}: main | amazon | temporal | contrastive | alpha_sweep")
 
 
 def run_id(run: dict) -> str:
@@ -94,8 +105,9 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
     base = DATASETS[(run["dataset"], run["protocol"])]
     data = (["--dataset", run["dataset"]] if base["file"] is None
             else ["--dataset", run["dataset"], "--data_root", str(SHARED)])  # fmt: skip
+    preset = ["--preset", run["model"]] if run["model"] in CONTRASTIVE else []
     return [
-        sys.executable, str(ROOT / "train.py"), *data, "--split", run["protocol"],
+        sys.executable, str(ROOT / "train.py"), *data, *preset, "--split", run["protocol"],
         "--loss_type", run["loss_type"], "--bt_alpha", str(run["bt_alpha"]), "--bt_lambda", str(run["bt_lambda"]),
         "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
         "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
@@ -161,7 +173,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="main", help="main | amazon | temporal | alpha_sweep")
+    parser.add_argument("--grid", default="main", help="main | amazon | temporal | contrastive | alpha_sweep")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
