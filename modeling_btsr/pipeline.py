@@ -183,6 +183,11 @@ def run_training(
 
     from data_processing import PairedTrainDataset, SequenceCollator
 
+    hub = hub or {}
+    if hub.get("push_to_hub") and not hub.get("hub_model_id"):
+        from data_processing import DataError
+
+        raise DataError("--push_to_hub needs --hub_model_id org/name (checked before training, not after)")
     with_pairs = model_args.bt_alpha > 0
     if with_pairs and training_args.world_size > 1 and not training_args.dataloader_drop_last:
         # The global BT / InfoNCE batch needs equal local batches; accelerate would otherwise repeat samples.
@@ -282,13 +287,8 @@ def run_training(
             per_user_json = {"user_ids": _jsonable(list(data.split.test.user_ids))}
             per_user_json.update({k: per_user[k].tolist() for k in ("hr@10", "ndcg@10") if k in per_user})
             json.dump(per_user_json, handle)
-        hub = hub or {}
         write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
         if hub.get("push_to_hub"):
-            if not hub.get("hub_model_id"):
-                from data_processing import DataError
-
-                raise DataError("--push_to_hub needs --hub_model_id org/name")
             url = push_folder_to_hub(
                 output_dir, hub["hub_model_id"], token=hub.get("hub_token"), private=bool(hub.get("hub_private_repo"))
             )
