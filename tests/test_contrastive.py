@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
+import functools
 import math
-import os
-import tempfile
 from collections import Counter
 
 import numpy as np
@@ -20,6 +19,7 @@ from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.losses_btsr import infonce_loss
 from tests.conftest import run_train
+from tests.distributed import assert_two_processes_match_one
 
 MASK = 10_000
 
@@ -75,46 +75,9 @@ def test_infonce_degenerate_and_half_precision():
         infonce_loss(torch.randn(4, 3), torch.randn(5, 3), 1.0)
 
 
-def _infonce_worker(rank, world_size, init_file, z_a, z_b, results):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    half = z_a.shape[0] // world_size
-    a = z_a[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-    b = z_b[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-    loss = infonce_loss(a, b, 0.5)
-    loss.backward()
-    results[rank] = (loss.detach(), a.grad, b.grad)
-    torch.distributed.destroy_process_group()
-
-
 def test_two_process_gloo_infonce_equals_one_process():
     """2 processes x B/2 give the 1-process InfoNCE over all B rows (negatives from the global batch)."""
-    import torch.multiprocessing as mp
-
-    gen = torch.Generator().manual_seed(5)
-    z_a = torch.randn(16, 8, generator=gen, dtype=torch.float64)
-    z_b = z_a + torch.randn(16, 8, generator=gen, dtype=torch.float64)
-    a, b = z_a.clone().requires_grad_(True), z_b.clone().requires_grad_(True)
-    single = infonce_loss(a, b, 0.5)
-    single.backward()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        results = manager.dict()
-        mp.start_processes(
-            _infonce_worker,
-            args=(2, os.path.join(tmp, "init"), z_a, z_b, results),
-            nprocs=2,
-            join=True,
-            start_method="spawn",
-        )
-        results = dict(results)
-    for rank in range(2):
-        loss, grad_a, grad_b = results[rank]
-        assert torch.allclose(loss, single.detach(), rtol=1e-12)
-        rows = slice(rank * 8, (rank + 1) * 8)
-        # all_gather's backward sums every rank's use of these rows; DDP then divides by the world size.
-        assert torch.allclose(grad_a / 2, a.grad[rows], rtol=1e-10, atol=1e-14)
-        assert torch.allclose(grad_b / 2, b.grad[rows], rtol=1e-10, atol=1e-14)
+    assert_two_processes_match_one(functools.partial(infonce_loss, temperature=0.5))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

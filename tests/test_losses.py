@@ -1,7 +1,6 @@
 """Losses against independent computations: BT formula, SCE == CE, BCE formula, degenerate batches, gloo."""
 
-import os
-import tempfile
+import functools
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 
 from modeling_btsr import barlow_twins_loss, cross_entropy_loss, sampled_bce_loss, scalable_cross_entropy_loss
 from modeling_btsr.losses_btsr import _chunked_topk, _sample_negatives
+from tests.distributed import assert_two_processes_match_one
 
 
 def barlow_twins_numpy(z_a: np.ndarray, z_b: np.ndarray, lam: float) -> float:
@@ -128,46 +128,9 @@ def test_bce_formula_and_negative_sampling():
         assert len(set(row)) == 12 and not set(row) & set(s) and 0 not in row and max(row) <= 20
 
 
-def _bt_worker(rank, world_size, init_file, z_a, z_b, results):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    half = z_a.shape[0] // world_size
-    a = z_a[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-    b = z_b[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-    loss = barlow_twins_loss(a, b, 0.05)
-    loss.backward()
-    results[rank] = (loss.detach(), a.grad, b.grad)
-    torch.distributed.destroy_process_group()
-
-
 def test_two_process_gloo_bt_equals_one_process():
     """2 processes x B/2 give the 1-process loss on B rows; per-row gradients match after DDP's 1/world averaging."""
-    import torch.multiprocessing as mp
-
-    gen = torch.Generator().manual_seed(5)
-    z_a = torch.randn(16, 8, generator=gen, dtype=torch.float64)
-    z_b = z_a + torch.randn(16, 8, generator=gen, dtype=torch.float64)
-    a, b = z_a.clone().requires_grad_(True), z_b.clone().requires_grad_(True)
-    single = barlow_twins_loss(a, b, 0.05)
-    single.backward()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        results = manager.dict()
-        mp.start_processes(
-            _bt_worker,
-            args=(2, os.path.join(tmp, "init"), z_a, z_b, results),
-            nprocs=2,
-            join=True,
-            start_method="spawn",
-        )
-        results = dict(results)
-    for rank in range(2):
-        loss, grad_a, grad_b = results[rank]
-        assert torch.allclose(loss, single.detach(), rtol=1e-12)
-        rows = slice(rank * 8, (rank + 1) * 8)
-        # all_gather's backward sums every rank's use of these rows; DDP then divides by the world size.
-        assert torch.allclose(grad_a / 2, a.grad[rows], rtol=1e-10, atol=1e-14)
-        assert torch.allclose(grad_b / 2, b.grad[rows], rtol=1e-10, atol=1e-14)
+    assert_two_processes_match_one(functools.partial(barlow_twins_loss, bt_lambda=0.05))
 
 
 def test_cross_entropy_is_sum_of_torch_ce():

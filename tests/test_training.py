@@ -1,7 +1,6 @@
 """BTSRTrainer and train.py: loss normalisation, processes, resume, determinism, end-to-end runs."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
