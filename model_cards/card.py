@@ -407,6 +407,7 @@ def build_model_card(
     dataset_label: str | None = None,
     license: str = "apache-2.0",
     example_history: list | None = None,
+    model_name: str | None = None,
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -421,6 +422,7 @@ def build_model_card(
         dataset_label: display name of the dataset (default: derived from `stats["dataset"]`).
         license: license of the weights and code (the data's terms are stated separately).
         example_history: raw item ids for the `recommend` example (default: a placeholder).
+        model_name: the card's title and model-index name (default: the repo id's name, else `btsr-<dataset>`).
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
@@ -436,7 +438,7 @@ def build_model_card(
     display = dataset_label or dataset_display_name(dataset, stats.get("source"))
     dataset_type = _normalise(dataset) if dataset else "custom"
     dataset_name = f"{display} ({protocol_label(protocol)})"
-    model_name = repo_id.split("/")[-1] if repo_id else f"btsr-{dataset_type}"
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"btsr-{dataset_type}")
     alpha = config.get("bt_alpha")
 
     card_data = ModelCardData(
@@ -541,6 +543,9 @@ def write_model_card(
     config = _read_json(folder, "config.json") if config is None else config
     command = command or results.get("command") or stats.get("command")
     kwargs.setdefault("example_history", _example_history(folder))
+    # A folder named after the model (outputs/btsr-ml1m) names the card when there is no repo id yet.
+    if repo_id is None and folder.resolve().name.startswith("btsr"):
+        kwargs.setdefault("model_name", folder.resolve().name)
     card = build_model_card(results, stats, config, command, repo_id=repo_id, **kwargs)
     path = folder / "README.md"
     tmp = folder / f".README.md.{os.getpid()}.tmp"
