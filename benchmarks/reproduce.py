@@ -87,6 +87,8 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "contrastive":  # BT-SR against InfoNCE objectives on one protocol each, same harness
         return [_run(d, p, m, s) for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
                 for s in seeds for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
+    if name == "lastfm_sweep":  # the LastFM half of the alpha sweep alone (minutes per run, not an hour)
+        return [r for r in grid("alpha_sweep", seeds) if r["dataset"] == "lastfm"]
     if name == "alpha_sweep":
         runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
                 for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
@@ -173,7 +175,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="main", help="main | amazon | temporal | contrastive | alpha_sweep")
+    parser.add_argument("--grid", default="main", help="main | amazon | temporal | contrastive | alpha_sweep | lastfm_sweep")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")

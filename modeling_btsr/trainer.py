@@ -58,8 +58,9 @@ class BTSRTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
-        self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
-        self._ssl_log_name = "bt_loss"
+        self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}
+        objective = getattr(self.accelerator.unwrap_model(self.model).config, "ssl_objective", "barlow_twins")
+        self._ssl_log_name = "bt_loss" if objective == "barlow_twins" else "ssl_loss"
 
     # ---------------------------------------------------------------------------------------------------- training
     def _run_epoch(self, *args, **kwargs):
@@ -83,9 +84,7 @@ class BTSRTrainer(Trainer):
         else:
             prediction = prediction / accumulation
         loss = prediction
-        # `ssl_loss` (BT or InfoNCE); models from before it existed give `bt_loss` only.
-        ssl_loss = getattr(outputs, "ssl_loss", None)
-        ssl_loss = outputs.bt_loss if ssl_loss is None else ssl_loss
+        ssl_loss = outputs.ssl_loss  # Barlow Twins or InfoNCE, by the config's ssl_objective
         if ssl_loss is not None:
             loss = loss + config.bt_alpha * ssl_loss / accumulation
         if not torch.isfinite(loss.detach()):
@@ -101,9 +100,7 @@ class BTSRTrainer(Trainer):
             batch_prediction = batch_prediction * num_items_in_batch / outputs.num_prediction_positions.clamp_min(1)
         self._loss_parts["prediction_loss"] += float(batch_prediction)
         if ssl_loss is not None:
-            self._loss_parts["bt_loss"] += ssl_loss.detach().item()
-            infonce = getattr(config, "ssl_objective", "barlow_twins") != "barlow_twins"
-            self._ssl_log_name = "ssl_loss" if infonce else "bt_loss"
+            self._loss_parts["ssl_loss"] += ssl_loss.detach().item()
         self._loss_parts["steps"] += 1
         return (loss, outputs) if return_outputs else loss
 
@@ -111,9 +108,9 @@ class BTSRTrainer(Trainer):
         if "loss" in logs and self._loss_parts["steps"]:
             steps = self._loss_parts["steps"]
             logs["prediction_loss"] = round(self._loss_parts["prediction_loss"] / steps, 6)
-            if self._loss_parts["bt_loss"]:
-                logs[self._ssl_log_name] = round(self._loss_parts["bt_loss"] / steps, 6)
-            self._loss_parts = {"prediction_loss": 0.0, "bt_loss": 0.0, "steps": 0}
+            if self._loss_parts["ssl_loss"]:
+                logs[self._ssl_log_name] = round(self._loss_parts["ssl_loss"] / steps, 6)
+            self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}
         super().log(logs, *args, **kwargs)
 
     # -------------------------------------------------------------------------------------------------- evaluation
