@@ -35,7 +35,7 @@ from .metrics import (
     ndcg_at_k,
     popularity_buckets,
 )
-from .modeling_btsr import BTSRModel
+from .modeling_btsr import BTSRModel, left_pad_sequences
 
 __all__ = ["evaluate_ranking", "most_popular_ranking", "ranking_metrics", "BUCKET_NAMES", "DEFAULT_KS"]
 
@@ -99,25 +99,6 @@ def _gather_rows(tensor: torch.Tensor, accelerator, n_users: int) -> torch.Tenso
     return torch.cat([gathered[p, : sizes[p]] for p in range(num_processes)])
 
 
-def _left_pad(rows: list[np.ndarray], max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`left_pad_sequences` for numpy rows, vectorised (the per-row loop there dominated the evaluation overhead).
-
-    Returns `(ids, mask)`, `torch.LongTensor`s of shape `(batch, longest)`, the last `max_len` items of each row.
-    """
-    if max_len is not None:
-        rows = [row[-max_len:] for row in rows]
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-    longest = int(lengths.max()) if len(rows) else 0
-    ids = np.zeros((len(rows), longest), dtype=np.int64)
-    if longest:
-        row_of = np.repeat(np.arange(len(rows)), lengths)
-        ends = np.cumsum(lengths)
-        within = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
-        ids[row_of, longest - lengths[row_of] + within] = np.concatenate(rows)
-    ids = torch.from_numpy(ids)
-    return ids, (ids != 0).long()
-
-
 @torch.inference_mode()
 def _score_shard(
     base: BTSRModel,
@@ -144,7 +125,7 @@ def _score_shard(
     for start in range(0, n, batch_size):
         rows = order[start : start + batch_size]
         batch = [contexts[i] for i in rows]
-        ids, mask = _left_pad(batch, max_len)
+        ids, mask = left_pad_sequences(batch, max_len)
         users = base(ids.to(device), mask.to(device), user_embeddings_only=True).user_embeddings.float()  # (batch, hidden)
         target = torch.as_tensor(targets[rows], device=device)  # item indices 1..num_items
         target_column = target - 1
@@ -154,7 +135,7 @@ def _score_shard(
         if exclude_context:
             # Full (untruncated) contexts: an item the user has seen is never recommended, even one older than
             # the model's window.
-            seen, _ = _left_pad(batch)
+            seen, _ = left_pad_sequences(batch)
             seen = seen.to(device)
             target_seen = (seen == target[:, None]).any(dim=1)
         at_or_above = torch.zeros(b, dtype=torch.long, device=device)
