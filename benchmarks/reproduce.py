@@ -4,14 +4,19 @@
     .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 1 2 --time_budget_min 120
     .venv/bin/python benchmarks/reproduce.py --grid temporal
     .venv/bin/python benchmarks/reproduce.py --list                 # what each grid holds and what is recorded
+    # two runners side by side, one thread each (more runs per hour on 2 cores than one runner with 2 threads):
+    .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 --threads 1 &
+    .venv/bin/python benchmarks/reproduce.py --grid contrastive --only ml-100k --threads 1
 
 Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
 `$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
-session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, so
-the results file is always consistent. Epoch caps are stated per grid below and stored in every record.
+session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, under
+a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per grid below and stored in every record.
 """
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -121,12 +126,29 @@ def load_records() -> list[dict]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
 
+@contextlib.contextmanager
+def exclusive(lock_file: Path, wait: bool = True):
+    """Holds an flock on `lock_file`; yields False at once when `wait` is off and another process holds it."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def append_record(record: dict) -> None:
-    records = load_records() + [record]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    os.replace(tmp, RESULTS)
+    # Read-modify-write under a lock: two runners finishing at once must not drop each other's record.
+    with exclusive(RESULTS.with_suffix(".lock")):
+        records = load_records() + [record]
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        os.replace(tmp, RESULTS)
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
@@ -134,9 +156,17 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-def execute(run: dict, deadline: float) -> bool:
+def execute(run: dict, deadline: float, threads: int | None = None) -> bool:
     """Runs (or resumes) one run until it finishes or the deadline passes; True when it finished."""
     folder = WORK / run_id(run)
+    with exclusive(folder / "runner.lock", wait=False) as mine:
+        if not mine:
+            print(f"  skipped: another runner is training {run_id(run)}", flush=True)
+            return True
+        return _execute_locked(run, folder, deadline, threads)
+
+
+def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | None) -> bool:
     command = train_command(run, folder)
     checkpoint = last_complete_checkpoint(folder)
     if checkpoint is not None:
@@ -144,6 +174,8 @@ def execute(run: dict, deadline: float) -> bool:
         print(f"  resuming from {checkpoint.name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(folder / "train.log", "a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         while process.poll() is None:
@@ -158,7 +190,8 @@ def execute(run: dict, deadline: float) -> bool:
     results = json.loads((folder / "all_results.json").read_text())
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
     record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
-              "train_seconds": results.get("train_seconds"), "machine": machine(), "command": " ".join(command[1:]),
+              "train_seconds": results.get("train_seconds"), "machine": machine(), "threads": threads,
+              "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
               "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")}}  # fmt: skip
     append_record(record)
@@ -179,8 +212,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
+    parser.add_argument("--only", default=None, help="run only the runs whose id contains this text (e.g. ml-100k)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training (default: all)")
     args = parser.parse_args()
-    runs = grid(args.grid, args.seeds)
+    runs = [run for run in grid(args.grid, args.seeds) if args.only is None or args.only in run_id(run)]
     recorded = {r["run_id"] for r in load_records()}
     if args.list:
         for run in runs:
@@ -195,7 +230,7 @@ def main() -> int:
             print(f"skipped {run_id(run)}: {SHARED / base['file']} not found (not shipped: licence)")
             continue
         print(f"running {run_id(run)} (cap {run['max_epochs']} epochs, patience {run['patience']})", flush=True)
-        if not execute(run, deadline):
+        if not execute(run, deadline, args.threads):
             return 0
     return 0
 
