@@ -348,13 +348,24 @@ def _stats_rows(stats: dict) -> list[tuple[str, str]]:
 def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
     loss = config.get("loss_type", "ce")
     alpha, lam = config.get("bt_alpha"), config.get("bt_lambda")
+    infonce = config.get("ssl_objective") == "infonce" and bool(alpha)
     rows = [
         ("`loss_type`", _fmt(loss), {"ce": "full softmax cross-entropy over the catalogue",
                                      "sce": "Scalable Cross-Entropy (softmax over hard items found by bucketing)",
                                      "bce": "binary cross-entropy with sampled negatives"}.get(loss, "")),
-        ("`bt_alpha` (α)", _num(alpha), "weight of the Barlow Twins loss: accuracy vs catalogue coverage"
+        ("`bt_alpha` (α)", _num(alpha), ("weight of the InfoNCE loss" if infonce else
+                                         "weight of the Barlow Twins loss: accuracy vs catalogue coverage")
          + (" (0 = plain SASRec)" if alpha == 0 else "")),
-        ("`bt_lambda` (λ)", _num(lam), "weight of the off-diagonal (decorrelation) term"),
+    ]
+    if infonce:
+        rows += [
+            ("`infonce_temperature` (τ)", _num(config.get("infonce_temperature")), "softmax temperature"),
+            ("`infonce_similarity`", _fmt(config.get("infonce_similarity")), "similarity of two views"),
+            ("`view_maker`", _fmt(config.get("view_maker")), "how the two views are made"),
+        ]
+    else:
+        rows.append(("`bt_lambda` (λ)", _num(lam), "weight of the off-diagonal (decorrelation) term"))
+    rows += [
         ("`bt_projector_dims`", _fmt(config.get("bt_projector_dims")) if config.get("bt_projector_dims") else "none",
          "projector before the BT loss (none = the paper's setting)"),
         ("`hidden_size` (d)", _fmt(config.get("hidden_size")), ""),
@@ -465,6 +476,9 @@ def build_model_card(
         protocol_text=protocol_label(protocol),
         protocol_details=_PROTOCOL_DETAILS.get(protocol, ""),
         is_sasrec=alpha == 0,
+        is_infonce=config.get("ssl_objective") == "infonce" and bool(alpha),
+        view_maker=config.get("view_maker", "same_target"),
+        temperature=_num(config.get("infonce_temperature")) if config.get("infonce_temperature") is not None else "-",
         alpha=_num(alpha) if alpha is not None else "-",
         lam=_num(config.get("bt_lambda")) if config.get("bt_lambda") is not None else "-",
         loss_type=config.get("loss_type", "ce"),

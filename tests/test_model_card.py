@@ -197,6 +197,17 @@ def test_sasrec_alpha_zero_and_labels(tmp_path):
     assert protocol_label("leave_one_out") == "leave-one-out, full ranking"
 
 
+def test_infonce_run_is_not_called_bt_sr():
+    config = {**sample_config(alpha=0.1), "ssl_objective": "infonce", "view_maker": "cl4srec",
+              "infonce_temperature": 1.0, "infonce_similarity": "dot"}  # fmt: skip
+    text = str(build_model_card(sample_results(), sample_stats(), config, COMMAND))
+    assert "contrastive baseline**, not BT-SR" in text and "views: `cl4srec`, τ = 1" in text
+    assert "| `bt_alpha` (α) | 0.1 | weight of the InfoNCE loss |" in text
+    assert "`bt_lambda`" not in text and "| `infonce_temperature` (τ) | 1 |" in text
+    bt = str(build_model_card(sample_results(), sample_stats(), sample_config(alpha=0.1), COMMAND))
+    assert "**BT-SR** (Barlow Twins" in bt and "InfoNCE" not in bt
+
+
 def test_missing_inputs(tmp_path):
     folder = write_folder(tmp_path / "m")
     (folder / "all_results.json").unlink()
