@@ -1,0 +1,104 @@
+"""The accuracy runner's bookkeeping and the report's pairing (benchmarks/reproduce.py, benchmarks/report.py)."""
+
+import contextlib
+import importlib.util
+import json
+import multiprocessing
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _append_many(results_path: str, writer: int, count: int, barrier, locked: bool = True) -> None:
+    reproduce = load_script("reproduce")
+    reproduce.RESULTS = Path(results_path)
+    if not locked:
+        reproduce.exclusive = lambda *args, **kwargs: contextlib.nullcontext(True)
+    barrier.wait()  # both start writing together
+    for i in range(count):
+        reproduce.append_record({"writer": writer, "i": i})
+
+
+def _append_concurrently(results: Path, count: int, locked: bool) -> tuple[list, list]:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_append_many, args=(str(results), w, count, barrier, locked)) for w in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    records = json.loads(results.read_text()) if results.exists() else []
+    return [worker.exitcode for worker in workers], sorted((r["writer"], r["i"]) for r in records)
+
+
+def test_two_runners_appending_at_once_keep_every_record(tmp_path):
+    """Read-modify-write of accuracy.json from two processes at once keeps all records with the lock; the same
+    writers without it lose records or crash (checked too, so this test can tell the difference)."""
+    count = 150
+    exit_codes, records = _append_concurrently(tmp_path / "locked.json", count, locked=True)
+    assert exit_codes == [0, 0]
+    assert records == [(w, i) for w in (0, 1) for i in range(count)]
+    exit_codes, records = _append_concurrently(tmp_path / "unlocked.json", count, locked=False)
+    assert exit_codes != [0, 0] or len(records) < 2 * count
+
+
+def test_a_run_held_by_another_runner_is_skipped(tmp_path, monkeypatch):
+    reproduce = load_script("reproduce")
+    monkeypatch.setattr(reproduce, "WORK", tmp_path)
+    run = reproduce.grid("temporal", [0])[0]
+    started = []
+    monkeypatch.setattr(reproduce, "_execute_locked", lambda *args: started.append(args) or True)
+    with reproduce.exclusive(tmp_path / reproduce.run_id(run) / "runner.lock"):
+        # flock is per open file description: a second open in this process contends like another process would.
+        assert reproduce.execute(run, deadline=0.0) is True
+        assert started == []
+    assert reproduce.execute(run, deadline=0.0) is True
+    assert len(started) == 1
+
+
+def _record(model, alpha, seed, ndcg, hr, coverage, loss="ce"):
+    return {"dataset": "d", "protocol": "leave_one_out", "model": model, "loss_type": loss, "bt_alpha": alpha,
+            "dropout": 0.1, "batch_size": 256, "seed": seed, "test_coverage@10": coverage,
+            "test_per_user": {"ndcg@10": ndcg, "hr@10": hr}}  # fmt: skip
+
+
+def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
+    report = load_script("report")
+    rng = np.random.default_rng(0)
+    base = {s: rng.random(50).tolist() for s in (0, 1)}
+    method = {s: (np.asarray(base[s]) + 0.1).tolist() for s in (0, 1)}
+    records = [_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5) for s in (0, 1)]
+    records += [_record("sasrec-sce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1, loss="sce")]
+    records += [_record("cl4srec", 0.1, s, method[s], method[s], 0.6) for s in (0, 1)]
+    assert report.baseline_of(records[3], records) is records[0]
+    assert report.baseline_of(records[4], records) is records[1]
+    # Pooled: per-user means over seeds, so the difference is exactly +0.1 for every user.
+    cells = report.difference_cells(records[3:5], records[:2])
+    assert cells[0] == "+0.1000" and cells[1] == "[+0.1000, +0.1000]"
+    assert cells[-1] == "+0.1000"
+
+
+def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    report = load_script("report")
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    records = [dict(_record(m, a, 0, [0.0], [0.0], 0.5), **{"test_hr@10": 0.1, "test_ndcg@10": 0.1,
+                                                             "test_hr@10_tail": 0.0})
+               for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2), ("cl4srec", 0.1), ("duorec", 0.1))]  # fmt: skip
+    report._alpha_plots(records)
+    assert not (tmp_path / "alpha_sweep_d.png").exists()  # BT-SR alphas {0, 0.2}: fewer than 3, no plot
+    records.append(dict(records[1], bt_alpha=0.4))
+    report._alpha_plots(records)
+    assert (tmp_path / "alpha_sweep_d.png").exists()
