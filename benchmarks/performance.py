@@ -71,7 +71,7 @@ def sce_buckets(examples) -> int:
     return int(2 * math.sqrt(BATCH * examples.mean_labelled_positions))
 
 
-def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, seed: int = 0):
+def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, seed: int = 0, **overrides):
     from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 
     torch.manual_seed(seed)
@@ -82,34 +82,43 @@ def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, see
         sce_n_buckets=n_buckets,
         sce_bucket_size_x=n_buckets,
         sce_bucket_size_y=256,
+        **overrides,
     )
     model = BTSRForSequentialRecommendation(config).train()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
+    # The optimizer train.py's Trainer builds (TrainingArguments' default optim adamw_torch_fused, weight decay 0 =
+    # Adam): one fused kernel per step, with no parameter-sized temporaries (foreach Adam holds two at its step).
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0, fused=True)
+    return model, optimizer
 
 
-def batch_orders(dataset, lengths: np.ndarray, length_bucketed: bool, seed: int = 0) -> list[np.ndarray]:
+def batch_orders(dataset, lengths, length_bucketed: bool, seed: int = 0, batch_size: int = BATCH) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     if not length_bucketed:
         order = rng.permutation(len(dataset))
-        return [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     order = np.argsort(lengths, kind="stable")
-    batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 class EpochRun:
     """One training setting: its own model, optimizer and batch order; `step(i)` runs and times batch `i`."""
 
-    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False):
+    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, **overrides):
         from data_processing import PairedTrainDataset, SequenceCollator
 
-        self.dataset = PairedTrainDataset(examples, seed=0, with_pairs=alpha > 0)
+        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples), **overrides)
+        config = self.model.config
+        self.dataset = PairedTrainDataset(
+            examples, seed=0, with_pairs=alpha > 0, view_maker=config.view_maker,
+            crop_ratio=config.cl4srec_crop_ratio, mask_ratio=config.cl4srec_mask_ratio,
+            reorder_ratio=config.cl4srec_reorder_ratio, mask_token=config.mask_token_id,
+        )  # fmt: skip
         self.collate = SequenceCollator()
         lengths = None
         if length_bucketed:
             lengths = np.asarray([len(self.dataset[i]["input_ids"]) for i in range(len(self.dataset))])
-        self.batches = batch_orders(self.dataset, lengths, length_bucketed)
-        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples))
+        self.batches = batch_orders(self.dataset, lengths, length_bucketed, batch_size=batch_size)
         self.wall = self.cpu = 0.0
         self.positions = self.rows = self.measured = 0
 
@@ -144,7 +153,7 @@ class EpochRun:
 def time_epochs(examples, num_items, settings: dict, max_batches) -> dict:
     """Wall time of collate + forward + backward + Adam step per setting, the settings interleaved batch by batch
     (so a change in the machine's other load hits them alike and the ratios stay fair), after one warm-up each."""
-    runs = {name: EpochRun(examples, num_items, *setting) for name, setting in settings.items()}
+    runs = {name: EpochRun(examples, num_items, **setting) for name, setting in settings.items()}
     for run in runs.values():
         run.step(len(run.batches) - 1, record=False)  # warm-up (allocator, MKL); measured order starts at 0
     n = min(len(run.batches) for run in runs.values())
@@ -199,7 +208,10 @@ def memory_child(batch_file: Path, loss_type: str, num_items: int, n_buckets: in
     spread = lambda t: torch.where(t > 0, (t * 2_654_435_761) % num_items + 1, t)  # noqa: E731
     batch["input_ids"], batch["labels"] = spread(batch["input_ids"]), spread(batch["labels"])
     baseline = peak_rss_mb()
+    loss_type, _, option = loss_type.partition("+")
     model, optimizer = make_model(num_items, loss_type, 0.0, n_buckets)
+    if option == "checkpointing":
+        model.activation_checkpointing_enable()
     t0 = time.perf_counter()
     out = model(**batch)
     optimizer.zero_grad()
@@ -235,89 +247,97 @@ def ce_logits_mb(positions: int, num_items: int) -> dict:
     return {"logits_mb": round(one), "unfused_peak_extra_mb": round(3 * one)}
 
 
+SECTIONS = ("epochs", "recommend", "memory", "objectives", "recbole")
+
+
 def markdown(results: dict) -> str:
-    r, cmd = results, results["command"]
-    rows = [
-        ("SASRec CE epoch (s)", r["sasrec_ce_epoch_s"], cmd),
-        ("SASRec SCE epoch (s)", r["sasrec_sce_epoch_s"], cmd),
-        ("BT-SR CE epoch (s)", r["btsr_ce_epoch_s"], cmd),
-        ("BT-SR / SASRec", r["btsr_over_sasrec"], cmd),
-        ("SCE / CE", r["sce_over_ce"], cmd),
-        ("SASRec CE labelled positions/s", r["sasrec_ce_positions_per_s"], cmd),
-        ("SASRec SCE labelled positions/s", r["sasrec_sce_positions_per_s"], cmd),
-        ("BT-SR CE labelled positions/s", r["btsr_ce_positions_per_s"], cmd),
-        ("SASRec CE epoch, length-bucketed batches (s)", r["sasrec_ce_epoch_s_length_bucketed"], cmd),
-        ("recommend, 1 user, p50 (ms)", r["recommend_p50_ms"], cmd),
-        ("recommend, 1 user, p99 (ms)", r["recommend_p99_ms"], cmd),
-        ("recommend, 256 users (users/s)", r["recommend_batch_users_per_s"], cmd),
-    ]
-    for n in ("10k", "100k", "1m"):
-        rows.append((f"SCE peak RSS, {n} items (MB)", r.get(f"sce_{n}_items_peak_mb"), cmd))
-        rows.append((f"CE peak RSS, {n} items (MB)", r.get(f"ce_{n}_items_peak_mb"), cmd))
-    rows.append(("eval_all_users_s", None, "not measured here (see notes)"))
+    r = results
+    sections = r.get("sections", {})
+    cmd = {name: info["command"] for name, info in sections.items()}
+    rows = []
+    if "epochs" in cmd:
+        c = cmd["epochs"]
+        rows += [
+            ("SASRec CE epoch (s)", r["sasrec_ce_epoch_s"], c),
+            ("SASRec SCE epoch (s)", r["sasrec_sce_epoch_s"], c),
+            ("BT-SR CE epoch (s)", r["btsr_ce_epoch_s"], c),
+            ("BT-SR / SASRec", r["btsr_over_sasrec"], c),
+            ("SCE / CE", r["sce_over_ce"], c),
+            ("SASRec CE labelled positions/s", r["sasrec_ce_positions_per_s"], c),
+            ("SASRec SCE labelled positions/s", r["sasrec_sce_positions_per_s"], c),
+            ("BT-SR CE labelled positions/s", r["btsr_ce_positions_per_s"], c),
+            ("SASRec CE epoch, length-bucketed batches (s)", r["sasrec_ce_epoch_s_length_bucketed"], c),
+        ]
+    if "recommend" in cmd:
+        c = cmd["recommend"]
+        rows += [
+            ("recommend, 1 user, p50 (ms)", r["recommend_p50_ms"], c),
+            ("recommend, 1 user, p99 (ms)", r["recommend_p99_ms"], c),
+            ("recommend, 256 users (users/s)", r["recommend_batch_users_per_s"], c),
+        ]
+    if r.get("eval_all_users_s") is not None:
+        rows.append(("evaluation, all 6,040 ML-1M users (s)", r["eval_all_users_s"], r["eval_all_users_command"]))
+    if "memory" in cmd:
+        c = cmd["memory"]
+        for n in ("10k", "100k", "1m"):
+            rows.append((f"SCE peak RSS, {n} items (MB)", r.get(f"sce_{n}_items_peak_mb"), c))
+            rows.append((f"CE peak RSS, {n} items (MB)", r.get(f"ce_{n}_items_peak_mb"), c))
+        rows.append(("SCE peak RSS, 1m items, activation checkpointing (MB)",
+                     r.get("sce_1m_items_checkpointing_peak_mb"), c))  # fmt: skip
+    if "objectives" in cmd:
+        c = cmd["objectives"]
+        for name, figures in r["objectives"]["epochs"].items():
+            rows.append((f"{name} epoch (s)", figures["epoch_s"], c))
+        for name, figures in r["objectives"]["ssl_loss"].items():
+            rows.append((f"SSL loss alone, {name}: fwd+bwd ms / peak extra MB",
+                         f"{figures['ms']} / {figures['extra_mb']}", c))  # fmt: skip
+    if "recbole" in cmd:
+        c = cmd["recbole"]
+        rows += [
+            ("RecBole SASRec training targets/s", r["recbole_sasrec_targets_per_s"], c),
+            ("ours SASRec-CE training targets/s (same run)", r["ours_sasrec_ce_targets_per_s"], c),
+            ("ours / RecBole", r["ours_over_recbole_targets_per_s"], c),
+            ("RecBole SASRec epoch, extrapolated (s)", r["recbole_sasrec_epoch_s_extrapolated"], c),
+        ]
     lines = [
         "# Performance (CPU)",
         "",
-        f"Machine: {r['machine']['cpu_model']}, {r['machine']['cores']} cores, torch {r['machine']['torch']}, "
-        f"{r['machine']['threads']} threads, OMP_WAIT_POLICY={r['machine']['omp_wait_policy']}; "
-        f"load average at start {r['machine']['load_average_start']}, "
-        f"at end {r['machine']['load_average_end']}.",
-        f"Epoch figures: {r['epoch_measurement']}.",
+        "Each section was measured by the command beside its figures; a run of some sections keeps the other",
+        "sections' figures. Compare figures of one section (one run): these machines are shared and noisy.",
         "",
-        "| metric | value | command |",
-        "|---|---|---|",
+        "| section | measured at | machine | threads | load average start / end |",
+        "|---|---|---|---|---|",
     ]
+    for name, info in sections.items():
+        m = info["machine"]
+        lines.append(f"| {name} | {info['measured_at']} | {m['cpu_model']}, {m['cores']} cores, torch {m['torch']}, "
+                     f"OMP_WAIT_POLICY={m['omp_wait_policy']} | {m['threads']} | {info['load_average_start']} / "
+                     f"{info['load_average_end']} |")  # fmt: skip
+    if "epochs" in cmd:
+        lines += ["", f"Epoch figures: {r['epoch_measurement']}."]
+    lines += ["", "| metric | value | command |", "|---|---|---|"]
     lines += [f"| {name} | {'—' if value is None else value} | `{command}` |" for name, value, command in rows]
     lines += ["", "Notes:", ""] + [f"- {note}" for note in r["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-memory", action="store_true")
-    child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
-    parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.memory_child:
-        batch_file, loss_type, n_items, n_buckets = args.memory_child
-        memory_child(Path(batch_file), loss_type, int(n_items), int(n_buckets))
-        return
-    if not args.data.exists():
-        print(f"skipped: {args.data} not found (the SASRec ML-1M file); nothing written")
-        return
-    command = f".venv/bin/python {SCRIPT}" + (" --quick" if args.quick else "")
-    max_batches = 4 if args.quick else None
-    started = time.perf_counter()
-    results = {
-        "command": command,
-        "machine": {
-            "cpu_model": cpu_model(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_start": [round(x, 2) for x in os.getloadavg()],
-        },
+def machine_info() -> dict:
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    split, examples = load(args.data)
-    num_items = len(split.item_vocab)
-    results["dataset"] = {
-        "sequences": len(examples),
-        "num_items": num_items,
-        "mean_labelled_positions": round(float(examples.mean_labelled_positions), 2),
-        "sce_n_buckets": sce_buckets(examples),
-        "sce_bucket_size_y": 256,
-    }
+
+
+def section_epochs(results: dict, examples, num_items: int, max_batches) -> None:
     runs = {
-        "sasrec_ce": ("ce", 0.0, False),
-        "sasrec_sce": ("sce", 0.0, False),
-        "btsr_ce": ("ce", 0.2, False),
-        "sasrec_ce_length_bucketed": ("ce", 0.0, True),
+        "sasrec_ce": {"loss_type": "ce", "alpha": 0.0},
+        "sasrec_sce": {"loss_type": "sce", "alpha": 0.0},
+        "btsr_ce": {"loss_type": "ce", "alpha": 0.2},
+        "sasrec_ce_length_bucketed": {"loss_type": "ce", "alpha": 0.0, "length_bucketed": True},
     }
     epochs = time_epochs(examples, num_items, runs, max_batches)
     for name, figures in epochs.items():
@@ -350,57 +370,217 @@ def main():
         },
     }
 
+
+def section_recommend(results: dict, split, examples, num_items: int) -> None:
     results.update(time_recommend(split, examples, num_items))
     print({k: results[k] for k in ("recommend_p50_ms", "recommend_p99_ms", "recommend_batch_users_per_s")}, flush=True)
 
+
+def section_memory(results: dict, examples, threads: int) -> None:
     positions = int(round(BATCH * examples.mean_labelled_positions))
     memory = {}
-    if not args.skip_memory:
-        batch_file = RESULTS / ".memory_batch.pt"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        save_memory_batch(examples, batch_file)
-        child = lambda loss, n: run_memory_child(batch_file, loss, n, sce_buckets(examples), args.threads)  # noqa
-        for label, n in (("10k", 10_000), ("100k", 100_000), ("1m", 1_000_000)):
-            memory[f"sce_{label}"] = child("sce", n)
-            results[f"sce_{label}_items_peak_mb"] = memory[f"sce_{label}"].get("peak_mb")
-            if label == "1m":
-                # 3 x 27k x 1M x 64 x 2 FLOP (~10 TFLOP) is minutes on 2 cores: computed, not run.
-                memory["ce_1m"] = {"computed": True, "positions": positions, **ce_logits_mb(positions, n)}
-                results["ce_1m_items_peak_mb"] = None
-            else:
-                memory[f"ce_{label}"] = child("ce", n)
-                results[f"ce_{label}_items_peak_mb"] = memory[f"ce_{label}"].get("peak_mb")
-            print(label, {k: v for k, v in memory.items() if k.endswith(label)}, flush=True)
-        batch_file.unlink()
+    batch_file = RESULTS / ".memory_batch.pt"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    save_memory_batch(examples, batch_file)
+    child = lambda loss, n: run_memory_child(batch_file, loss, n, sce_buckets(examples), threads)  # noqa: E731
+    for label, n in (("10k", 10_000), ("100k", 100_000), ("1m", 1_000_000)):
+        memory[f"sce_{label}"] = child("sce", n)
+        results[f"sce_{label}_items_peak_mb"] = memory[f"sce_{label}"].get("peak_mb")
+        if label == "1m":
+            # 3 x 27k x 1M x 64 x 2 FLOP (~10 TFLOP) is minutes on 2 cores: computed, not run.
+            memory["ce_1m"] = {"computed": True, "positions": positions, **ce_logits_mb(positions, n)}
+            results["ce_1m_items_peak_mb"] = None
+            memory["sce_1m_checkpointing"] = child("sce+checkpointing", n)
+            results["sce_1m_items_checkpointing_peak_mb"] = memory["sce_1m_checkpointing"].get("peak_mb")
+        else:
+            memory[f"ce_{label}"] = child("ce", n)
+            results[f"ce_{label}_items_peak_mb"] = memory[f"ce_{label}"].get("peak_mb")
+        print(label, {k: v for k, v in memory.items() if label in k}, flush=True)
+    batch_file.unlink()
     results["memory"] = memory
     results["memory_note"] = (
         "peak RSS (VmHWM; ru_maxrss would report the parent's peak, Linux keeps it across fork/exec) of a fresh "
         "process that loads torch and one saved ML-1M batch of 256 (the first "
         "batch of the seeded shuffle, padded to its longest row) with item ids spread over the catalogue, then "
-        "runs one forward/backward/Adam step; before_model_mb is its RSS before the model was built."
+        "runs one forward/backward/Adam step; before_model_mb is its RSS before the model was built. "
+        "'+checkpointing': the same step with model.activation_checkpointing_enable() (same gradients, "
+        "tests/test_modeling.py::test_gradient_checkpointing_gives_the_same_loss_and_gradients)."
     )
-    results["eval_all_users_s"] = None
-    results["recbole_comparison"] = None
-    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+
+
+# InfoNCE / CL4SRec / DuoRec next to BT-SR at the preset settings of modeling_btsr/arguments.py (issue: contrastive
+# baselines): per-epoch time at batch 256, and at 1024 (InfoNCE's in-batch negatives grow with the batch).
+OBJECTIVES = {
+    "sasrec_ce": {"loss_type": "ce", "alpha": 0.0},
+    "btsr": {"loss_type": "ce", "alpha": 0.2},
+    "cl4srec": {"loss_type": "ce", "alpha": 0.1, "ssl_objective": "infonce", "view_maker": "cl4srec",
+                "infonce_temperature": 1.0, "infonce_similarity": "dot", "cl4srec_crop_ratio": 0.6,
+                "cl4srec_mask_ratio": 0.3, "cl4srec_reorder_ratio": 0.6},
+    "duorec": {"loss_type": "ce", "alpha": 0.1, "ssl_objective": "infonce", "view_maker": "same_target+dropout",
+               "infonce_temperature": 1.0, "infonce_similarity": "dot"},
+}  # fmt: skip
+
+
+def time_ssl_losses(batch_sizes=(256, 1024, 4096), hidden: int = 64, repeats: int = 3) -> dict:
+    """The self-supervised loss alone, forward + backward on random (batch, hidden) views: Barlow Twins costs
+    O(batch * hidden^2) and a (hidden, hidden) matrix, InfoNCE O(batch^2 * hidden) and a (2 batch, 2 batch) one.
+    extra_mb = the float32 similarity / cross-correlation matrix the loss materialises (plus its softmax and
+    gradient for InfoNCE: 3 copies)."""
+    from modeling_btsr.losses_btsr import barlow_twins_loss, infonce_loss
+
+    out = {}
+    generator = torch.Generator().manual_seed(0)
+    for batch in batch_sizes:
+        for name in ("barlow_twins", "infonce"):
+            times = []
+            for _ in range(repeats):
+                a = torch.randn(batch, hidden, generator=generator, requires_grad=True)
+                b = torch.randn(batch, hidden, generator=generator, requires_grad=True)
+                t0 = time.perf_counter()
+                loss = barlow_twins_loss(a, b) if name == "barlow_twins" else infonce_loss(a, b, temperature=1.0)
+                loss.backward()
+                times.append(time.perf_counter() - t0)
+            cells = hidden * hidden if name == "barlow_twins" else 3 * (2 * batch) ** 2
+            out[f"{name}_b{batch}"] = {"ms": round(1e3 * float(np.median(times)), 2),
+                                       "extra_mb": round(cells * 4 / 2**20, 3)}  # fmt: skip
+    return out
+
+
+def section_objectives(results: dict, examples, num_items: int, max_batches) -> None:
+    settings = {f"{name}_b{batch}": {**setting, "batch_size": batch}
+                for batch in (256, 1024) for name, setting in OBJECTIVES.items()}  # fmt: skip
+    epochs = {}
+    for batch in (256, 1024):  # one interleaved group per batch size (equal batch counts within a group)
+        group = {k: v for k, v in settings.items() if v["batch_size"] == batch}
+        cap = None if max_batches is None else max(1, max_batches * BATCH // batch)
+        epochs.update(time_epochs(examples, num_items, group, cap))
+    for name, figures in epochs.items():
+        print(name, figures, flush=True)
+    ssl = time_ssl_losses()
+    print(ssl, flush=True)
+    results["objectives"] = {
+        "epochs": epochs,
+        "ssl_loss": ssl,
+        "over_sasrec_b256": {name: round(epochs[f"{name}_b256"]["epoch_s"] / epochs["sasrec_ce_b256"]["epoch_s"], 3)
+                             for name in OBJECTIVES},  # fmt: skip
+        "settings": OBJECTIVES,
+    }
+
+
+def section_recbole(results: dict, data: Path, max_batches, threads: int, examples, num_items: int) -> None:
+    """RecBole's SASRec (its own virtualenv, benchmarks/recbole_sasrec.py) and ours on the same data and
+    hyper-parameters, measured back to back in this run: training targets (labelled positions) per second."""
+    import recbole_sasrec
+
+    recbole = recbole_sasrec.measure(data, max_batches=max_batches or 30, threads=threads)
+    ours = time_epochs(examples, num_items, {"sasrec_ce": {"loss_type": "ce", "alpha": 0.0}}, max_batches or 8)
+    results["recbole"] = recbole
+    results["recbole_sasrec_targets_per_s"] = recbole["targets_per_s"]
+    results["recbole_sasrec_epoch_s_extrapolated"] = recbole["extrapolated_epoch_s"]
+    results["ours_sasrec_ce_targets_per_s"] = ours["sasrec_ce"]["labelled_positions_per_s"]
+    results["ours_over_recbole_targets_per_s"] = round(
+        results["ours_sasrec_ce_targets_per_s"] / results["recbole_sasrec_targets_per_s"], 1
+    )
+    print({k: results[k] for k in results if "recbole" in k}, flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="what to measure; the other sections' figures already in performance.json are kept")  # fmt: skip
+    child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
+    parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        batch_file, loss_type, n_items, n_buckets = args.memory_child
+        memory_child(Path(batch_file), loss_type, int(n_items), int(n_buckets))
+        return
+    if not args.data.exists():
+        print(f"skipped: {args.data} not found (the SASRec ML-1M file); nothing written")
+        return
+    max_batches = 4 if args.quick else None
+    started = time.perf_counter()
+    path = RESULTS / "performance.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if "sections" not in results and "command" in results:  # a file from before sections: one run measured all
+        old = results["machine"]
+        info = {"command": results["command"], "measured_at": "2026-11 (earlier file, one run of all sections)",
+                "machine": {k: v for k, v in old.items() if not k.startswith("load")},
+                "load_average_start": old.get("load_average_start"), "load_average_end": old.get("load_average_end")}
+        results["sections"] = {name: dict(info) for name in ("epochs", "recommend", "memory")}
+    results.setdefault("sections", {})
+    results["machine"] = machine_info()
+    split, examples = load(args.data)
+    num_items = len(split.item_vocab)
+    results["dataset"] = {
+        "sequences": len(examples),
+        "num_items": num_items,
+        "mean_labelled_positions": round(float(examples.mean_labelled_positions), 2),
+        "sce_n_buckets": sce_buckets(examples),
+        "sce_bucket_size_y": 256,
+    }
+    for name in args.sections:
+        load_start = [round(x, 2) for x in os.getloadavg()]
+        measured_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if name == "epochs":
+            section_epochs(results, examples, num_items, max_batches)
+        elif name == "recommend":
+            section_recommend(results, split, examples, num_items)
+        elif name == "memory":
+            section_memory(results, examples, args.threads)
+        elif name == "objectives":
+            section_objectives(results, examples, num_items, max_batches)
+        elif name == "recbole":
+            section_recbole(results, args.data, max_batches, args.threads, examples, num_items)
+        command = f".venv/bin/python {SCRIPT}" + (" --quick" if args.quick else "") + f" --sections {name}"
+        results["sections"][name] = {
+            "command": command,
+            "measured_at": measured_at,
+            "machine": machine_info(),
+            "load_average_start": load_start,
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        }
+    speed_file = RESULTS / "evaluation_speed.json"
+    if speed_file.exists():  # measured by evaluation_speed.py on a trained model; mirrored for the key list
+        speed = json.loads(speed_file.read_text())
+        results["eval_all_users_s"] = speed["eval_all_users_s"]
+        results["eval_all_users_command"] = speed["command"]
     results["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
-    results["notes"] = [
-        "Epoch time = wall time of collation + forward + backward + Adam step (batch 256, max_len 200, d 64, "
-        "2 blocks, 1 head), no evaluation; per-epoch figures are measured batches scaled by the share of the "
-        "6,040 sequences they cover. The four settings run interleaved batch by batch (one model each), so "
-        "load from other jobs affects them alike.",
-        "Timings on a shared machine depend on its other load (see load averages): compare figures of one run.",
-        "CE is computed in chunks of positions with its gradient formed in the same pass (no (positions x items) "
-        "tensor), so CE at 1M items would fit in memory (one 64 x 1M chunk, 256 MB, plus 4 x 256 MB of embedding, "
-        "gradient and Adam state) but takes ~10 TFLOP per step; it is computed, not run. memory.ce_1m gives the "
-        "(positions x items) float32 logits an unchunked CE would hold.",
-        "sasrec_ce_epoch_s_length_bucketed: rows sorted by length before batching (a data-side option, not used "
-        "by the Trainer here); attention and padding cost shrink with the batch's longest row.",
-        "eval_all_users_s and the RecBole comparison are measured by other scripts: null here.",
-    ]
+    results["notes"] = NOTES
+    for stale in ("command", "recbole_comparison", "memory_note_old"):
+        results.pop(stale, None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "performance.json").write_text(json.dumps(results, indent=2) + "\n")
+    path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "performance.md").write_text(markdown(results))
-    print(f"wrote {RESULTS / 'performance.json'} and performance.md in {results['benchmark_wall_s']} s")
+    print(f"wrote {path} and performance.md in {results['benchmark_wall_s']} s")
+
+
+NOTES = [
+    "Epoch time = wall time of collation + forward + backward + Adam step (batch 256, max_len 200, d 64, "
+    "2 blocks, 1 head), no evaluation; per-epoch figures are measured batches scaled by the share of the "
+    "6,040 sequences they cover. The settings of one section run interleaved batch by batch (one model each), so "
+    "load from other jobs affects them alike.",
+    "Timings on a shared machine depend on its other load (see load averages): compare figures of one section.",
+    "CE is computed in chunks of positions with its gradient formed in the same pass (no (positions x items) "
+    "tensor), so CE at 1M items would fit in memory (one 64 x 1M chunk, 256 MB, plus 4 x 256 MB of embedding, "
+    "gradient and Adam state) but takes ~10 TFLOP per step; it is computed, not run. memory.ce_1m gives the "
+    "(positions x items) float32 logits an unchunked CE would hold.",
+    "sasrec_ce_epoch_s_length_bucketed: rows sorted by length before batching (a data-side option, not used "
+    "by the Trainer here); attention and padding cost shrink with the batch's longest row.",
+    "eval_all_users_s is measured by benchmarks/evaluation_speed.py on the trained flagship (its command beside "
+    "it) and mirrored here.",
+    "objectives: CL4SRec encodes two augmented views besides the prediction pass (3 encoder passes), DuoRec a "
+    "second dropout pass of the sequence and the same-target partner (3), BT-SR the partner alone (2). The SSL "
+    "loss rows time the loss alone on random views: InfoNCE's (2B x 2B) similarities grow with the square of "
+    "the batch (its negatives), Barlow Twins' (d x d) cross-correlation does not grow with the batch at all.",
+    "recbole: RecBole 1.2.1 in its own virtualenv (benchmarks/recbole_sasrec.py lists its compatibility fixes), "
+    "a capped number of batches timed and its full epoch extrapolated (marked so); RecBole trains one target per "
+    "prefix row, re-encoding the prefix each time, where ours trains every position of a sequence in one pass.",
+]
 
 
 if __name__ == "__main__":
