@@ -124,6 +124,26 @@ def prepare_upload_folder(folder) -> list[str]:
     return sorted(selected)
 
 
+# Files a model push owns: a previous push's copies that the new folder lacks are deleted (see push_folder_to_hub).
+STALE_MODEL_FILE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt",
+                             "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json", "*.py")  # fmt: skip
+
+
+def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
+    """Model files in the repository (`existing`) that this upload does not replace, top-level only: sub-folders
+    and non-model files are never touched.
+
+    >>> stale_model_files(["README.md", "pytorch_model.bin", "old_code.py", "notes/a.py", "demo.ipynb"],
+    ...                   ["README.md", "model.safetensors", "modeling_btsr.py"])
+    ['old_code.py', 'pytorch_model.bin']
+    """
+    from fnmatch import fnmatch
+
+    keep = set(uploading)
+    return sorted(name for name in existing if name not in keep and "/" not in name
+                  and any(fnmatch(name, pattern) for pattern in STALE_MODEL_FILE_PATTERNS))  # fmt: skip
+
+
 def push_folder_to_hub(
     folder,
     repo_id: str,
@@ -132,6 +152,7 @@ def push_folder_to_hub(
     commit_message: str | None = None,
     api=None,
     revision: str | None = None,
+    delete_stale: bool = True,
 ) -> str:
     """Creates `repo_id` if needed and uploads the folder's prepared files in one commit; returns the commit URL.
 
@@ -143,16 +164,24 @@ def push_folder_to_hub(
         commit_message: default `"Upload BT-SR model"`.
         api: an `huggingface_hub.HfApi` (injectable for tests); default `HfApi()`.
         revision: branch to commit to (default: the main branch).
-
-    Files already in the repository and absent from the folder are left as they are.
+        delete_stale: delete, in the same commit, the repository's model files (`STALE_MODEL_FILE_PATTERNS`:
+            weights, configs and results JSON, code) that the folder no longer has, so that an old
+            `pytorch_model.bin` or a code file renamed since the last push cannot shadow the new model. Other files
+            (your notebooks, images, extra docs) are always kept.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     folder = Path(folder)
     files = prepare_upload_folder(folder)
     api = HfApi() if api is None else api
     api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
+    if delete_stale:
+        existing = api.list_repo_files(repo_id, revision=revision, repo_type="model", token=token)
+        stale = stale_model_files(existing, files)
+        operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
+        if stale:
+            logger.info("deleting %d stale file(s) from %s: %s", len(stale), repo_id, ", ".join(stale))
     info = api.create_commit(
         repo_id,
         operations=operations,
@@ -183,6 +212,12 @@ def main(argv=None, api=None) -> int:
         "(README.md is written anyway when missing)",
     )
     parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
+    parser.add_argument(
+        "--keep_stale",
+        action="store_true",
+        help="keep model files of an earlier push that this folder no longer has (default: delete them in the "
+        "same commit; files that are not model files are always kept)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     try:
@@ -201,6 +236,7 @@ def main(argv=None, api=None) -> int:
             private=args.private,
             commit_message=args.commit_message,
             api=api,
+            delete_stale=not args.keep_stale,
         )
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)

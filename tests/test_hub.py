@@ -216,6 +216,26 @@ def test_push_folder_to_hub_one_commit(model_folder):
     api.upload_file.assert_not_called()
 
 
+def test_push_deletes_stale_model_files_only(model_folder):
+    from huggingface_hub import CommitOperationDelete
+
+    folder, _ = model_folder
+    api = mocked_api()
+    api.list_repo_files.return_value = [".gitattributes", "README.md", "model.safetensors", "pytorch_model.bin",
+                                        "configuration_old.py", "demo.ipynb", "plots/a.png", "extra/helper.py"]  # fmt: skip
+    push_folder_to_hub(folder, REPO_ID, api=api)
+    operations = list(api.create_commit.call_args.kwargs["operations"])
+    deleted = sorted(op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete))
+    assert deleted == ["configuration_old.py", "pytorch_model.bin"]
+    assert sorted(op.path_in_repo for op in operations if isinstance(op, CommitOperationAdd)) == EXPECTED_UPLOAD
+
+    api = mocked_api()
+    api.list_repo_files.return_value = ["pytorch_model.bin"]
+    push_folder_to_hub(folder, REPO_ID, api=api, delete_stale=False)
+    api.list_repo_files.assert_not_called()
+    assert all(isinstance(op, CommitOperationAdd) for op in api.create_commit.call_args.kwargs["operations"])
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "item_vocab.json", "modeling_btsr.py", "README.md"])
 def test_incomplete_folder_names_the_missing_file(model_folder, tmp_path, name):
     folder, _ = model_folder
@@ -273,11 +293,25 @@ class _FakeHub:
         import threading
 
         self.requests, self.commit, self.validated = [], None, None
+        self.existing = [".gitattributes", "README.md", "pytorch_model.bin"]  # what an earlier push left
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):  # list_repo_files: one page of the repository tree
+                hub.requests.append(self.path)
+                if "/tree/" not in self.path:
+                    self.send_error(404)
+                    return
+                data = json.dumps([{"type": "file", "path": name, "size": 1, "oid": "0" * 40}
+                                   for name in hub.existing]).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -332,8 +366,10 @@ def test_push_through_real_hfapi_to_loopback(model_folder, monkeypatch):
     assert hub.requests[0] == "/api/repos/create"
     assert hub.validated == (folder / "README.md").read_text()
     assert sum("/commit/" in path for path in hub.requests) == 1
-    header, *files = hub.commit
+    header, *operations = hub.commit
     assert header["value"]["summary"] == "loopback"
+    files = [op for op in operations if op["key"] == "file"]
     assert sorted(f["value"]["path"] for f in files) == EXPECTED_UPLOAD
+    assert [op["value"]["path"] for op in operations if op["key"] == "deletedFile"] == ["pytorch_model.bin"]
     sent = {f["value"]["path"]: base64.b64decode(f["value"]["content"]) for f in files}
     assert sent["model.safetensors"] == (folder / "model.safetensors").read_bytes()
