@@ -55,7 +55,7 @@ CONTRASTIVE = ("cl4srec", "duorec")
 CONTRASTIVE_ALPHA = 0.1
 
 
-def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None):
+def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, batch_size=None):
     base = DATASETS[(dataset, protocol)]
     loss = loss or base["loss"]
     if model == "bt-sr":
@@ -65,8 +65,11 @@ def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None):
     else:
         alpha = 0.0
     return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
-            "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": base["batch_size"], "seed": seed,
-            "max_epochs": base["epochs"], "patience": base["patience"]}  # fmt: skip
+            "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": batch_size or base["batch_size"],
+            "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"]}  # fmt: skip
+
+
+GRIDS = ("main", "amazon", "temporal", "contrastive", "batch_size", "alpha_sweep", "lastfm_sweep")
 
 
 def grid(name: str, seeds: list[int]) -> list[dict]:
@@ -92,6 +95,9 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "contrastive":  # BT-SR against InfoNCE objectives on one protocol each, same harness
         return [_run(d, p, m, s) for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
                 for s in seeds for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
+    if name == "batch_size":  # InfoNCE's negatives are the batch; Barlow Twins has none: accuracy against batch size
+        return [_run("lastfm", "leave_one_out", m, s, batch_size=b) for s in seeds for b in (256, 64, 1024)
+                for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
     if name == "lastfm_sweep":  # the LastFM half of the alpha sweep alone (minutes per run, not an hour)
         return [r for r in grid("alpha_sweep", seeds) if r["dataset"] == "lastfm"]
     if name == "alpha_sweep":
@@ -100,7 +106,7 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         runs += [_run("lastfm", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", s, alpha=a)
                  for s in seeds for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
         return runs
-    raise SystemExit(f"unknown grid {name!r}: main | amazon | temporal | contrastive | alpha_sweep")
+    raise SystemExit(f"unknown grid {name!r}: {' | '.join(GRIDS)}")
 
 
 def run_id(run: dict) -> str:
@@ -208,7 +214,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="main", help="main | amazon | temporal | contrastive | alpha_sweep | lastfm_sweep")
+    parser.add_argument("--grid", default="main", choices=GRIDS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")

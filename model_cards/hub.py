@@ -125,8 +125,10 @@ def prepare_upload_folder(folder) -> list[str]:
 
 
 # Files a model push owns: a previous push's copies that the new folder lacks are deleted (see push_folder_to_hub).
-STALE_MODEL_FILE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt",
-                             "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json", "*.py")  # fmt: skip
+STALE_MODEL_FILE_PATTERNS = (
+    "*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt",
+    "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json", "*.py",
+)  # fmt: skip
 
 
 def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
