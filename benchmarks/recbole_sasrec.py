@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work"
 VENV = WORK / "recbole-venv"
@@ -81,16 +83,6 @@ PATCHES: list[tuple[str, str, str, str]] = [
         "data/dataset/dataset.py _fill_nan: the same copy-on-write fix for float fields",
     ),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def venv_python() -> Path:

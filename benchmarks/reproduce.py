@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 # Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
@@ -205,11 +207,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
 
 
 def machine() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def main() -> int:
