@@ -1,25 +1,36 @@
-"""Training and serving speed, and training memory, of SASRec / BT-SR on ML-1M (CPU).
+"""Training and serving speed, and training memory, of SASRec / BT-SR on ML-1M (CPU), in sections.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/performance.py            # full epochs (24 batches each), ~5 min on 2 idle cores
-    .venv/bin/python benchmarks/performance.py --quick    # 4 measured batches per setting, extrapolated
+    .venv/bin/python benchmarks/performance.py                       # every section but recbole (~15 min idle)
+    .venv/bin/python benchmarks/performance.py --sections epochs profile
+    .venv/bin/python benchmarks/performance.py --sections recbole    # installs RecBole 1.2.1 in its own venv
+    .venv/bin/python benchmarks/performance.py --quick               # 4 measured batches per setting, extrapolated
 
-Writes ``benchmarks/results/performance.json`` and ``benchmarks/results/performance.md``. Reads
-``../shared/data/ml-1m/ml-1m.txt.gz`` (the SASRec ML-1M file; ``--data`` to change); skips with a message when it
-is absent. Runs with 2 intra-op threads (``--threads``).
+Writes ``benchmarks/results/performance.json`` and ``performance.md`` after each section; a run of some sections
+keeps the other sections' earlier figures, each section stamped with its command, time and load (these shared
+machines are noisy: compare figures within one section). Reads ``../shared/data/ml-1m/ml-1m.txt.gz`` (the SASRec
+ML-1M file; ``--data`` to change); skips with a message when it is absent. 2 intra-op threads (``--threads``).
+The optimizer is the one train.py's Trainer builds (fused AdamW, weight decay 0, betas (0.9, 0.98)).
 
-Measured:
+Sections:
 
-* one training epoch (batch 256, max_len 200, d 64, 2 blocks, 1 head, Adam, full CE) of SASRec (``bt_alpha=0``),
-  of SASRec with SCE (``n_b = b_x = int(2 * sqrt(256 * mean_labelled_positions))``, ``b_y = 256``) and of BT-SR
-  (``bt_alpha=0.2``, CE: a second encoder pass on the same-target partner plus the Barlow Twins loss). Wall time of
-  collation + forward + backward + Adam step, batches in the order of a seeded shuffle; labelled positions/s.
-  Also the same SASRec-CE epoch with length-bucketed batches (rows sorted by length, cut into batches of 256,
-  batch order shuffled), to show what a length-grouping sampler on the data side would gain.
-* ``recommend`` latency for one user (p50/p99 over 200 calls) and throughput for 256 users at once.
-* peak RSS of a fresh process doing one training step (with Adam state) for catalogues of 10k, 100k and 1M items
-  (synthetic item ids over the real ML-1M sequence shapes); CE at 1M items is computed, not run (see the notes).
+* ``epochs``: one training epoch (batch 256, max_len 200, d 64, 2 blocks, 1 head, full CE) of SASRec
+  (``bt_alpha=0``), of SASRec with SCE (``n_b = b_x = int(2 * sqrt(256 * mean_labelled_positions))``,
+  ``b_y = 256``) and of BT-SR (``bt_alpha=0.2``: a second encoder pass on the same-target partner plus the Barlow
+  Twins loss); wall time of collation + forward + backward + optimizer step, the settings interleaved batch by
+  batch; labelled positions/s. Also SASRec-CE with length-bucketed batches (what a length-grouping sampler would
+  gain).
+* ``profile``: a CE and an SCE step split into encoder forward / loss forward / loss backward / encoder backward /
+  optimizer, hence the lowest SCE / CE epoch ratio reachable while the encoder is shared.
+* ``recommend``: ``recommend`` latency for one user (p50/p99 over 200 calls) and throughput for 256 users at once.
+* ``memory``: peak RSS of a fresh process doing one training step (optimizer state included) for catalogues of
+  10k, 100k and 1M items (synthetic item ids over the real ML-1M sequence shapes), also with activation
+  checkpointing at 1M; CE at 1M items is computed, not run (see the notes).
+* ``objectives``: epochs of SASRec, BT-SR, CL4SRec and DuoRec (the presets' settings) at batch 256 and 1024, and
+  the self-supervised losses alone (Barlow Twins vs InfoNCE) at batch 256 to 4096.
+* ``recbole`` (only when asked): RecBole 1.2.1's SASRec on the same data and hyper-parameters
+  (``benchmarks/recbole_sasrec.py``), training targets/s against ours in the same run.
 """
 
 import argparse
@@ -289,8 +300,8 @@ def markdown(results: dict) -> str:
         for name, figures in r["objectives"]["epochs"].items():
             rows.append((f"{name} epoch (s)", figures["epoch_s"], c))
         for name, figures in r["objectives"]["ssl_loss"].items():
-            rows.append((f"SSL loss alone, {name}: fwd+bwd ms / peak extra MB",
-                         f"{figures['ms']} / {figures['extra_mb']}", c))  # fmt: skip
+            rows.append((f"SSL loss alone, {name}: fwd+bwd ms / (B or d)-squared matrix MB",
+                         f"{figures['ms']} / {figures['matrix_mb']}", c))  # fmt: skip
     if "recbole" in cmd:
         c = cmd["recbole"]
         rows += [
@@ -477,8 +488,8 @@ OBJECTIVES = {
 def time_ssl_losses(batch_sizes=(256, 1024, 4096), hidden: int = 64, repeats: int = 3) -> dict:
     """The self-supervised loss alone, forward + backward on random (batch, hidden) views: Barlow Twins costs
     O(batch * hidden^2) and a (hidden, hidden) matrix, InfoNCE O(batch^2 * hidden) and a (2 batch, 2 batch) one.
-    extra_mb = the float32 similarity / cross-correlation matrix the loss materialises (plus its softmax and
-    gradient for InfoNCE: 3 copies)."""
+    matrix_mb = the float32 similarity / cross-correlation matrix alone (3 copies for InfoNCE: logits, softmax,
+    gradient); both losses also hold (batch, hidden) copies of their views, which grow linearly for both."""
     from modeling_btsr.losses_btsr import barlow_twins_loss, infonce_loss
 
     out = {}
@@ -495,7 +506,7 @@ def time_ssl_losses(batch_sizes=(256, 1024, 4096), hidden: int = 64, repeats: in
                 times.append(time.perf_counter() - t0)
             cells = hidden * hidden if name == "barlow_twins" else 3 * (2 * batch) ** 2
             out[f"{name}_b{batch}"] = {"ms": round(1e3 * float(np.median(times)), 2),
-                                       "extra_mb": round(cells * 4 / 2**20, 3)}  # fmt: skip
+                                       "matrix_mb": round(cells * 4 / 2**20, 3)}  # fmt: skip
     return out
 
 
@@ -542,7 +553,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x != "recbole"],
                         help="what to measure; other sections' figures in performance.json are kept")  # fmt: skip
     child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
     parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
@@ -599,6 +610,11 @@ def main():
             "load_average_start": load_start,
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
         }
+        write_results(results, path, started)  # after each section: a later failure keeps what was measured
+    print(f"wrote {path} and performance.md in {results['benchmark_wall_s']} s")
+
+
+def write_results(results: dict, path: Path, started: float) -> None:
     speed_file = RESULTS / "evaluation_speed.json"
     if speed_file.exists():  # measured by evaluation_speed.py on a trained model; mirrored for the key list
         speed = json.loads(speed_file.read_text())
@@ -611,7 +627,6 @@ def main():
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "performance.md").write_text(markdown(results))
-    print(f"wrote {path} and performance.md in {results['benchmark_wall_s']} s")
 
 
 NOTES = [

@@ -22,12 +22,14 @@ sys.path.insert(0, str(ROOT))
 from modeling_btsr.metrics import paired_bootstrap_ci  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+# The batch of each dataset's main runs (benchmarks/reproduce.py DATASETS); the alpha plots use these alone.
+DEFAULT_BATCH = {"ml-1m": 256, "lastfm": 256, "beauty": 1024, "sports": 1024, "ml-100k": 128, "ml-latest-small": 128}
 METRICS = ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail", "eval_ndcg@10")
 
 
 def setting(record: dict) -> tuple:
     return (record["dataset"], record["protocol"], record["model"], record["loss_type"], record["bt_alpha"],
-            record["dropout"])  # fmt: skip
+            record["dropout"], record["batch_size"])  # fmt: skip
 
 
 def fmt(value) -> str:
@@ -75,9 +77,9 @@ def main() -> int:
     groups = defaultdict(list)
     for record in records:
         groups[setting(record)].append(record)
-    lines += ["| dataset | protocol | model | loss | alpha | dropout | seeds | users | " +
+    lines += ["| dataset | protocol | model | loss | alpha | dropout | batch | seeds | users | " +
               " | ".join(METRICS) + " | best epoch | s/epoch |",
-              "|" + "---|" * (10 + len(METRICS))]  # fmt: skip
+              "|" + "---|" * (11 + len(METRICS))]  # fmt: skip
     for key in sorted(groups):
         runs = groups[key]
         means = [np.nanmean([r.get(m, np.nan) for r in runs]) for m in METRICS]
@@ -91,10 +93,11 @@ def main() -> int:
     lines += ["", "## Each method minus SASRec (same dataset, protocol, loss, dropout and batch; paired by seed)", "",
               "Per seed, then pooled over the seeds both have (`all`: per-user metrics averaged over those seeds, "
               "users resampled). The sign is reported whichever way it goes.", "",
-              "| dataset | protocol | model | loss | alpha | seed | ΔNDCG@10 | 95% CI | ΔHR@10 | 95% CI | "
-              "ΔCoverage@10 |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| dataset | protocol | model | loss | alpha | batch | seed | ΔNDCG@10 | 95% CI | ΔHR@10 | 95% CI | "
+              "ΔCoverage@10 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     pooled = defaultdict(list)
-    for record in sorted(records, key=lambda r: (r["dataset"], r["protocol"], r["model"], r["bt_alpha"], r["seed"])):
+    for record in sorted(records, key=lambda r: (r["dataset"], r["protocol"], r["model"], r["bt_alpha"],
+                                                 r["batch_size"], r["seed"])):  # fmt: skip
         if record["bt_alpha"] == 0:
             continue
         base = baseline_of(record, records)
@@ -102,13 +105,13 @@ def main() -> int:
             continue
         pooled[setting(record)].append((record, base))
         lines.append(f"| {record['dataset']} | {record['protocol']} | {record['model']} | {record['loss_type']} | "
-                     f"{record['bt_alpha']} | {record['seed']} | "
+                     f"{record['bt_alpha']} | {record['batch_size']} | {record['seed']} | "
                      + " | ".join(difference_cells([record], [base])) + " |")  # fmt: skip
     for key, pairs in sorted(pooled.items()):
         if len(pairs) > 1:
-            dataset, protocol, model, loss, alpha, _ = key
+            dataset, protocol, model, loss, alpha, _, batch = key
             cells = difference_cells([m for m, _ in pairs], [b for _, b in pairs])
-            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | all ({len(pairs)}) | "
+            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | all ({len(pairs)}) | "
                          + " | ".join(cells) + " |")  # fmt: skip
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -127,7 +130,8 @@ def _alpha_plots(records: list[dict]) -> None:
         return
     for dataset in sorted({r["dataset"] for r in records}):
         runs = [r for r in records if r["dataset"] == dataset and r["loss_type"] == "ce" and r["dropout"] == 0.1
-                and r["model"] in ("sasrec-ce", "bt-sr")]  # the contrastive baselines' alpha is another weight
+                and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
+                and r["batch_size"] == DEFAULT_BATCH.get(dataset, r["batch_size"])]  # the batch_size grid aside
         alphas = sorted({r["bt_alpha"] for r in runs})
         if len(alphas) < 3:
             continue

@@ -165,11 +165,15 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 
 def execute(run: dict, deadline: float, threads: int | None = None) -> bool:
-    """Runs (or resumes) one run until it finishes or the deadline passes; True when it finished."""
+    """Runs (or resumes) one run until it finishes or the deadline passes. False when the deadline stopped it
+    (the caller stops too); True otherwise: finished here, already recorded, or being trained by another runner."""
     folder = WORK / run_id(run)
     with exclusive(folder / "runner.lock", wait=False) as mine:
         if not mine:
             print(f"  skipped: another runner is training {run_id(run)}", flush=True)
+            return True
+        # Checked again under the lock: another runner may have finished and recorded it since this one started.
+        if any(record.get("run_id") == run_id(run) for record in load_records()):
             return True
         return _execute_locked(run, folder, deadline, threads)
 

@@ -127,7 +127,8 @@ def prepare_upload_folder(folder) -> list[str]:
 # Files a model push owns: a previous push's copies that the new folder lacks are deleted (see push_folder_to_hub).
 STALE_MODEL_FILE_PATTERNS = (
     "*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt",
-    "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json", "*.py",
+    "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json",
+    "configuration_*.py", "modeling_*.py", "losses_*.py",  # the remote code, not e.g. a user's handler.py
 )  # fmt: skip
 
 
@@ -135,9 +136,9 @@ def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
     """Model files in the repository (`existing`) that this upload does not replace, top-level only: sub-folders
     and non-model files are never touched.
 
-    >>> stale_model_files(["README.md", "pytorch_model.bin", "old_code.py", "notes/a.py", "demo.ipynb"],
+    >>> stale_model_files(["README.md", "pytorch_model.bin", "modeling_old.py", "handler.py", "notes/a.bin"],
     ...                   ["README.md", "model.safetensors", "modeling_btsr.py"])
-    ['old_code.py', 'pytorch_model.bin']
+    ['modeling_old.py', 'pytorch_model.bin']
     """
     from fnmatch import fnmatch
 

@@ -253,6 +253,7 @@ class BTSRBlock(GradientCheckpointingLayer):
     With `model.activation_checkpointing_enable()` (or `--gradient_checkpointing`), `forward` keeps only its input for
     the backward pass and recomputes the rest, with the same dropout masks (the RNG state is replayed): the same
     gradients for ~1/3 more encoder compute and a fraction of the activation memory (benchmarks/performance.py).
+    `forward_last` (the last block of the partner pass, last positions only) is not checkpointed: it is small.
     """
 
     def __init__(self, config: BTSRConfig):

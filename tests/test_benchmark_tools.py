@@ -56,9 +56,10 @@ def test_two_runners_appending_at_once_keep_every_record(tmp_path):
     assert exit_codes != [0, 0] or len(records) < 2 * count
 
 
-def test_a_run_held_by_another_runner_is_skipped(tmp_path, monkeypatch):
+def test_a_run_held_or_recorded_by_another_runner_is_skipped(tmp_path, monkeypatch):
     reproduce = load_script("reproduce")
     monkeypatch.setattr(reproduce, "WORK", tmp_path)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "accuracy.json")
     run = reproduce.grid("temporal", [0])[0]
     started = []
     monkeypatch.setattr(reproduce, "_execute_locked", lambda *args: started.append(args) or True)
@@ -66,6 +67,10 @@ def test_a_run_held_by_another_runner_is_skipped(tmp_path, monkeypatch):
         # flock is per open file description: a second open in this process contends like another process would.
         assert reproduce.execute(run, deadline=0.0) is True
         assert started == []
+    assert reproduce.execute(run, deadline=0.0) is True
+    assert len(started) == 1
+    # Recorded by another runner since this one read the results: not trained again.
+    reproduce.append_record({"run_id": reproduce.run_id(run)})
     assert reproduce.execute(run, deadline=0.0) is True
     assert len(started) == 1
 
@@ -81,13 +86,17 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     rng = np.random.default_rng(0)
     base = {s: rng.random(50).tolist() for s in (0, 1)}
     method = {s: (np.asarray(base[s]) + 0.1).tolist() for s in (0, 1)}
-    records = [_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5) for s in (0, 1)]
-    records += [_record("sasrec-sce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1, loss="sce")]
-    records += [_record("cl4srec", 0.1, s, method[s], method[s], 0.6) for s in (0, 1)]
-    assert report.baseline_of(records[3], records) is records[0]
-    assert report.baseline_of(records[4], records) is records[1]
+    # Decoys first: another prediction loss, another batch size (same seed 0).
+    decoys = [_record("sasrec-sce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1, loss="sce"),
+              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), batch_size=64)]  # fmt: skip
+    baselines = [_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5) for s in (0, 1)]
+    methods = [_record("cl4srec", 0.1, s, method[s], method[s], 0.6) for s in (0, 1)]
+    records = decoys + baselines + methods
+    assert report.baseline_of(methods[0], records) is baselines[0]
+    assert report.baseline_of(methods[1], records) is baselines[1]
+    assert report.baseline_of(dict(methods[0], batch_size=1024), records) is None
     # Pooled: per-user means over seeds, so the difference is exactly +0.1 for every user.
-    cells = report.difference_cells(records[3:5], records[:2])
+    cells = report.difference_cells(methods, baselines)
     assert cells[0] == "+0.1000" and cells[1] == "[+0.1000, +0.1000]"
     assert cells[-1] == "+0.1000"
 

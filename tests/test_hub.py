@@ -222,7 +222,8 @@ def test_push_deletes_stale_model_files_only(model_folder):
     folder, _ = model_folder
     api = mocked_api()
     api.list_repo_files.return_value = [".gitattributes", "README.md", "model.safetensors", "pytorch_model.bin",
-                                        "configuration_old.py", "demo.ipynb", "plots/a.png", "extra/helper.py"]  # fmt: skip
+                                        "configuration_old.py", "handler.py", "demo.ipynb", "plots/a.png",
+                                        "extra/modeling_x.py"]  # fmt: skip
     push_folder_to_hub(folder, REPO_ID, api=api)
     operations = list(api.create_commit.call_args.kwargs["operations"])
     deleted = sorted(op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete))
