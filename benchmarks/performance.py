@@ -576,6 +576,8 @@ def main():
                 "machine": {k: v for k, v in old.items() if not k.startswith("load")},
                 "load_average_start": old.get("load_average_start"), "load_average_end": old.get("load_average_end")}
         results["sections"] = {name: dict(info) for name in ("epochs", "recommend", "memory")}
+        for stale in ("command", "recbole_comparison"):  # the old format's keys, now per section
+            results.pop(stale, None)
     results.setdefault("sections", {})
     results["machine"] = machine_info()
     split, examples = load(args.data)
@@ -622,8 +624,6 @@ def write_results(results: dict, path: Path, started: float) -> None:
         results["eval_all_users_command"] = speed["command"]
     results["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
     results["notes"] = NOTES
-    for stale in ("command", "recbole_comparison", "memory_note_old"):
-        results.pop(stale, None)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "performance.md").write_text(markdown(results))
