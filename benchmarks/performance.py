@@ -73,7 +73,7 @@ def sce_buckets(examples) -> int:
     return int(2 * math.sqrt(BATCH * examples.mean_labelled_positions))
 
 
-def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, seed: int = 0, **overrides):
+def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, seed: int = 0, device="cpu", **overrides):
     from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 
     torch.manual_seed(seed)
@@ -86,7 +86,7 @@ def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, see
         sce_bucket_size_y=256,
         **overrides,
     )
-    model = BTSRForSequentialRecommendation(config).train()
+    model = BTSRForSequentialRecommendation(config).to(device).train()
     # The optimizer train.py's Trainer builds (TrainingArguments' default optim adamw_torch_fused, weight decay 0 =
     # Adam): one fused kernel per step, with no parameter-sized temporaries (foreach Adam holds two at its step).
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0, fused=True)
@@ -106,10 +106,13 @@ def batch_orders(dataset, lengths, length_bucketed: bool, seed: int = 0, batch_s
 class EpochRun:
     """One training setting: its own model, optimizer and batch order; `step(i)` runs and times batch `i`."""
 
-    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, **overrides):
+    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, device="cpu",
+                 **overrides):  # fmt: skip
         from data_processing import PairedTrainDataset, SequenceCollator
 
-        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples), **overrides)
+        self.device = torch.device(device)
+        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples), device=device,
+                                                **overrides)  # fmt: skip
         config = self.model.config
         self.dataset = PairedTrainDataset(
             examples, seed=0, with_pairs=alpha > 0, view_maker=config.view_maker,
@@ -128,10 +131,13 @@ class EpochRun:
         rows = self.batches[index]
         wall0, cpu0 = time.perf_counter(), time.process_time()
         batch = self.collate([self.dataset[int(i)] for i in rows])
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         out = self.model(**batch)
         self.optimizer.zero_grad()
         out.loss.backward()
         self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # kernels are queued: the step has ended only when the GPU is done
         if record:
             self.wall += time.perf_counter() - wall0
             self.cpu += time.process_time() - cpu0
@@ -152,16 +158,18 @@ class EpochRun:
         }
 
 
-def time_epochs(examples, num_items, settings: dict, max_batches) -> dict:
+def time_epochs(examples, num_items, settings: dict, max_batches, epochs: int = 1) -> dict:
     """Wall time of collate + forward + backward + Adam step per setting, the settings interleaved batch by batch
-    (so a change in the machine's other load hits them alike and the ratios stay fair), after one warm-up each."""
+    (so a change in the machine's other load hits them alike and the ratios stay fair), after one warm-up each;
+    `epochs` passes over the batches (one unless asked)."""
     runs = {name: EpochRun(examples, num_items, **setting) for name, setting in settings.items()}
     for run in runs.values():
         run.step(len(run.batches) - 1, record=False)  # warm-up (allocator, MKL); measured order starts at 0
     n = min(len(run.batches) for run in runs.values())
-    for index in range(min(max_batches or n, n)):
-        for run in runs.values():
-            run.step(index)
+    for _ in range(epochs):
+        for index in range(min(max_batches or n, n)):
+            for run in runs.values():
+                run.step(index)
     return {name: run.summary() for name, run in runs.items()}
 
 
@@ -249,7 +257,7 @@ def ce_logits_mb(positions: int, num_items: int) -> dict:
     return {"logits_mb": round(one), "unfused_peak_extra_mb": round(3 * one)}
 
 
-SECTIONS = ("epochs", "profile", "recommend", "memory", "objectives", "recbole")
+SECTIONS = ("epochs", "profile", "recommend", "memory", "objectives", "recbole", "gpu")
 
 
 def markdown(results: dict) -> str:
@@ -302,6 +310,14 @@ def markdown(results: dict) -> str:
         for name, figures in r["objectives"]["ssl_loss"].items():
             rows.append((f"SSL loss alone, {name}: fwd+bwd ms / (B or d)-squared matrix MB",
                          f"{figures['ms']} / {figures['matrix_mb']}", c))  # fmt: skip
+    if "gpu" in cmd:
+        c, g = cmd["gpu"], r["gpu"]
+        cpu = g["cpu_reference_epoch_s"]
+        for name, label in (("sasrec_ce", "SASRec CE"), ("sasrec_sce", "SASRec SCE"), ("btsr_ce", "BT-SR CE")):
+            rows.append((f"GPU ({g['device']}) {label} epoch, mean of {g['epochs_measured']} (s); CPU epochs section",
+                         f"{g[f'{name}_epoch_s']} ; {cpu[name]}", c))  # fmt: skip
+        rows += [("GPU BT-SR / SASRec", g["btsr_over_sasrec"], c), ("GPU SCE / CE", g["sce_over_ce"], c),
+                 ("GPU peak memory, all three models (MB)", g["peak_gpu_memory_mb"], c)]  # fmt: skip
     if "recbole" in cmd:
         c = cmd["recbole"]
         rows += [
@@ -311,7 +327,7 @@ def markdown(results: dict) -> str:
             ("RecBole SASRec epoch, extrapolated (s)", r["recbole_sasrec_epoch_s_extrapolated"], c),
         ]
     lines = [
-        "# Performance (CPU)",
+        "# Performance (CPU; one GPU section)",
         "",
         "Each section was measured by the command beside its figures; a run of some sections keeps the other",
         "sections' figures. Compare figures of one section (one run): these machines are shared and noisy.",
@@ -380,6 +396,32 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
             "sce_over_ce": results["sce_over_ce"] <= 0.6,
         },
     }
+
+
+GPU_EPOCHS = 20
+
+
+def section_gpu(results: dict, examples, num_items: int, device: str) -> None:
+    """The `epochs` section's settings on a GPU, 20 whole epochs each (fp32, as on the CPU), beside the CPU figures."""
+    settings = {
+        "sasrec_ce": {"loss_type": "ce", "alpha": 0.0, "device": device},
+        "sasrec_sce": {"loss_type": "sce", "alpha": 0.0, "device": device},
+        "btsr_ce": {"loss_type": "ce", "alpha": 0.2, "device": device},
+    }
+    epochs = time_epochs(examples, num_items, settings, max_batches=None, epochs=GPU_EPOCHS)
+    gpu = {
+        "device": torch.cuda.get_device_name(0),
+        "epochs_measured": GPU_EPOCHS,
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+        **{f"{name}_epoch_s": figures["epoch_s"] for name, figures in epochs.items()},
+        "btsr_over_sasrec": round(epochs["btsr_ce"]["epoch_s"] / epochs["sasrec_ce"]["epoch_s"], 3),
+        "sce_over_ce": round(epochs["sasrec_sce"]["epoch_s"] / epochs["sasrec_ce"]["epoch_s"], 3),
+        "cpu_reference_epoch_s": {k: results.get(f"{k}_epoch_s") for k in ("sasrec_ce", "sasrec_sce", "btsr_ce")},
+        "settings": epochs,
+    }
+    for name, figures in epochs.items():
+        print(name, figures, flush=True)
+    results["gpu"] = gpu
 
 
 def profile_step(run: "EpochRun", index: int) -> dict:
@@ -553,7 +595,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x != "recbole"],
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS,
+                        default=[x for x in SECTIONS if x not in ("recbole", "gpu")],
                         help="what to measure; other sections' figures in performance.json are kept")  # fmt: skip
     child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
     parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
@@ -579,7 +622,8 @@ def main():
         for stale in ("command", "recbole_comparison"):  # the old format's keys, now per section
             results.pop(stale, None)
     results.setdefault("sections", {})
-    results["machine"] = machine_info()
+    if set(args.sections) - {"gpu"}:  # the CPU figures' machine; the GPU section carries its own
+        results["machine"] = machine_info()
     split, examples = load(args.data)
     num_items = len(split.item_vocab)
     results["dataset"] = {
@@ -604,7 +648,13 @@ def main():
             section_objectives(results, examples, num_items, max_batches)
         elif name == "recbole":
             section_recbole(results, args.data, max_batches, args.threads, examples, num_items)
-        command = f".venv/bin/python {SCRIPT}" + (" --quick" if args.quick else "") + f" --sections {name}"
+        elif name == "gpu":
+            if not torch.cuda.is_available():
+                raise SystemExit("--sections gpu: no CUDA device visible to torch")
+            section_gpu(results, examples, num_items, "cuda")
+        python = "python3" if name == "gpu" else ".venv/bin/python"  # the GPU machine's interpreter, not our venv
+        data = "" if args.data == DEFAULT_DATA else f" --data {args.data}"
+        command = f"{python} {SCRIPT}" + (" --quick" if args.quick else "") + data + f" --sections {name}"
         results["sections"][name] = {
             "command": command,
             "measured_at": measured_at,

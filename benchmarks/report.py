@@ -27,9 +27,13 @@ DEFAULT_BATCH = {"ml-1m": 256, "lastfm": 256, "beauty": 1024, "sports": 1024, "m
 METRICS = ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail", "eval_ndcg@10")
 
 
+def device(record: dict) -> str:
+    return record.get("device", "cpu")  # records from before GPU runs have no `device`: they ran on the CPU
+
+
 def setting(record: dict) -> tuple:
     return (record["dataset"], record["protocol"], record["model"], record["loss_type"], record["bt_alpha"],
-            record["dropout"], record["batch_size"])  # fmt: skip
+            record["dropout"], record["batch_size"], device(record))  # fmt: skip
 
 
 def fmt(value) -> str:
@@ -42,10 +46,10 @@ def seconds_per_epoch(record: dict) -> float:
 
 
 def baseline_of(record: dict, records: list[dict]) -> dict | None:
-    """The SASRec run a method is compared with: same dataset, protocol, prediction loss, dropout, batch and seed,
-    SSL weight 0."""
+    """The SASRec run a method is compared with: same dataset, protocol, prediction loss, dropout, batch, seed and
+    device, SSL weight 0."""
     for other in records:
-        if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0
+        if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and device(other) == device(record)
                 and all(other[k] == record[k] for k in ("dataset", "protocol", "loss_type", "dropout", "batch_size",
                                                         "seed"))):  # fmt: skip
             return other
@@ -77,9 +81,9 @@ def main() -> int:
     groups = defaultdict(list)
     for record in records:
         groups[setting(record)].append(record)
-    lines += ["| dataset | protocol | model | loss | alpha | dropout | batch | seeds | users | " +
+    lines += ["| dataset | protocol | model | loss | alpha | dropout | batch | device | seeds | users | " +
               " | ".join(METRICS) + " | best epoch | s/epoch |",
-              "|" + "---|" * (11 + len(METRICS))]  # fmt: skip
+              "|" + "---|" * (12 + len(METRICS))]  # fmt: skip
     for key in sorted(groups):
         runs = groups[key]
         means = [np.nanmean([r.get(m, np.nan) for r in runs]) for m in METRICS]
@@ -93,8 +97,8 @@ def main() -> int:
     lines += ["", "## Each method minus SASRec (same dataset, protocol, loss, dropout and batch; paired by seed)", "",
               "Per seed, then pooled over the seeds both have (`all`: per-user metrics averaged over those seeds, "
               "users resampled). The sign is reported whichever way it goes.", "",
-              "| dataset | protocol | model | loss | alpha | batch | seed | ΔNDCG@10 | 95% CI | ΔHR@10 | 95% CI | "
-              "ΔCoverage@10 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| dataset | protocol | model | loss | alpha | batch | device | seed | ΔNDCG@10 | 95% CI | ΔHR@10 | "
+              "95% CI | ΔCoverage@10 |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     pooled = defaultdict(list)
     for record in sorted(records, key=lambda r: (r["dataset"], r["protocol"], r["model"], r["bt_alpha"],
                                                  r["batch_size"], r["seed"])):  # fmt: skip
@@ -105,13 +109,13 @@ def main() -> int:
             continue
         pooled[setting(record)].append((record, base))
         lines.append(f"| {record['dataset']} | {record['protocol']} | {record['model']} | {record['loss_type']} | "
-                     f"{record['bt_alpha']} | {record['batch_size']} | {record['seed']} | "
+                     f"{record['bt_alpha']} | {record['batch_size']} | {device(record)} | {record['seed']} | "
                      + " | ".join(difference_cells([record], [base])) + " |")  # fmt: skip
     for key, pairs in sorted(pooled.items()):
         if len(pairs) > 1:
-            dataset, protocol, model, loss, alpha, _, batch = key
+            dataset, protocol, model, loss, alpha, _, batch, on = key
             cells = difference_cells([m for m, _ in pairs], [b for _, b in pairs])
-            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | all ({len(pairs)}) | "
+            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | {on} | all ({len(pairs)}) | "
                          + " | ".join(cells) + " |")  # fmt: skip
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -128,8 +132,9 @@ def _alpha_plots(records: list[dict]) -> None:
     except ImportError:
         print("matplotlib not installed (pip install -e .[bench]): plots skipped")
         return
-    for dataset in sorted({r["dataset"] for r in records}):
-        runs = [r for r in records if r["dataset"] == dataset and r["loss_type"] == "ce" and r["dropout"] == 0.1
+    for dataset, on in sorted({(r["dataset"], device(r)) for r in records}):
+        runs = [r for r in records if r["dataset"] == dataset and device(r) == on and r["loss_type"] == "ce"
+                and r["dropout"] == 0.1
                 and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
                 and r["batch_size"] == DEFAULT_BATCH.get(dataset, r["batch_size"])]  # the batch_size grid aside
         alphas = sorted({r["bt_alpha"] for r in runs})
@@ -140,9 +145,10 @@ def _alpha_plots(records: list[dict]) -> None:
             axis.plot(alphas, [np.mean([r[metric] for r in runs if r["bt_alpha"] == a]) for a in alphas], "o-")
             axis.set_xlabel("alpha")
             axis.set_title(metric)
-        fig.suptitle(f"{dataset}: accuracy and coverage against alpha")
+        suffix = "" if on == "cpu" else f"_{on}"  # CPU and GPU runs are not averaged together
+        fig.suptitle(f"{dataset} ({on}): accuracy and coverage against alpha")
         fig.tight_layout()
-        fig.savefig(RESULTS / f"alpha_sweep_{dataset}.png", dpi=100)
+        fig.savefig(RESULTS / f"alpha_sweep_{dataset}{suffix}.png", dpi=100)
 
 
 if __name__ == "__main__":

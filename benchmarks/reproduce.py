@@ -7,6 +7,8 @@
     # two runners side by side, one thread each (more runs per hour on 2 cores than one runner with 2 threads):
     .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 --threads 1 &
     .venv/bin/python benchmarks/reproduce.py --grid contrastive --only ml-100k --threads 1
+    # on a GPU machine: many runners over one grid share its runs (a run held by one runner is skipped by the others)
+    for i in $(seq 8); do python benchmarks/reproduce.py --grid ml-1m --device cuda --threads 1 & done; wait
 
 Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
 `$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
@@ -32,7 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 # Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
 WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).expanduser()
-SHARED = ROOT.parent / "shared" / "data"
+# The licensed datasets live beside the checkout, never inside it; BTSR_SHARED_DATA points elsewhere (a GPU machine
+# that receives a copy of them).
+SHARED = Path(os.environ.get("BTSR_SHARED_DATA", ROOT.parent / "shared" / "data")).expanduser()
 
 # (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
 DATASETS = {
@@ -71,7 +75,7 @@ def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, bat
             "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"]}  # fmt: skip
 
 
-GRIDS = ("main", "amazon", "temporal", "contrastive", "batch_size", "alpha_sweep", "lastfm_sweep")
+GRIDS = ("main", "amazon", "temporal", "contrastive", "batch_size", "alpha_sweep", "lastfm_sweep", "ml-1m")
 
 
 def grid(name: str, seeds: list[int]) -> list[dict]:
@@ -102,6 +106,15 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
                 for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
     if name == "lastfm_sweep":  # the LastFM half of the alpha sweep alone (minutes per run, not an hour)
         return [r for r in grid("alpha_sweep", seeds) if r["dataset"] == "lastfm"]
+    if name == "ml-1m":  # every ML-1M run of the other grids, most wanted first, each once (for a GPU session)
+        runs = {}
+        for part in ("main", "contrastive", "alpha_sweep"):
+            for run in grid(part, seeds):
+                if run["dataset"] == "ml-1m":
+                    runs.setdefault(run_id(run), run)
+        main = [r for r in runs.values() if r["model"] in ("sasrec-ce", "bt-sr") and r["dropout"] == 0.1
+                and r["bt_alpha"] in (0.0, 0.2)]  # fmt: skip
+        return main + [r for r in runs.values() if r not in main]
     if name == "alpha_sweep":
         runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
                 for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
@@ -113,7 +126,15 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
 
 def run_id(run: dict) -> str:
     key = json.dumps({k: run[k] for k in sorted(run)}, sort_keys=True)
-    return f"{run['dataset']}-{run['protocol']}-{run['model']}-s{run['seed']}-" + hashlib.sha1(key.encode()).hexdigest()[:8]
+    device = f"{run['device']}-" if "device" in run else ""
+    return (f"{run['dataset']}-{run['protocol']}-{run['model']}-s{run['seed']}-{device}"
+            + hashlib.sha1(key.encode()).hexdigest()[:8])  # fmt: skip
+
+
+def on_device(runs: list[dict], device: str) -> list[dict]:
+    """A GPU run is another run (other kernels, other rounding): its own id, record and table row. CPU runs carry no
+    `device` key, so they keep the ids they had before devices existed (their checkpoints and records stay valid)."""
+    return runs if device == "cpu" else [{**run, "device": device} for run in runs]
 
 
 def train_command(run: dict, output_dir: Path) -> list[str]:
@@ -126,7 +147,8 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
         "--loss_type", run["loss_type"], "--bt_alpha", str(run["bt_alpha"]), "--bt_lambda", str(run["bt_lambda"]),
         "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
         "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
-        "--output_dir", str(output_dir), "--save_total_limit", "2", "--use_cpu",
+        "--output_dir", str(output_dir), "--save_total_limit", "2",
+        *(["--use_cpu"] if run.get("device", "cpu") == "cpu" else []),
     ]  # fmt: skip
 
 
@@ -202,7 +224,8 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
     results = json.loads((folder / "all_results.json").read_text())
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
     record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
-              "train_seconds": results.get("train_seconds"), "machine": machine(), "threads": threads,
+              "train_seconds": results.get("train_seconds"), "machine": machine(run.get("device", "cpu")),
+              "threads": threads,
               "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
               "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")}}  # fmt: skip
@@ -210,8 +233,13 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
     return True
 
 
-def machine() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} cores"
+def machine(device: str = "cpu") -> str:
+    host = f"{cpu_model()}, {os.cpu_count()} cores"
+    if device == "cpu":
+        return host
+    import torch  # only here: a CPU runner never loads it
+
+    return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__}), {host}"
 
 
 def main() -> int:
@@ -222,8 +250,11 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
     parser.add_argument("--only", default=None, help="run only the runs whose id contains this text (e.g. ml-100k)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training (default: all)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)")
     args = parser.parse_args()
-    runs = [run for run in grid(args.grid, args.seeds) if args.only is None or args.only in run_id(run)]
+    runs = on_device(grid(args.grid, args.seeds), args.device)
+    runs = [run for run in runs if args.only is None or args.only in run_id(run)]
     recorded = {r["run_id"] for r in load_records()}
     if args.list:
         for run in runs:

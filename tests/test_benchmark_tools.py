@@ -86,15 +86,17 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     rng = np.random.default_rng(0)
     base = {s: rng.random(50).tolist() for s in (0, 1)}
     method = {s: (np.asarray(base[s]) + 0.1).tolist() for s in (0, 1)}
-    # Decoys first: another prediction loss, another batch size (same seed 0).
+    # Decoys first: another prediction loss, another batch size, another device (same seed 0).
     decoys = [_record("sasrec-sce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1, loss="sce"),
-              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), batch_size=64)]  # fmt: skip
+              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), batch_size=64),
+              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), device="cuda")]  # fmt: skip
     baselines = [_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5) for s in (0, 1)]
     methods = [_record("cl4srec", 0.1, s, method[s], method[s], 0.6) for s in (0, 1)]
     records = decoys + baselines + methods
     assert report.baseline_of(methods[0], records) is baselines[0]
     assert report.baseline_of(methods[1], records) is baselines[1]
     assert report.baseline_of(dict(methods[0], batch_size=1024), records) is None
+    assert report.baseline_of(dict(methods[0], device="cuda"), records) is decoys[2]
     # Pooled: per-user means over seeds, so the difference is exactly +0.1 for every user.
     cells = report.difference_cells(methods, baselines)
     assert cells[0] == "+0.1000" and cells[1] == "[+0.1000, +0.1000]"
@@ -113,3 +115,27 @@ def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
     records.append(dict(records[1], bt_alpha=0.4))
     report._alpha_plots(records)
     assert (tmp_path / "alpha_sweep_d.png").exists()
+
+
+def test_gpu_runs_get_their_own_ids_and_cpu_ids_do_not_change():
+    reproduce = load_script("reproduce")
+    cpu = reproduce.grid("main", [0])
+    gpu = reproduce.on_device(cpu, "cuda")
+    assert reproduce.on_device(cpu, "cpu") == cpu
+    # A CPU id is a hash of the run's settings alone: this one was recorded before devices existed.
+    assert reproduce.run_id(cpu[0]) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
+    assert all(reproduce.run_id(g).startswith(reproduce.run_id(c)[:-8] + "cuda-") for c, g in zip(cpu, gpu))
+    assert "--use_cpu" in reproduce.train_command(cpu[0], Path("out"))
+    assert "--use_cpu" not in reproduce.train_command(gpu[0], Path("out"))
+
+
+def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
+    reproduce = load_script("reproduce")
+    seeds = [0, 1, 2]
+    ids = [reproduce.run_id(r) for r in reproduce.grid("ml-1m", seeds)]
+    expected = {reproduce.run_id(r) for name in ("main", "contrastive", "alpha_sweep")
+                for r in reproduce.grid(name, seeds) if r["dataset"] == "ml-1m"}  # fmt: skip
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    first = reproduce.grid("ml-1m", seeds)[:6]
+    assert {(r["model"], r["seed"], r["bt_alpha"], r["dropout"]) for r in first} == {
+        (m, s, a, 0.1) for s in seeds for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2))}
