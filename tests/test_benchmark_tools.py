@@ -5,6 +5,7 @@ import importlib.util
 import json
 import multiprocessing
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,14 @@ def _append_many(results_path: str, writer: int, count: int, barrier, locked: bo
     reproduce.RESULTS = Path(results_path)
     if not locked:
         reproduce.exclusive = lambda *args, **kwargs: contextlib.nullcontext(True)
+    read = reproduce.load_records
+
+    def slow_read():  # widens the read-modify-write window, so the writers overlap even on a busy machine
+        records = read()
+        time.sleep(0.005)
+        return records
+
+    reproduce.load_records = slow_read
     barrier.wait()  # both start writing together
     for i in range(count):
         reproduce.append_record({"writer": writer, "i": i})
