@@ -138,7 +138,10 @@ def _alpha_plots(records: list[dict]) -> None:
                 and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
                 and r["batch_size"] == DEFAULT_BATCH.get(dataset, r["batch_size"])]  # the batch_size grid aside
         alphas = sorted({r["bt_alpha"] for r in runs})
-        if len(alphas) < 3:
+        # Only the seeds run at every alpha: a point averaged over 3 seeds beside one of a single seed is no sweep.
+        seeds = set.intersection(*({r["seed"] for r in runs if r["bt_alpha"] == a} for a in alphas)) if alphas else set()
+        runs = [r for r in runs if r["seed"] in seeds]
+        if len(alphas) < 3 or not seeds:
             continue
         fig, axes = plt.subplots(1, 4, figsize=(14, 3))
         for axis, metric in zip(axes, ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail")):
@@ -146,7 +149,7 @@ def _alpha_plots(records: list[dict]) -> None:
             axis.set_xlabel("alpha")
             axis.set_title(metric)
         suffix = "" if on == "cpu" else f"_{on}"  # CPU and GPU runs are not averaged together
-        fig.suptitle(f"{dataset} ({on}): accuracy and coverage against alpha")
+        fig.suptitle(f"{dataset} ({on}, seeds {', '.join(map(str, sorted(seeds)))}): accuracy and coverage against alpha")
         fig.tight_layout()
         fig.savefig(RESULTS / f"alpha_sweep_{dataset}{suffix}.png", dpi=100)
 

@@ -121,6 +121,9 @@ def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
                for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2), ("cl4srec", 0.1), ("duorec", 0.1))]  # fmt: skip
     report._alpha_plots(records)
     assert not (tmp_path / "alpha_sweep_d.png").exists()  # BT-SR alphas {0, 0.2}: fewer than 3, no plot
+    records.append(dict(records[1], bt_alpha=0.4, seed=1))
+    report._alpha_plots(records)
+    assert not (tmp_path / "alpha_sweep_d.png").exists()  # no seed was run at all three alphas
     records.append(dict(records[1], bt_alpha=0.4))
     report._alpha_plots(records)
     assert (tmp_path / "alpha_sweep_d.png").exists()
