@@ -132,7 +132,7 @@ PRESETS: dict[str, dict] = {
     # - Both papers' code (RecBole) trains CE on the last position only; this harness trains every position (SASRec),
     #   averaged, while InfoNCE acts on the last position's state alone, so lambda = 0.1 weighs about
     #   mean-labelled-positions times more on that state here (107x on ML-1M). On ML-1M leave-one-out both presets
-    #   end far below SASRec (benchmarks/results/accuracy.md); a smaller bt_alpha is the knob to try.
+    #   end far below SASRec, on ML-100K temporal (85 positions) they do not (benchmarks/results/accuracy.md).
     "cl4srec": {
         "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
         "dropout": 0.1, "num_train_epochs": 200, "patience": 30,
