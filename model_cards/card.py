@@ -244,7 +244,7 @@ def _eval_results(results: dict, dataset_type: str, dataset_name: str) -> list[E
     ]
 
 
-def _overall_rows(results: dict) -> tuple[list[dict], bool, bool]:
+def _overall_rows(results: dict, reference: dict | None = None) -> tuple[list[dict], bool, bool]:
     rows, any_pop, any_ci = [], False, False
     for family, k, key in _test_metric_keys(results):
         pop = results.get(f"test_mostpop_{family}@{k}")
@@ -252,10 +252,22 @@ def _overall_rows(results: dict) -> tuple[list[dict], bool, bool]:
         ci_text = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
         any_pop |= _is_number(pop)
         any_ci |= bool(ci_text)
-        rows.append(
-            {"metric": _metric_label(family, k), "model": _fmt(results[key]), "baseline": _fmt(pop), "ci": ci_text}
-        )
+        rows.append({"metric": _metric_label(family, k), "model": _fmt(results[key]), "baseline": _fmt(pop),
+                     "reference": _fmt((reference or {}).get(key)), "ci": ci_text})  # fmt: skip
     return rows, any_pop, any_ci
+
+
+def _check_reference(results: dict, stats: dict, reference: dict) -> None:
+    """A reference run shares the protocol and the evaluated users, or its column would compare other things."""
+    mine = (results.get("protocol") or stats.get("protocol"), results.get("num_test_users", stats.get("num_test_users")))
+    theirs = (reference.get("protocol"), reference.get("num_test_users"))
+    if mine != theirs:
+        raise DataError(
+            f"reference run: {theirs[1]} test users under protocol {theirs[0]}, this model {mine[1]} under {mine[0]}:"
+            " not the same evaluation, so its column would not be comparable"
+        )
+    if not _test_metric_keys(reference):
+        raise DataError("reference run: its results hold no test metrics (test_hr@10, ...)")
 
 
 _BUCKET_KEY = re.compile(r"^test_(?P<family>[a-z]+)@(?P<k>\d+)_(?P<bucket>head|mid|tail)$")
@@ -419,6 +431,8 @@ def build_model_card(
     license: str = "apache-2.0",
     example_history: list | None = None,
     model_name: str | None = None,
+    reference: dict | None = None,
+    reference_label: str = "SASRec (α = 0)",
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -434,12 +448,17 @@ def build_model_card(
         license: license of the weights and code (the data's terms are stated separately).
         example_history: raw item ids for the `recommend` example (default: a placeholder).
         model_name: the card's title and model-index name (default: the repo id's name, else `btsr-<dataset>`).
+        reference: the results (`all_results.json`) of another run on the same data, split and users, typically
+            SASRec with `bt_alpha = 0`; shown as a column beside this model's test metrics. Only its test metrics
+            are used: the model-index holds this run's alone.
+        reference_label: the column's header, naming what differs (default `"SASRec (α = 0)"`).
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
 
     Raises:
-        DataError: when `results` holds no overall test metric (`test_hr@10`, ...).
+        DataError: when `results` holds no overall test metric (`test_hr@10`, ...), or `reference` was
+            evaluated under another protocol or on another number of users.
     """
     results, stats, config = dict(results or {}), dict(stats or {}), _config_dict(config)
     if not _test_metric_keys(results):
@@ -460,7 +479,9 @@ def build_model_card(
         datasets=[dataset] if dataset and not re.search(r"[./\\]", str(dataset)) else None,
         eval_results=_eval_results(results, dataset_type, dataset_name),
     )
-    overall, with_pop, with_ci = _overall_rows(results)
+    if reference is not None:
+        _check_reference(results, stats, reference)
+    overall, with_pop, with_ci = _overall_rows(results, reference)
     bucket_header, bucket_rows = _bucket_table(results)
     load_target = repo_id or "path/to/this/model_folder"
     history = example_history if example_history else None
@@ -493,6 +514,9 @@ def build_model_card(
         overall_rows=overall,
         with_pop=with_pop,
         with_ci=with_ci,
+        with_reference=reference is not None,
+        reference_label=reference_label,
+        reference_command=(reference or {}).get("command"),
         bucket_header=bucket_header,
         bucket_rows=bucket_rows,
         other_metrics=_other_test_metrics(results),
@@ -545,7 +569,8 @@ def write_model_card(
 
     `results`, `stats` and the config are read from the folder's `all_results.json`, `dataset_stats.json` and
     `config.json` when not given; `command` falls back to a `"command"` entry of the results. Other keyword
-    arguments go to :func:`build_model_card` (`dataset_label`, `license`, `config`, `example_history`).
+    arguments go to :func:`build_model_card` (`dataset_label`, `license`, `config`, `example_history`,
+    `reference`, `reference_label`); `reference_folder` reads `reference` from another run's folder.
     The file is replaced atomically; nothing is sent anywhere.
     """
     folder = Path(folder)
@@ -555,6 +580,9 @@ def write_model_card(
     stats = _read_json(folder, "dataset_stats.json") if stats is None else stats
     config = kwargs.pop("config", None)
     config = _read_json(folder, "config.json") if config is None else config
+    reference_folder = kwargs.pop("reference_folder", None)
+    if reference_folder is not None:
+        kwargs["reference"] = _read_json(Path(reference_folder), "all_results.json")
     command = command or results.get("command") or stats.get("command")
     kwargs.setdefault("example_history", _example_history(folder))
     # A folder named after the model (outputs/btsr-ml1m) names the card when there is no repo id yet.

@@ -10,6 +10,7 @@ Steps, each small enough to test without network:
 For an existing output folder::
 
     python -m model_cards.hub outputs/btsr-ml1m your-name/btsr-ml1m [--private] [--write_card] [--dry_run]
+        [--reference_folder outputs/sasrec-ml1m]   # a SASRec run of the same split, shown beside this model
 """
 
 import argparse
@@ -214,6 +215,13 @@ def main(argv=None, api=None) -> int:
         help="rewrite README.md from the folder's JSON files with REPO_ID in the loading example "
         "(README.md is written anyway when missing)",
     )
+    parser.add_argument(
+        "--reference_folder",
+        default=None,
+        help="with --write_card: another run's folder on the same data and split (e.g. SASRec, --bt_alpha 0) whose "
+        "test metrics the card shows beside this model's",
+    )
+    parser.add_argument("--reference_label", default="SASRec (α = 0)", help="that column's header")
     parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
     parser.add_argument(
         "--keep_stale",
@@ -224,10 +232,12 @@ def main(argv=None, api=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     try:
-        if args.write_card or not (Path(args.folder) / "README.md").is_file():
+        if args.write_card or args.reference_folder or not (Path(args.folder) / "README.md").is_file():
             from .card import write_model_card
 
-            print(f"wrote {write_model_card(args.folder, repo_id=args.repo_id)}")
+            card = write_model_card(args.folder, repo_id=args.repo_id, reference_folder=args.reference_folder,
+                                    reference_label=args.reference_label)  # fmt: skip
+            print(f"wrote {card}")
         if args.dry_run:
             for name in prepare_upload_folder(args.folder):
                 print(name)

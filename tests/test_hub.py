@@ -280,6 +280,17 @@ def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
     assert hub_main([str(tmp_path / "nowhere"), "someone/btsr", "--dry_run"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
+    # --reference_folder rewrites the card with another run's test metrics beside this model's
+    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--reference_folder", str(folder),
+                     "--reference_label", "same run"]) == 0  # fmt: skip
+    assert "| metric | this model | same run |" in (copy / "README.md").read_text()
+    results = json.loads((folder / "all_results.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "all_results.json").write_text(json.dumps({**results, "num_test_users": 1}))
+    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--reference_folder", str(other)]) == 2
+    assert capsys.readouterr().err.startswith("error: reference run: 1 test users")
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The real HfApi against a loopback endpoint (the Hub's HTTP protocol, served by a tiny local fake)

@@ -220,3 +220,31 @@ def test_missing_inputs(tmp_path):
 def test_no_command_recorded(tmp_path):
     folder = write_folder(tmp_path / "n")
     assert "The training command was not recorded." in write_model_card(folder).read_text()
+
+
+def test_reference_column_beside_this_model(tmp_path):
+    folder = write_folder(tmp_path / "btsr")
+    baseline = sample_results()
+    baseline.update({"test_hr@10": 0.3301, "test_ndcg@10": 0.1842, "command": "python train.py --bt_alpha 0"})
+    write_folder(tmp_path / "sasrec", results=baseline, config=sample_config(alpha=0.0))
+    text = write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "sasrec").read_text()
+    # this model, the reference, most popular, interval: in that order on every metric row
+    assert "| metric | this model | SASRec (α = 0) | most popular | 95% CI (per-user bootstrap) |" in text
+    assert "| HR@10 | 0.3207 | 0.3301 | 0.0805 | [0.3091, 0.3323] |" in text
+    assert "| NDCG@10 | 0.1783 | 0.1842 |" in text
+    assert "`python train.py --bt_alpha 0`" in text
+    # the model-index holds this run's metrics only
+    values = {r.metric_type: r.metric_value for r in ModelCard(text).data.eval_results}
+    assert values["hr@10"] == 0.3207
+    # without a reference the table is unchanged
+    plain = write_model_card(folder, command=COMMAND).read_text()
+    assert "| metric | this model | most popular | 95% CI (per-user bootstrap) |" in plain and "SASRec (α" not in plain
+
+
+def test_reference_from_another_evaluation_is_refused(tmp_path):
+    folder = write_folder(tmp_path / "btsr")
+    write_folder(tmp_path / "temporal", results=sample_results(protocol="temporal"))
+    with pytest.raises(DataError, match=r"reference run: 92 test users under protocol temporal, this model 6040"):
+        write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "temporal")
+    with pytest.raises(DataError, match=r"nowhere/all_results.json: missing"):
+        write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "nowhere")
