@@ -41,8 +41,10 @@ def fmt(value) -> str:
 
 
 def seconds_per_epoch(record: dict) -> float:
-    """Training seconds over epochs run (evaluation every epoch included); depends on the machine's other load."""
-    return record["train_seconds"] / record["epochs"] if record.get("epochs") else float("nan")
+    """Training seconds over the epochs they cover (evaluation every epoch included): a resumed run's
+    `train_seconds` are its last session's, which began at `resumed_from_epoch`. Depends on the machine's load."""
+    epochs = (record.get("epochs") or 0) - (record.get("resumed_from_epoch") or 0)
+    return record["train_seconds"] / epochs if epochs > 0 else float("nan")
 
 
 def baseline_of(record: dict, records: list[dict]) -> dict | None:

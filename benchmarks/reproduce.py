@@ -224,7 +224,8 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
     results = json.loads((folder / "all_results.json").read_text())
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
     record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
-              "train_seconds": results.get("train_seconds"), "machine": machine(run.get("device", "cpu")),
+              "train_seconds": results.get("train_seconds"), "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
+              "machine": machine(run.get("device", "cpu")),
               "threads": threads,
               "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},

@@ -165,6 +165,19 @@ def save_model_atomically(model, output_dir: str) -> None:
     staging.rmdir()
 
 
+def _checkpoint_epoch(checkpoint, output_dir: str | None = None) -> float:
+    """The epoch a run resumes from (0.0 for a fresh run): `checkpoint` is a folder, or True for the last one in
+    `output_dir`, as `Trainer.train(resume_from_checkpoint=...)` takes it."""
+    if checkpoint is True or checkpoint == "True":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
+    if not checkpoint:
+        return 0.0
+    state = Path(checkpoint) / "trainer_state.json"
+    return float(json.loads(state.read_text()).get("epoch") or 0.0) if state.is_file() else 0.0
+
+
 def run_training(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -231,6 +244,7 @@ def run_training(
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "dataset_stats.json"), "w") as handle:
             json.dump(data.stats, handle, indent=2)
+    resumed_from_epoch = _checkpoint_epoch(training_args.resume_from_checkpoint, training_args.output_dir)
     train_started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - train_started
@@ -265,7 +279,9 @@ def run_training(
         "epochs": trainer.state.epoch,
         "global_step": trainer.state.global_step,
         "evaluated_during_training": evaluated,
+        # this invocation's time: a resumed run's earlier sessions are not in it (epochs - resumed_from_epoch are)
         "train_seconds": round(train_seconds, 2),
+        "resumed_from_epoch": resumed_from_epoch,
         "prepare_seconds": round(prepare_seconds, 2),
         "train_loss": train_output.training_loss,
     }

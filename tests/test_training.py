@@ -140,11 +140,15 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
     checkpoints = sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     # A checkpoint being written when the kill came may be incomplete: resume from the last complete one.
     complete = [p for p in checkpoints if (p / "trainer_state.json").exists()]
+    resumed_from = json.loads((complete[-1] / "trainer_state.json").read_text())["epoch"]  # (rotated away later)
     run_train(_train_args(synthetic_log, killed, *epochs, "--resume_from_checkpoint", str(complete[-1])))
     resumed = json.loads((killed / "all_results.json").read_text())
     # (train_loss is not compared: the Trainer averages it over the steps of the resumed session only.)
     for key in ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10", "best_epoch"):
         assert resumed[key] == pytest.approx(expected[key], rel=1e-6), key
+    # The resumed session's time covers its own epochs only, and says from where it started.
+    assert expected["resumed_from_epoch"] == 0.0
+    assert resumed["resumed_from_epoch"] == resumed_from and 0 < resumed_from < resumed["epochs"]
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, synthetic_log):
