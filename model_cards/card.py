@@ -413,6 +413,10 @@ def _training_rows(results: dict) -> list[tuple[str, str]]:
         value = results.get(key)
         if value is not None:
             rows.append((label, _fmt(value) if key.startswith("eval_") else _num(value)))
+    resumed = results.get("resumed_from_epoch")
+    if resumed and results.get("train_seconds") is not None:  # the Trainer timed the last session only
+        label = f"training time (s) of the last session, which resumed at epoch {_num(resumed)}"
+        rows = [(label, value) if name == "training time (s)" else (name, value) for name, value in rows]
     return rows
 
 

@@ -248,3 +248,11 @@ def test_reference_from_another_evaluation_is_refused(tmp_path):
         write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "temporal")
     with pytest.raises(DataError, match=r"nowhere/all_results.json: missing"):
         write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "nowhere")
+
+
+def test_resumed_run_says_its_time_covers_the_last_session(tmp_path):
+    folder = write_folder(tmp_path / "resumed", results={**sample_results(), "resumed_from_epoch": 61.0})
+    text = write_model_card(folder, command=COMMAND).read_text()
+    assert "| training time (s) of the last session, which resumed at epoch 61 | 812.4 |" in text
+    plain = write_model_card(write_folder(tmp_path / "fresh"), command=COMMAND).read_text()
+    assert "| training time (s) | 812.4 |" in plain
