@@ -2,12 +2,14 @@
 # One prepared GPU session, in two steps that each fit a short lease of a CUDA machine:
 #
 #   bash benchmarks/gpu_session.sh check              # versions, a 2-epoch ML-1M GPU training, the 20-epoch timing
-#   bash benchmarks/gpu_session.sh grid SECONDS N     # N resumable runners over the ML-1M grid on the GPU
+#   bash benchmarks/gpu_session.sh grid SECONDS N [GRID ...]   # N runners over the grids (default ml-1m) on the GPU
 #
 # `check` writes benchmarks/results/performance.json's `gpu` section (performance.py --sections gpu) and reports the
 # seconds per epoch of a real train.py run (evaluation and checkpointing included), which sizes `grid`. `grid` runs
-# `reproduce.py --grid ml-1m --device cuda` in N processes (a run held by one is skipped by the others) until
+# `reproduce.py --grid GRID... --device cuda` in N processes (a run held by one is skipped by the others) until
 # SECONDS have passed, then copies the records and logs out. GPU records are separate runs (own ids and table rows).
+# A run unfinished at the deadline is lost with the machine: give the grid runs that fit (an ML-1M run took 4 to
+# 8 min with 16 at once on one H200).
 #
 # Where the machine lacks the pinned packages, put their wheels in .whl/ (installed to /tmp/site, first on the
 # path); ML-1M is read from $BTSR_SHARED_DATA (default ./shared/data, a copy made for the machine: never committed).
@@ -54,6 +56,8 @@ fi
 if [ "$mode" = grid ]; then
     seconds=${2:-420}
     runners=${3:-8}
+    shift $(( $# < 3 ? $# : 3 ))
+    grids=${*:-ml-1m}
     # Many small processes share the GPU better through MPS; kept only if a CUDA call works through it.
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
@@ -67,16 +71,16 @@ if [ "$mode" = grid ]; then
     fi
     # Leave time to stop the trainings (SIGTERM) and copy the results out.
     budget_min=$(python3 -c "print(max(1.0, ($seconds - ($(date +%s) - $started) - 40) / 60))")
-    echo "runners: $runners, budget $budget_min min"
+    echo "runners: $runners over grids $grids, budget $budget_min min"
     for i in $(seq "$runners"); do
-        python3 benchmarks/reproduce.py --grid ml-1m --device cuda --threads 1 --time_budget_min "$budget_min" \
+        python3 benchmarks/reproduce.py --grid $grids --device cuda --threads 1 --time_budget_min "$budget_min" \
             > "/tmp/runner-$i.log" 2>&1 &
         sleep 2  # each runner takes the next free run
     done
     while [ -n "$(jobs -r)" ]; do
         sleep 60
         echo "$(( $(date +%s) - started )) s: $(python3 -c "import json; print(len(json.load(open('benchmarks/results/accuracy.json'))))") records; epochs:" \
-            "$(for f in "$BTSR_REPRODUCE_WORK"/*/train.log; do printf '%s=%s ' "$(basename "$(dirname "$f")" | sed 's/^ml-1m-leave_one_out-//; s/-cuda-.*//')" "$(grep -c "'eval_hr@10'" "$f")"; done)"
+            "$(for f in "$BTSR_REPRODUCE_WORK"/*/train.log; do printf '%s=%s ' "$(basename "$(dirname "$f")" | sed 's/-leave_one_out-/:/; s/-temporal-/:/; s/-cuda-.*//')" "$(grep -c "'eval_hr@10'" "$f")"; done)"
     done
     wait
     cp benchmarks/results/accuracy.json "$out/"
@@ -85,5 +89,5 @@ if [ "$mode" = grid ]; then
     echo "grid done in $(( $(date +%s) - started )) s"
     exit 0
 fi
-echo "usage: $0 check | grid SECONDS RUNNERS"
+echo "usage: $0 check | grid SECONDS RUNNERS [GRID ...]"
 exit 1

@@ -107,14 +107,10 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "lastfm_sweep":  # the LastFM half of the alpha sweep alone (minutes per run, not an hour)
         return [r for r in grid("alpha_sweep", seeds) if r["dataset"] == "lastfm"]
     if name == "ml-1m":  # every ML-1M run of the other grids, most wanted first, each once (for a GPU session)
-        runs = {}
-        for part in ("main", "contrastive", "alpha_sweep"):
-            for run in grid(part, seeds):
-                if run["dataset"] == "ml-1m":
-                    runs.setdefault(run_id(run), run)
-        main = [r for r in runs.values() if r["model"] in ("sasrec-ce", "bt-sr") and r["dropout"] == 0.1
+        runs = [r for r in grids(["main", "contrastive", "alpha_sweep"], seeds) if r["dataset"] == "ml-1m"]
+        main = [r for r in runs if r["model"] in ("sasrec-ce", "bt-sr") and r["dropout"] == 0.1
                 and r["bt_alpha"] in (0.0, 0.2)]  # fmt: skip
-        return main + [r for r in runs.values() if r not in main]
+        return main + [r for r in runs if r not in main]
     if name == "alpha_sweep":
         runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
                 for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
@@ -122,6 +118,15 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
                  for s in seeds for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
         return runs
     raise SystemExit(f"unknown grid {name!r}: {' | '.join(GRIDS)}")
+
+
+def grids(names: list[str], seeds: list[int]) -> list[dict]:
+    """The runs of several grids in order, each run once."""
+    runs = {}
+    for name in names:
+        for run in grid(name, seeds):
+            runs.setdefault(run_id(run), run)
+    return list(runs.values())
 
 
 def run_id(run: dict) -> str:
@@ -245,7 +250,8 @@ def machine(device: str = "cpu") -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="main", choices=GRIDS)
+    parser.add_argument("--grid", nargs="+", default=["main"], choices=GRIDS,
+                        help="one or more grids, run in that order (a run in several is run once)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
@@ -254,7 +260,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)")
     args = parser.parse_args()
-    runs = on_device(grid(args.grid, args.seeds), args.device)
+    runs = on_device(grids(args.grid, args.seeds), args.device)
     runs = [run for run in runs if args.only is None or args.only in run_id(run)]
     recorded = {r["run_id"] for r in load_records()}
     if args.list:

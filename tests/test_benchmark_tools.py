@@ -151,3 +151,13 @@ def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     first = reproduce.grid("ml-1m", seeds)[:6]
     assert {(r["model"], r["seed"], r["bt_alpha"], r["dropout"]) for r in first} == {
         (m, s, a, 0.1) for s in seeds for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2))}
+
+
+def test_several_grids_run_in_order_each_run_once():
+    reproduce = load_script("reproduce")
+    both = reproduce.grids(["main", "contrastive"], [0])
+    ids = [reproduce.run_id(r) for r in both]
+    assert len(ids) == len(set(ids))
+    assert ids[: len(reproduce.grid("main", [0]))] == [reproduce.run_id(r) for r in reproduce.grid("main", [0])]
+    # SASRec and BT-SR of ML-1M are in both grids: once here
+    assert len(both) == len(reproduce.grid("main", [0])) + len(reproduce.grid("contrastive", [0])) - 2
