@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session, in two steps that each fit a short lease of a CUDA machine:
 #
-#   bash benchmarks/gpu_session.sh check              # versions, a 2-epoch ML-1M GPU training, the 20-epoch timing
+#   bash benchmarks/gpu_session.sh check              # versions, a 3-epoch ML-1M GPU training, the 20-epoch timing
 #   bash benchmarks/gpu_session.sh grid SECONDS N [GRID ...]   # N runners over the grids (default ml-1m) on the GPU
 #
 # `check` writes benchmarks/results/performance.json's `gpu` section (performance.py --sections gpu) and reports the
@@ -21,9 +21,10 @@ mkdir -p "$out"
 started=$(date +%s)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BTSR_SHARED_DATA=${BTSR_SHARED_DATA:-$PWD/shared/data} BTSR_REPRODUCE_WORK=${BTSR_REPRODUCE_WORK:-/tmp/btsr-reproduce}
-if [ -d .whl ] && [ ! -d /tmp/site ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 2; }
+if [ -d .whl ] && [ ! -d /tmp/site ]; then  # installed aside, then renamed: a failed install is not reused
+    rm -rf /tmp/site.partial
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site.partial \
+        .whl/*.whl && mv /tmp/site.partial /tmp/site || { echo "wheel install failed"; exit 2; }
 fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site
 ml1m="${BTSR_SHARED_DATA#"$PWD"/}/ml-1m/ml-1m.txt.gz"  # relative where it can be: it is recorded in the command
@@ -69,18 +70,31 @@ if [ "$mode" = grid ]; then
         unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
         echo "MPS off"
     fi
-    # Leave time to stop the trainings (SIGTERM) and copy the results out.
-    budget_min=$(python3 -c "print(max(1.0, ($seconds - ($(date +%s) - $started) - 40) / 60))")
-    echo "runners: $runners over grids $grids, budget $budget_min min"
+    # One deadline for every runner, early enough to stop the trainings (SIGTERM) and copy the results out by
+    # SECONDS; whatever still runs 30 s after it is killed.
+    deadline=$(( started + seconds - 50 ))
+    echo "runners: $runners over grids $grids, until $(( deadline - started )) s"
     for i in $(seq "$runners"); do
+        budget_min=$(python3 -c "print(max(0.5, ($deadline - $(date +%s)) / 60))")
         python3 benchmarks/reproduce.py --grid $grids --device cuda --threads 1 --time_budget_min "$budget_min" \
             > "/tmp/runner-$i.log" 2>&1 &
         sleep 2  # each runner takes the next free run
     done
+    reported=$(date +%s)
     while [ -n "$(jobs -r)" ]; do
-        sleep 60
-        echo "$(( $(date +%s) - started )) s: $(python3 -c "import json; print(len(json.load(open('benchmarks/results/accuracy.json'))))") records; epochs:" \
-            "$(for f in "$BTSR_REPRODUCE_WORK"/*/train.log; do printf '%s=%s ' "$(basename "$(dirname "$f")" | sed 's/-leave_one_out-/:/; s/-temporal-/:/; s/-cuda-.*//')" "$(grep -c "'eval_hr@10'" "$f")"; done)"
+        sleep 10
+        now=$(date +%s)
+        if [ $(( now - reported )) -ge 60 ]; then
+            reported=$now
+            echo "$(( now - started )) s: $(python3 -c "import json; print(len(json.load(open('benchmarks/results/accuracy.json'))))") records; epochs:" \
+                "$(for f in "$BTSR_REPRODUCE_WORK"/*/train.log; do printf '%s=%s ' "$(basename "$(dirname "$f")" | sed 's/-leave_one_out-/:/; s/-temporal-/:/; s/-cuda-.*//')" "$(grep -c "'eval_hr@10'" "$f")"; done)"
+        fi
+        if [ "$now" -gt $(( deadline + 30 )) ]; then
+            echo "runners still alive 30 s after the deadline: killed"
+            kill -KILL $(jobs -p) 2> /dev/null
+            pkill -KILL -f -- "--output_dir $BTSR_REPRODUCE_WORK/"  # their trainings, nothing else
+            break
+        fi
     done
     wait
     cp benchmarks/results/accuracy.json "$out/"

@@ -401,17 +401,20 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
 GPU_EPOCHS = 20
 
 
-def section_gpu(results: dict, examples, num_items: int, device: str) -> None:
-    """The `epochs` section's settings on a GPU, 20 whole epochs each (fp32, as on the CPU), beside the CPU figures."""
+def section_gpu(results: dict, examples, num_items: int, device: str, quick: bool = False) -> None:
+    """The `epochs` section's settings on a GPU, 20 whole epochs each (fp32, as on the CPU), beside the CPU figures;
+    `quick`: one epoch of 4 batches."""
     settings = {
         "sasrec_ce": {"loss_type": "ce", "alpha": 0.0, "device": device},
         "sasrec_sce": {"loss_type": "sce", "alpha": 0.0, "device": device},
         "btsr_ce": {"loss_type": "ce", "alpha": 0.2, "device": device},
     }
-    epochs = time_epochs(examples, num_items, settings, max_batches=None, epochs=GPU_EPOCHS)
+    n_epochs = 1 if quick else GPU_EPOCHS
+    epochs = time_epochs(examples, num_items, settings, max_batches=4 if quick else None, epochs=n_epochs)
     gpu = {
         "device": torch.cuda.get_device_name(0),
-        "epochs_measured": GPU_EPOCHS,
+        "epochs_measured": n_epochs,
+        "extrapolated": epochs["sasrec_ce"]["extrapolated"],
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20),
         **{f"{name}_epoch_s": figures["epoch_s"] for name, figures in epochs.items()},
         "btsr_over_sasrec": round(epochs["btsr_ce"]["epoch_s"] / epochs["sasrec_ce"]["epoch_s"], 3),
@@ -651,7 +654,7 @@ def main():
         elif name == "gpu":
             if not torch.cuda.is_available():
                 raise SystemExit("--sections gpu: no CUDA device visible to torch")
-            section_gpu(results, examples, num_items, "cuda")
+            section_gpu(results, examples, num_items, "cuda", quick=args.quick)
         python = "python3" if name == "gpu" else ".venv/bin/python"  # the GPU machine's interpreter, not our venv
         data = "" if args.data == DEFAULT_DATA else f" --data {args.data}"
         command = f"{python} {SCRIPT}" + (" --quick" if args.quick else "") + data + f" --sections {name}"

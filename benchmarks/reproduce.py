@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -213,6 +214,10 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
         print(f"  resuming from {checkpoint.name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if run.get("device", "cpu") != "cpu":
+        # One GPU per run: with several visible the Trainer would split each batch over them (DataParallel), and
+        # the record's batch_size would no longer be the batch one GPU trained on.
+        env.setdefault("CUDA_VISIBLE_DEVICES", "0")
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     with open(folder / "train.log", "a") as log:
@@ -243,9 +248,13 @@ def machine(device: str = "cpu") -> str:
     host = f"{cpu_model()}, {os.cpu_count()} cores"
     if device == "cpu":
         return host
-    import torch  # only here: a CPU runner never loads it
-
-    return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__}), {host}"
+    # nvidia-smi, not torch: a runner that initialised CUDA would hold a GPU context for the whole session.
+    try:
+        name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30).stdout.strip().split("\n")[0]  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        name = ""
+    return f"{name or 'GPU (nvidia-smi gave no name)'} (torch {importlib.metadata.version('torch')}), {host}"
 
 
 def main() -> int:

@@ -257,10 +257,23 @@ def _overall_rows(results: dict, reference: dict | None = None) -> tuple[list[di
     return rows, any_pop, any_ci
 
 
-def _check_reference(results: dict, stats: dict, reference: dict) -> None:
-    """A reference run shares the protocol and the evaluated users, or its column would compare other things."""
+def _check_reference(results: dict, stats: dict, reference: dict, reference_stats: dict | None = None) -> None:
+    """A reference run shares the data, the protocol and the evaluated users, or its column would compare other
+    things; a run that does not say which (no protocol or user count) is refused too."""
     mine = (results.get("protocol") or stats.get("protocol"), results.get("num_test_users", stats.get("num_test_users")))
     theirs = (reference.get("protocol"), reference.get("num_test_users"))
+    if None in mine or None in theirs:
+        raise DataError(
+            f"reference run: protocol and number of test users are needed on both sides to compare (this model: "
+            f"{mine}, reference: {theirs})"
+        )
+    if reference_stats is not None:
+        for key in ("dataset", "num_items"):
+            if reference_stats.get(key) != stats.get(key):
+                raise DataError(
+                    f"reference run: {key} {reference_stats.get(key)!r}, this model {stats.get(key)!r}: other data,"
+                    " so its column would not be comparable"
+                )
     if mine != theirs:
         raise DataError(
             f"reference run: {theirs[1]} test users under protocol {theirs[0]}, this model {mine[1]} under {mine[0]}:"
@@ -437,6 +450,7 @@ def build_model_card(
     model_name: str | None = None,
     reference: dict | None = None,
     reference_label: str = "SASRec (α = 0)",
+    reference_stats: dict | None = None,
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -456,6 +470,8 @@ def build_model_card(
             SASRec with `bt_alpha = 0`; shown as a column beside this model's test metrics. Only its test metrics
             are used: the model-index holds this run's alone.
         reference_label: the column's header, naming what differs (default `"SASRec (α = 0)"`).
+        reference_stats: the reference run's `dataset_stats.json`; when given, its dataset and catalogue size must
+            be this run's.
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
@@ -484,7 +500,7 @@ def build_model_card(
         eval_results=_eval_results(results, dataset_type, dataset_name),
     )
     if reference is not None:
-        _check_reference(results, stats, reference)
+        _check_reference(results, stats, reference, reference_stats)
     overall, with_pop, with_ci = _overall_rows(results, reference)
     bucket_header, bucket_rows = _bucket_table(results)
     load_target = repo_id or "path/to/this/model_folder"
@@ -574,7 +590,8 @@ def write_model_card(
     `results`, `stats` and the config are read from the folder's `all_results.json`, `dataset_stats.json` and
     `config.json` when not given; `command` falls back to a `"command"` entry of the results. Other keyword
     arguments go to :func:`build_model_card` (`dataset_label`, `license`, `config`, `example_history`,
-    `reference`, `reference_label`); `reference_folder` reads `reference` from another run's folder.
+    `reference`, `reference_label`); `reference_folder` reads `reference` and `reference_stats` from another
+    run's folder.
     The file is replaced atomically; nothing is sent anywhere.
     """
     folder = Path(folder)
@@ -587,6 +604,7 @@ def write_model_card(
     reference_folder = kwargs.pop("reference_folder", None)
     if reference_folder is not None:
         kwargs["reference"] = _read_json(Path(reference_folder), "all_results.json")
+        kwargs["reference_stats"] = _read_json(Path(reference_folder), "dataset_stats.json")
     command = command or results.get("command") or stats.get("command")
     kwargs.setdefault("example_history", _example_history(folder))
     # A folder named after the model (outputs/btsr-ml1m) names the card when there is no repo id yet.

@@ -218,10 +218,10 @@ def main(argv=None, api=None) -> int:
     parser.add_argument(
         "--reference_folder",
         default=None,
-        help="with --write_card: another run's folder on the same data and split (e.g. SASRec, --bt_alpha 0) whose "
-        "test metrics the card shows beside this model's",
+        help="rewrite README.md with another run's test metrics beside this model's: that run's folder, on the same "
+        "data, split and users (e.g. SASRec, --bt_alpha 0)",
     )
-    parser.add_argument("--reference_label", default="SASRec (α = 0)", help="that column's header")
+    parser.add_argument("--reference_label", default="SASRec (α = 0)", help="with --reference_folder: its column's header")
     parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
     parser.add_argument(
         "--keep_stale",

@@ -168,7 +168,7 @@ def save_model_atomically(model, output_dir: str) -> None:
 def _checkpoint_epoch(checkpoint, output_dir: str | None = None) -> float:
     """The epoch a run resumes from (0.0 for a fresh run): `checkpoint` is a folder, or True for the last one in
     `output_dir`, as `Trainer.train(resume_from_checkpoint=...)` takes it."""
-    if checkpoint is True or checkpoint == "True":
+    if checkpoint is True:
         from transformers.trainer_utils import get_last_checkpoint
 
         checkpoint = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None

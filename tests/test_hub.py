@@ -288,6 +288,7 @@ def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
     (other / "all_results.json").write_text(json.dumps({**results, "num_test_users": 1}))
+    shutil.copy(folder / "dataset_stats.json", other / "dataset_stats.json")
     assert hub_main([str(copy), "someone/btsr", "--dry_run", "--reference_folder", str(other)]) == 2
     assert capsys.readouterr().err.startswith("error: reference run: 1 test users")
 

@@ -248,6 +248,12 @@ def test_reference_from_another_evaluation_is_refused(tmp_path):
         write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "temporal")
     with pytest.raises(DataError, match=r"nowhere/all_results.json: missing"):
         write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "nowhere")
+    write_folder(tmp_path / "other-data", stats=sample_stats(dataset="ml-100k"))
+    with pytest.raises(DataError, match=r"reference run: dataset 'ml-100k', this model 'ml-1m': other data"):
+        write_model_card(folder, command=COMMAND, reference_folder=tmp_path / "other-data")
+    unlabelled = {k: v for k, v in sample_results().items() if k not in ("protocol", "num_test_users")}
+    with pytest.raises(DataError, match=r"protocol and number of test users are needed on both sides"):
+        build_model_card(sample_results(), sample_stats(), sample_config(), COMMAND, reference=unlabelled)
 
 
 def test_resumed_run_says_its_time_covers_the_last_session(tmp_path):
