@@ -7,7 +7,6 @@ Without a folder a freshly initialised model of the reference size is timed (the
 not depend on the weights). Three repetitions; the median is reported. Target (benchmarks issue): 2 s.
 """
 
-import json
 import os
 import statistics
 import sys
@@ -15,6 +14,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from machine_info import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ML1M = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
@@ -55,9 +56,7 @@ def main() -> int:
         "test_ndcg@10": metrics["test_ndcg@10"],
         "target_s": 2.0,
     }
-    out = ROOT / "benchmarks" / "results" / "evaluation_speed.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("evaluation_speed", result)
     return 0
 
 

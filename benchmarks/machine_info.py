@@ -1,7 +1,11 @@
-"""The CPU model string every benchmark record states (stdlib only: the RecBole venv imports it too)."""
+"""What every benchmark shares: the CPU model its record states, and how a one-result script writes its file
+(stdlib only: the RecBole venv imports it too)."""
 
+import json
 import platform
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu_model() -> str:
@@ -13,3 +17,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Writes `benchmarks/results/<name>.json` (replacing it) and prints the result."""
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return out

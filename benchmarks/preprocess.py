@@ -7,12 +7,13 @@ Target (data pipeline issue): under 10 s on the 2-core reference machine. The im
 separately, since it is paid once per process whatever the data.
 """
 
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from machine_info import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 ML1M = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
@@ -46,9 +47,7 @@ def main() -> int:
         "partner_share": round(float(examples.partner_share), 4),
         "target_s": 10.0,
     }
-    out = ROOT / "benchmarks" / "results" / "preprocess.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("preprocess", result)
     return 0
 
 
