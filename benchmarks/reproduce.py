@@ -137,6 +137,10 @@ def run_id(run: dict) -> str:
             + hashlib.sha1(key.encode()).hexdigest()[:8])  # fmt: skip
 
 
+def device_of(run: dict) -> str:
+    return run.get("device", "cpu")  # runs from before GPU runs have no `device`: CPU runs
+
+
 def on_device(runs: list[dict], device: str) -> list[dict]:
     """A GPU run is another run (other kernels, other rounding): its own id, record and table row. CPU runs carry no
     `device` key, so they keep the ids they had before devices existed (their checkpoints and records stay valid)."""
@@ -154,7 +158,7 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
         "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
         "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
         "--output_dir", str(output_dir), "--save_total_limit", "2",
-        *(["--use_cpu"] if run.get("device", "cpu") == "cpu" else []),
+        *(["--use_cpu"] if device_of(run) == "cpu" else []),
     ]  # fmt: skip
 
 
@@ -214,7 +218,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
         print(f"  resuming from {checkpoint.name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    if run.get("device", "cpu") != "cpu":
+    if device_of(run) != "cpu":
         # One GPU per run: with several visible the Trainer would split each batch over them (DataParallel), and
         # the record's batch_size would no longer be the batch one GPU trained on.
         env.setdefault("CUDA_VISIBLE_DEVICES", "0")
@@ -235,7 +239,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
     record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
               "train_seconds": results.get("train_seconds"), "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
-              "machine": machine(run.get("device", "cpu")),
+              "machine": machine(device_of(run)),
               "threads": threads,
               "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
