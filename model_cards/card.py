@@ -414,6 +414,10 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
 
 
 def _training_rows(results: dict) -> list[tuple[str, str]]:
+    resumed = results.get("resumed_from_epoch")
+    # The Trainer times one session: a resumed run's time is its last session's.
+    time_label = (f"training time (s) of the last session, which resumed at epoch {_num(resumed)}" if resumed
+                  else "training time (s)")  # fmt: skip
     rows = []
     for label, key in (
         ("validation NDCG@10 of the selected model", "eval_ndcg@10"),
@@ -421,15 +425,11 @@ def _training_rows(results: dict) -> list[tuple[str, str]]:
         ("selected (best) epoch", "best_epoch"),
         ("epochs run", "epochs"),
         ("optimizer steps", "global_step"),
-        ("training time (s)", "train_seconds"),
+        (time_label, "train_seconds"),
     ):
         value = results.get(key)
         if value is not None:
             rows.append((label, _fmt(value) if key.startswith("eval_") else _num(value)))
-    resumed = results.get("resumed_from_epoch")
-    if resumed and results.get("train_seconds") is not None:  # the Trainer timed the last session only
-        label = f"training time (s) of the last session, which resumed at epoch {_num(resumed)}"
-        rows = [(label, value) if name == "training time (s)" else (name, value) for name, value in rows]
     return rows
 
 
