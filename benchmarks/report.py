@@ -20,15 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modeling_btsr.metrics import paired_bootstrap_ci  # noqa: E402
+from reproduce import device_of as device  # noqa: E402  (the one rule for records without a `device`)
 
 RESULTS = ROOT / "benchmarks" / "results"
 # The batch of each dataset's main runs (benchmarks/reproduce.py DATASETS); the alpha plots use these alone.
 DEFAULT_BATCH = {"ml-1m": 256, "lastfm": 256, "beauty": 1024, "sports": 1024, "ml-100k": 128, "ml-latest-small": 128}
 METRICS = ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail", "eval_ndcg@10")
-
-
-def device(record: dict) -> str:
-    return record.get("device", "cpu")  # records from before GPU runs have no `device`: they ran on the CPU
 
 
 def setting(record: dict) -> tuple:
