@@ -115,15 +115,18 @@ def write_table(records: list[dict]) -> None:
     lines = [
         "# Contrastive collapse probe (ML-1M leave-one-out, seed 0, short runs)",
         "",
-        "Command: `.venv/bin/python benchmarks/contrastive_probe.py --epochs 8 --threads 1` (its docstring says what",
-        "each variant removes).",
-        "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 users' validation inputs).",
+        "Command: `.venv/bin/python benchmarks/contrastive_probe.py --epochs N --threads 1 [--variants ...]`, N the",
+        "epochs column (its docstring says what each variant removes). Validation NDCG@10 after each epoch; norms on the",
+        "final model (first 1,024 users' validation inputs). Machine: "
+        + ", ".join(sorted({r["machine"] for r in records}))
+        + "; one thread per run, two runs side by side.",
         "",
         "| variant | InfoNCE weight | similarity | epochs | val NDCG@10 by epoch | last SSL loss | last-state norm | "
         "other-states norm | item norm | s/epoch |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in records:
+    order = list(VARIANTS)
+    for r in sorted(records, key=lambda r: (r["epochs"], order.index(r["variant"]))):
         lines.append(
             f"| {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "

@@ -2,13 +2,18 @@
 """Times full-ranking evaluation of every ML-1M user (leave-one-out test split, 3,416 items, context <= 200).
 
     .venv/bin/python benchmarks/evaluation_speed.py [MODEL_FOLDER]   # writes benchmarks/results/evaluation_speed.json
+    # another commit's code (a worktree), timed by this script, printed only: run two alternately to compare them
+    git worktree add /tmp/old a8d95af && .venv/bin/python benchmarks/evaluation_speed.py --code_root /tmp/old
 
 Without a folder a freshly initialised model of the reference size is timed (the work is the same: scoring does
 not depend on the weights). Three repetitions; the median is reported. Target (benchmarks issue): 2 s.
 """
 
+import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,9 +27,22 @@ ML1M = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_folder", nargs="?", default=None, help="a trained model (default: random init)")
+    parser.add_argument("--code_root", default=None,
+                        help="import the package from this checkout (another commit) instead; prints, writes nothing")
+    args = parser.parse_args()
     if not ML1M.exists():
         print(f"skipped: {ML1M} not found (ML-1M is not shipped; see ../shared/data/README.md)")
         return 0
+    commit = None
+    if args.code_root is not None:
+        if not (Path(args.code_root) / "modeling_btsr" / "__init__.py").exists():
+            print(f"error: --code_root {args.code_root}: no modeling_btsr package there", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(Path(args.code_root).resolve()))  # ahead of the editable install
+        commit = subprocess.run(["git", "-C", args.code_root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()  # fmt: skip
     import torch
 
     from data_processing import leave_one_out_split, read_interactions
@@ -33,10 +51,12 @@ def main() -> int:
 
     torch.set_num_threads(2)
     split = leave_one_out_split(read_interactions(ML1M, "sasrec"), max_len=200)
-    if len(sys.argv) > 1:
+    import modeling_btsr
+
+    if args.model_folder is not None:
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(sys.argv[1])
+        model = AutoModel.from_pretrained(args.model_folder)
     else:
         torch.manual_seed(0)
         model = BTSRModel(BTSRConfig(num_items=len(split.item_vocab)))
@@ -46,7 +66,7 @@ def main() -> int:
         metrics = evaluate_ranking(model, split.test.contexts, split.test.targets, prefix="test")
         timings.append(time.perf_counter() - started)
     result = {
-        "command": "python benchmarks/evaluation_speed.py" + (f" {sys.argv[1]}" if len(sys.argv) > 1 else ""),
+        "command": "python benchmarks/evaluation_speed.py" + (f" {args.model_folder}" if args.model_folder else ""),
         "machine": f"{os.cpu_count()} cores, torch {torch.__version__}, 2 threads",
         "users": len(split.test),
         "num_items": len(split.item_vocab),
@@ -56,6 +76,10 @@ def main() -> int:
         "test_ndcg@10": metrics["test_ndcg@10"],
         "target_s": 2.0,
     }
+    if args.code_root is not None:
+        code = Path(modeling_btsr.__file__).resolve().parent.parent
+        print(json.dumps({**result, "code": str(code), "commit": commit, "command": " ".join(sys.argv)}))
+        return 0
     write_result("evaluation_speed", result)
     return 0
 
