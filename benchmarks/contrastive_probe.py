@@ -3,8 +3,10 @@
 
     .venv/bin/python benchmarks/contrastive_probe.py --epochs 8 --threads 1
     .venv/bin/python benchmarks/contrastive_probe.py --variants cl4srec-lambda-0.001 --epochs 8
+    .venv/bin/python benchmarks/contrastive_probe.py --data ml-100k temporal --variants sasrec-ce cl4srec --epochs 40
 
-Short runs (a few epochs, seed 0, every other setting as in `benchmarks/reproduce.py`'s ML-1M runs) of variants that
+Short runs (a few epochs, seed 0, every other setting as in `benchmarks/reproduce.py`'s runs of the dataset; ML-1M
+leave-one-out unless `--data` names another dataset and protocol) of variants that
 each remove one suspected cause, compared on their validation NDCG@10 curve: the collapse shows within the first
 epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, DuoRec ~0.033).
 
@@ -49,11 +51,14 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
 }
 
 
-def probe_command(label: str, epochs: int, output_dir: Path) -> list[str]:
-    model, overrides, extra = VARIANTS[label]
+def probe_run(label: str, epochs: int, data: tuple[str, str] = ("ml-1m", "leave_one_out")) -> dict:
+    model, overrides, _ = VARIANTS[label]
     # Patience above the epoch count: every variant trains the same number of epochs.
-    run = {**_run("ml-1m", "leave_one_out", model, 0), **overrides, "max_epochs": epochs, "patience": epochs + 1}
-    return train_command(run, output_dir) + extra
+    return {**_run(*data, model, 0), **overrides, "max_epochs": epochs, "patience": epochs + 1}
+
+
+def probe_command(label: str, epochs: int, output_dir: Path, data: tuple[str, str] = ("ml-1m", "leave_one_out")):
+    return train_command(probe_run(label, epochs, data), output_dir) + VARIANTS[label][2]
 
 
 def curves(output_dir: Path) -> dict:
@@ -71,7 +76,7 @@ def curves(output_dir: Path) -> dict:
     }
 
 
-def norms(checkpoint: str, n_users: int = 1024) -> dict:
+def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
     """Mean L2 norms of the ranked (last) state, the other positions' states and the item embeddings."""
     import numpy as np
     import torch
@@ -82,8 +87,10 @@ def norms(checkpoint: str, n_users: int = 1024) -> dict:
 
     model = BTSRForSequentialRecommendation.from_pretrained(checkpoint).eval()
     max_len = model.config.max_position_embeddings
-    data = prepare_data(DataArguments(dataset="ml-1m", data_root=str(SHARED), split="leave_one_out"), max_len)
-    contexts = [np.asarray(s[-max_len:]) for s in data.split.train_sequences[:n_users]]
+    dataset, protocol = data
+    data_root = None if DATASETS[data]["file"] is None else str(SHARED)
+    prepared = prepare_data(DataArguments(dataset=dataset, data_root=data_root, split=protocol), max_len)
+    contexts = [np.asarray(c[-max_len:]) for c in prepared.split.valid.contexts[:n_users]]
     width = max(len(c) for c in contexts)
     input_ids = torch.zeros(len(contexts), width, dtype=torch.long)
     for row, context in enumerate(contexts):
@@ -91,7 +98,7 @@ def norms(checkpoint: str, n_users: int = 1024) -> dict:
     attention_mask = (input_ids > 0).long()
     with torch.no_grad():
         states = model.btsr(input_ids, attention_mask).last_hidden_state  # (users, width, hidden)
-        items = model.btsr.item_embedding_matrix()
+        items = model.btsr.item_embedding_matrix().detach()
     state_norms = states.norm(dim=-1)
     others = attention_mask.bool().clone()
     others[:, -1] = False
@@ -100,6 +107,10 @@ def norms(checkpoint: str, n_users: int = 1024) -> dict:
         "other_states_norm": round(float(state_norms[others].mean()), 3),
         "item_embedding_norm": round(float(items.norm(dim=-1).mean()), 3),
     }
+
+
+def _data(record: dict) -> str:
+    return f"{record.get('dataset', 'ml-1m')} {record.get('protocol', 'leave_one_out')}"  # first records: ML-1M
 
 
 def load_records() -> list[dict]:
@@ -113,7 +124,7 @@ def save_records(records: list[dict]) -> None:
 
 def write_table(records: list[dict]) -> None:
     lines = [
-        "# Contrastive collapse probe (ML-1M leave-one-out, seed 0, short runs)",
+        "# Contrastive collapse probe (seed 0, short runs)",
         "",
         "Command: `.venv/bin/python benchmarks/contrastive_probe.py --epochs N --threads 1 [--variants ...]`, N the",
         "epochs column (its docstring says what each variant removes). Validation NDCG@10 after each epoch; norms on the",
@@ -121,14 +132,15 @@ def write_table(records: list[dict]) -> None:
         + ", ".join(sorted({r["machine"] for r in records}))
         + "; one thread per run, two runs side by side.",
         "",
-        "| variant | InfoNCE weight | similarity | epochs | val NDCG@10 by epoch | last SSL loss | last-state norm | "
-        "other-states norm | item norm | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | InfoNCE weight | similarity | epochs | val NDCG@10 by epoch | last SSL loss | "
+        "last-state norm | other-states norm | item norm | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
-    for r in sorted(records, key=lambda r: (r["epochs"], order.index(r["variant"]))):
+    for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
+                                            order.index(r["variant"]))):  # fmt: skip
         lines.append(
-            f"| {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {r['epochs']} | "
+            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "
             f"{r['seconds_per_epoch']} |"
@@ -140,20 +152,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--data", nargs=2, default=["ml-1m", "leave_one_out"], metavar=("DATASET", "PROTOCOL"),
+                        help=f"one of {', '.join(' '.join(k) for k in DATASETS)}")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training")
     args = parser.parse_args()
-    data_file = SHARED / DATASETS[("ml-1m", "leave_one_out")]["file"]
-    if not data_file.exists():
-        print(f"error: {data_file} not found (ML-1M is not shipped: licence); see ../shared/data/README.md")
+    data = tuple(args.data)
+    if data not in DATASETS:
+        print(f"error: --data {' '.join(data)}: choose one of {'; '.join(' '.join(k) for k in DATASETS)}")
         return 2
+    data_file = None if DATASETS[data]["file"] is None else SHARED / DATASETS[data]["file"]
+    if data_file is not None and not data_file.exists():
+        print(f"error: {data_file} not found (not shipped: licence); see ../shared/data/README.md")
+        return 2
+    label_of = " ".join(data)
+
+    def same(r: dict, label: str) -> bool:
+        return r["variant"] == label and r["epochs"] == args.epochs and _data(r) == label_of
+
     for label in args.variants:
-        if any(r["variant"] == label and r["epochs"] == args.epochs for r in load_records()):
+        if any(same(r, label) for r in load_records()):
             print(f"skipped {label}: recorded")
             continue
-        output_dir = WORK / f"probe-{label}-e{args.epochs}"
+        suffix = "" if data == ("ml-1m", "leave_one_out") else f"-{data[0]}-{data[1]}"
+        output_dir = WORK / f"probe-{label}-e{args.epochs}{suffix}"
         subprocess.run(["rm", "-rf", str(output_dir)], check=True)
         output_dir.mkdir(parents=True)
-        command = probe_command(label, args.epochs, output_dir)
+        command = probe_command(label, args.epochs, output_dir, data)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         if args.threads is not None:
             env["OMP_NUM_THREADS"] = str(args.threads)
@@ -168,21 +192,23 @@ def main() -> int:
         found = curves(output_dir)
         similarity = "cosine" if "cosine" in label else ("dot" if label.startswith(("cl4srec", "duorec")) else "-")
         record = {
+            "dataset": data[0],
+            "protocol": data[1],
             "variant": label,
-            "bt_alpha": {**_run("ml-1m", "leave_one_out", VARIANTS[label][0], 0), **VARIANTS[label][1]}["bt_alpha"],
+            "bt_alpha": probe_run(label, args.epochs, data)["bt_alpha"],
             "similarity": similarity,
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),
             **found,
-            **norms(found["checkpoint"]),
+            **norms(found["checkpoint"], data),
             "machine": f"{cpu_model()}, {os.cpu_count()} cores",
             "threads": args.threads,
             "command": " ".join(command[1:]),
         }
         del record["checkpoint"]
         with exclusive(RESULTS.with_suffix(".lock")):  # two probes side by side must not drop each other's record
-            records = [r for r in load_records() if not (r["variant"] == label and r["epochs"] == args.epochs)]
+            records = [r for r in load_records() if not same(r, label)]
             save_records(records + [record])
         print(f"  {label}: val NDCG@10 {record['eval_ndcg@10']}", flush=True)
     return 0

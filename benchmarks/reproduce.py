@@ -51,6 +51,9 @@ DATASETS = {
                                   "loss": "ce", "bt_lambda": 0.05},
     ("ml-100k", "temporal"): {"file": "ml-100k/interactions.csv.gz", "batch_size": 128, "epochs": 200,
                               "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    # In no grid: ML-100K's sequences under the other protocol, for benchmarks/contrastive_probe.py.
+    ("ml-100k", "leave_one_out"): {"file": "ml-100k/interactions.csv.gz", "batch_size": 128, "epochs": 200,
+                                   "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     ("ml-latest-small", "temporal"): {"file": None, "batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce",
                                       "bt_lambda": 0.05},
 }  # fmt: skip
