@@ -126,9 +126,9 @@ def write_table(records: list[dict]) -> None:
     lines = [
         "# Contrastive collapse probe (seed 0, short runs)",
         "",
-        "Command: `.venv/bin/python benchmarks/contrastive_probe.py --epochs N --threads 1 [--variants ...]`, N the",
-        "epochs column (its docstring says what each variant removes). Validation NDCG@10 after each epoch; norms on the",
-        "final model (first 1,024 users' validation inputs). Machine: "
+        "Command: `.venv/bin/python benchmarks/contrastive_probe.py --data DATASET PROTOCOL --epochs N --threads 1",
+        "--variants ...`, the data and epochs as in their columns (the docstring says what each variant removes).",
+        "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 validation contexts). Machine: "
         + ", ".join(sorted({r["machine"] for r in records}))
         + "; one thread per run, two runs side by side.",
         "",
@@ -158,11 +158,12 @@ def main() -> int:
     args = parser.parse_args()
     data = tuple(args.data)
     if data not in DATASETS:
-        print(f"error: --data {' '.join(data)}: choose one of {'; '.join(' '.join(k) for k in DATASETS)}")
+        choices = "; ".join(" ".join(k) for k in DATASETS)
+        print(f"error: --data {' '.join(data)}: choose one of {choices}", file=sys.stderr)
         return 2
     data_file = None if DATASETS[data]["file"] is None else SHARED / DATASETS[data]["file"]
     if data_file is not None and not data_file.exists():
-        print(f"error: {data_file} not found (not shipped: licence); see ../shared/data/README.md")
+        print(f"error: {data_file} not found (not shipped: licence); see ../shared/data/README.md", file=sys.stderr)
         return 2
     label_of = " ".join(data)
 
@@ -186,7 +187,7 @@ def main() -> int:
         with open(output_dir / "train.log", "w") as log:
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env).returncode
         if code != 0:
-            print(f"error: {label} failed (exit {code}); see {output_dir / 'train.log'}")
+            print(f"error: {label} failed (exit {code}); see {output_dir / 'train.log'}", file=sys.stderr)
             return 1
         results = json.loads((output_dir / "all_results.json").read_text())
         found = curves(output_dir)
