@@ -209,6 +209,17 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
+def validation_curve(folder: Path) -> list[float]:
+    """Validation NDCG@10 after each epoch (a resumed run's earlier sessions included), from the last checkpoint's
+    log history: shows whether a run was still improving when its cap or patience stopped it."""
+    checkpoint = last_complete_checkpoint(folder)
+    if checkpoint is None:
+        return []
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    by_epoch = {round(h["epoch"]): round(h["eval_ndcg@10"], 5) for h in history if "eval_ndcg@10" in h}
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
 def execute(run: dict, deadline: float, threads: int | None = None) -> bool:
     """Runs (or resumes) one run until it finishes or the deadline passes. False when the deadline stopped it
     (the caller stops too); True otherwise: finished here, already recorded, or being trained by another runner."""
@@ -256,7 +267,8 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
               "threads": threads,
               "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
-              "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")}}  # fmt: skip
+              "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")},
+              "curve_eval_ndcg@10": validation_curve(folder)}  # fmt: skip
     append_record(record)
     return True
 

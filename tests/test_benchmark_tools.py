@@ -92,6 +92,24 @@ def test_a_run_held_or_recorded_by_another_runner_is_skipped(tmp_path, monkeypat
     assert len(started) == 1
 
 
+def test_validation_curve_reads_every_epoch_of_the_last_checkpoint(tmp_path):
+    reproduce = load_script("reproduce")
+    assert reproduce.validation_curve(tmp_path) == []
+    states = {
+        "checkpoint-8": [{"epoch": 1.0, "eval_ndcg@10": 0.1}],
+        # Resumed after a kill at epoch 2.5: epoch 2 evaluated again; the loss entries carry no metric.
+        "checkpoint-16": [{"epoch": 1.0, "eval_ndcg@10": 0.1}, {"epoch": 2.0, "eval_ndcg@10": 0.15},
+                          {"epoch": 2.0, "loss": 5.0}, {"epoch": 2.0, "eval_ndcg@10": 0.2},
+                          {"epoch": 3.0, "eval_ndcg@10": 0.123456789}],
+        "checkpoint-24": None,  # being written when the run was killed: no trainer_state.json yet
+    }  # fmt: skip
+    for name, history in states.items():
+        (tmp_path / name).mkdir()
+        if history is not None:
+            (tmp_path / name / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    assert reproduce.validation_curve(tmp_path) == [0.1, 0.2, 0.12346]
+
+
 def _record(model, alpha, seed, ndcg, hr, coverage, loss="ce"):
     return {"dataset": "d", "protocol": "leave_one_out", "model": model, "loss_type": loss, "bt_alpha": alpha,
             "dropout": 0.1, "batch_size": 256, "seed": seed, "test_coverage@10": coverage,
