@@ -26,6 +26,7 @@ a variant already recorded is skipped; a killed variant restarts from scratch: t
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_model  # noqa: E402
-from reproduce import DATASETS, SHARED, WORK, _run, exclusive, train_command  # noqa: E402
+from reproduce import (  # noqa: E402
+    CONTRASTIVE, DATASETS, SHARED, WORK, _run, exclusive, last_complete_checkpoint, train_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "contrastive_probe.json"
@@ -63,12 +66,12 @@ def probe_command(label: str, epochs: int, output_dir: Path, data: tuple[str, st
 
 def curves(output_dir: Path) -> dict:
     """Per-epoch validation NDCG@10 and training losses from the last checkpoint's log history."""
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    history = json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
+    checkpoint = last_complete_checkpoint(output_dir)
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
     evals = [h for h in history if "eval_ndcg@10" in h]
     losses = [h for h in history if "prediction_loss" in h]
     return {
-        "checkpoint": str(checkpoints[-1]),
+        "checkpoint": str(checkpoint),
         "eval_ndcg@10": [round(h["eval_ndcg@10"], 4) for h in evals],
         "eval_coverage@10": [round(h["eval_coverage@10"], 4) for h in evals],
         "prediction_loss": [round(h["prediction_loss"], 3) for h in losses],
@@ -176,7 +179,7 @@ def main() -> int:
             continue
         suffix = "" if data == ("ml-1m", "leave_one_out") else f"-{data[0]}-{data[1]}"
         output_dir = WORK / f"probe-{label}-e{args.epochs}{suffix}"
-        subprocess.run(["rm", "-rf", str(output_dir)], check=True)
+        shutil.rmtree(output_dir, ignore_errors=True)
         output_dir.mkdir(parents=True)
         command = probe_command(label, args.epochs, output_dir, data)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -191,7 +194,8 @@ def main() -> int:
             return 1
         results = json.loads((output_dir / "all_results.json").read_text())
         found = curves(output_dir)
-        similarity = "cosine" if "cosine" in label else ("dot" if label.startswith(("cl4srec", "duorec")) else "-")
+        model, _, extra = VARIANTS[label]
+        similarity = "cosine" if "cosine" in extra else ("dot" if model in CONTRASTIVE else "-")
         record = {
             "dataset": data[0],
             "protocol": data[1],
