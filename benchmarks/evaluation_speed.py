@@ -51,8 +51,6 @@ def main() -> int:
 
     torch.set_num_threads(2)
     split = leave_one_out_split(read_interactions(ML1M, "sasrec"), max_len=200)
-    import modeling_btsr
-
     if args.model_folder is not None:
         from transformers import AutoModel
 
@@ -77,7 +75,7 @@ def main() -> int:
         "target_s": 2.0,
     }
     if args.code_root is not None:
-        code = Path(modeling_btsr.__file__).resolve().parent.parent
+        code = Path(sys.modules[BTSRModel.__module__].__file__).resolve().parent.parent  # where it was imported from
         print(json.dumps({**result, "code": str(code), "commit": commit, "command": " ".join(sys.argv)}))
         return 0
     write_result("evaluation_speed", result)
