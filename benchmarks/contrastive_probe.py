@@ -16,6 +16,9 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   is averaged over every position while InfoNCE acts on the last position's state, the one that is ranked.
 - `*-cosine`: cosine similarity instead of the dot product (same tau): the InfoNCE logits are bounded, so the loss
   can no longer be lowered by growing the norm of the last position's state.
+- `*-prefix`: the papers' weight 0.1 kept, but the views encode a random prefix of each sequence
+  (`--ssl_view_span random_prefix`) instead of the whole sequence: RecBole trains every prefix as a sample with one
+  CE and one InfoNCE term, so InfoNCE weighs on prefixes, not on the ranked last state alone.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -51,6 +54,8 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "duorec": ("duorec", {}, []),
     "duorec-lambda-0.001": ("duorec", {"bt_alpha": 0.001}, []),
     "duorec-cosine": ("duorec", {}, ["--infonce_similarity", "cosine"]),
+    "cl4srec-prefix": ("cl4srec", {}, ["--ssl_view_span", "random_prefix"]),
+    "duorec-prefix": ("duorec", {}, ["--ssl_view_span", "random_prefix"]),
 }
 
 
@@ -116,6 +121,11 @@ def _data(record: dict) -> str:
     return f"{record.get('dataset', 'ml-1m')} {record.get('protocol', 'leave_one_out')}"  # first records: ML-1M
 
 
+def _views(record: dict) -> str:
+    """What the SSL views encoded (records from before `view_span` existed: the whole sequence)."""
+    return "-" if record["similarity"] == "-" else record.get("view_span", "sequence")
+
+
 def load_records() -> list[dict]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
@@ -135,15 +145,15 @@ def write_table(records: list[dict]) -> None:
         + ", ".join(sorted({r["machine"] for r in records}))
         + "; one thread per run, two runs side by side.",
         "",
-        "| data | variant | InfoNCE weight | similarity | epochs | val NDCG@10 by epoch | last SSL loss | "
+        "| data | variant | InfoNCE weight | similarity | views of | epochs | val NDCG@10 by epoch | last SSL loss | "
         "last-state norm | other-states norm | item norm | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
                                             order.index(r["variant"]))):  # fmt: skip
         lines.append(
-            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {r['epochs']} | "
+            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "
             f"{r['seconds_per_epoch']} |"
@@ -196,12 +206,14 @@ def main() -> int:
         found = curves(output_dir)
         model, _, extra = VARIANTS[label]
         similarity = "cosine" if "cosine" in extra else ("dot" if model in CONTRASTIVE else "-")
+        view_span = extra[extra.index("--ssl_view_span") + 1] if "--ssl_view_span" in extra else "sequence"
         record = {
             "dataset": data[0],
             "protocol": data[1],
             "variant": label,
             "bt_alpha": probe_run(label, args.epochs, data)["bt_alpha"],
             "similarity": similarity,
+            "view_span": view_span,
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),

@@ -25,7 +25,7 @@ import torch
 
 from .sequences import TrainExamples
 
-__all__ = ["splitmix64", "draw_partners", "PairedTrainDataset", "VIEW_MAKERS"]
+__all__ = ["splitmix64", "draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -94,6 +94,11 @@ VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
 
 _DRAWS_PARTNERS = ("same_target", "same_target+dropout")
 
+VIEW_SPANS = ("sequence", "random_prefix")
+"""What the views of the self-supervised loss encode (the model config's ``ssl_view_span``)."""
+
+_PREFIX_CUT_VIEW = 2  # augment.view_keys stream of the prefix cut (views 0 and 1 are CL4SRec's augmentations)
+
 
 class PairedTrainDataset(torch.utils.data.Dataset):
     """Map-style dataset over :class:`~data_processing.sequences.TrainExamples` for the Trainer.
@@ -112,6 +117,15 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     - ``cl4srec``: ``view_input_ids`` and ``pair_input_ids`` = two independent crop / mask / reorder views of
       ``input_ids`` (views 0 and 1).
 
+    With ``view_span="random_prefix"`` the views encode a prefix of the row instead of the whole sequence: the
+    input up to a position ``j`` drawn uniformly among the row's labelled positions each epoch, whose next item is
+    ``labels[j]``. Both views are then passes of their own (``view_input_ids`` is always set): ``cl4srec`` augments
+    the prefix; ``dropout`` serves the prefix twice; ``same_target`` and ``same_target+dropout`` (then alike) pair
+    the prefix with another row's prefix that has the same next item, drawn uniformly among all the labelled
+    positions of the training set with that next item (the prefix itself when it is alone). This is how the
+    RecBole code of CL4SRec and DuoRec weighs its InfoNCE term: each prefix there is a training sample with one CE
+    term and one InfoNCE term; here CE covers every position of the row and InfoNCE one random prefix of it.
+
     Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
     :func:`draw_partners` and :mod:`data_processing.augment`. The Trainer (through accelerate's data loader) calls
     :meth:`set_epoch` at each epoch start. The columns are read out of Arrow once, here: per-item Arrow row access
@@ -126,6 +140,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             makers read the partner columns and draw partners; ``"dropout"`` draws nothing.
         crop_ratio, mask_ratio, reorder_ratio: CL4SRec's ``eta``, ``gamma``, ``beta`` (``view_maker="cl4srec"``).
         mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0``.
+        view_span: one of :data:`VIEW_SPANS`: ``"sequence"`` (default; the views end where the row ends, at the
+            state that is ranked) or ``"random_prefix"`` (see above).
     """
 
     def __init__(
@@ -138,7 +154,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         mask_ratio: float = 0.3,
         reorder_ratio: float = 0.6,
         mask_token: int | None = None,
+        view_span: str = "sequence",
     ):
+        if view_span not in VIEW_SPANS:
+            raise ValueError(f"view_span must be one of {', '.join(VIEW_SPANS)}, got {view_span!r}")
         if view_maker not in VIEW_MAKERS:
             raise ValueError(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {view_maker!r}")
         if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
@@ -150,17 +169,29 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.mask_ratio = float(mask_ratio)
         self.reorder_ratio = float(reorder_ratio)
         self.mask_token = None if mask_token is None else int(mask_token)
+        self.view_span = view_span
         self.epoch = 0
         self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
+        self._prefixes = self.with_pairs and view_span == "random_prefix"
         columns = ["input_ids", "labels"]
-        if self._draws_partners:
+        if self._draws_partners and not self._prefixes:
             columns += ["partner_group_start", "partner_group_size", "partner_rank"]
         table = examples.dataset.select_columns(columns).with_format(None)[:]
         self._input_ids: list[list[int]] = table["input_ids"]
         self._labels: list[list[int]] = table["labels"]
         self._partners: np.ndarray | None = None
         self._view_keys: np.ndarray | None = None
-        if self._draws_partners:
+        self._cuts: np.ndarray | None = None
+        if self._prefixes:
+            # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
+            lengths = np.array([len(x) for x in self._labels], dtype=np.int64)
+            self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            if self._draws_partners:
+                from .sequences import partner_index
+
+                flat_labels = np.concatenate([np.asarray(x, dtype=np.int64) for x in self._labels])
+                self._partner_rows, self._group_start, self._group_size, self._rank = partner_index(flat_labels)
+        elif self._draws_partners:
             self._group_start = np.asarray(table["partner_group_start"], dtype=np.int64)
             self._group_size = np.asarray(table["partner_group_size"], dtype=np.int64)
             self._rank = np.asarray(table["partner_rank"], dtype=np.int64)
@@ -172,9 +203,11 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             self.epoch = int(epoch)
             self._partners = None
             self._view_keys = None
+            self._cuts = None
 
     def partners(self, epoch: int | None = None) -> np.ndarray:
-        """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``."""
+        """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``: rows, or with
+        ``view_span="random_prefix"`` flat positions (decoded by :meth:`row_and_position`)."""
         if not self.with_pairs:
             raise ValueError("this dataset was built with with_pairs=False: it has no partners")
         if not self._draws_partners:
@@ -188,12 +221,44 @@ class PairedTrainDataset(torch.utils.data.Dataset):
 
     def _draw(self, epoch: int) -> np.ndarray:
         rows = np.arange(len(self._input_ids), dtype=np.int64)
+        if self._prefixes:  # keyed by the flat index of the row's cut position
+            rows = self._offsets[:-1] + self.prefix_cuts(epoch)
         return draw_partners(
             self.seed, epoch, rows, self._group_start, self._group_size, self._rank, self._partner_rows
         )
 
+    def prefix_cuts(self, epoch: int | None = None) -> np.ndarray:
+        """``view_span="random_prefix"``: each row's last position ``j`` in ``epoch`` (default: the current one),
+        int64 ``(N,)``, uniform over ``0..len(labels) - 1``; the prefix is ``input_ids[: j + 1]``, its next item
+        ``labels[j]``."""
+        if not self._prefixes:
+            raise ValueError("prefix_cuts needs view_span='random_prefix' and with_pairs=True")
+        if epoch is not None and int(epoch) != self.epoch:
+            return self._cut(int(epoch))
+        if self._cuts is None:
+            self._cuts = self._cut(self.epoch)
+        return self._cuts
+
+    def _cut(self, epoch: int) -> np.ndarray:
+        from .augment import view_keys
+
+        rows = np.arange(len(self._input_ids), dtype=np.int64)
+        lengths = (self._offsets[1:] - self._offsets[:-1]).astype(np.uint64)
+        keys = view_keys(self.seed, epoch, rows, _PREFIX_CUT_VIEW)
+        return (keys % lengths).astype(np.int64)  # bias below 2**-55 for rows of <= 200 positions
+
+    def row_and_position(self, flat: int) -> tuple[int, int]:
+        """``(row, j)`` of a flat labelled position (``view_span="random_prefix"``)."""
+        row = int(np.searchsorted(self._offsets, int(flat), side="right")) - 1
+        return row, int(flat) - int(self._offsets[row])
+
+    def _prefix_of_flat(self, flat: int) -> list[int]:
+        row, position = self.row_and_position(flat)
+        return self._input_ids[row][: position + 1]
+
     def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
-        """CL4SRec view ``view`` (0 or 1) of row ``i`` in ``epoch`` (default: the current one)."""
+        """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
+        (default: the current one)."""
         from .augment import cl4srec_view, view_keys
 
         if epoch is not None and int(epoch) != self.epoch:
@@ -204,8 +269,11 @@ class PairedTrainDataset(torch.utils.data.Dataset):
                 self._view_keys = np.stack([view_keys(self.seed, self.epoch, rows, v) for v in (0, 1)], axis=1)
             key = int(self._view_keys[i, view])
         rng = np.random.Generator(np.random.PCG64(key))
+        sequence = self._input_ids[i]
+        if self._prefixes:
+            sequence = sequence[: int(self.prefix_cuts(epoch)[i]) + 1]
         return cl4srec_view(
-            self._input_ids[i], rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token
+            sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token
         )
 
     def __len__(self) -> int:
@@ -215,6 +283,18 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         i = int(i)
         item = {"input_ids": self._input_ids[i], "labels": self._labels[i]}
         if not self.with_pairs:
+            return item
+        if self._prefixes:
+            if self.view_maker == "cl4srec":
+                item["view_input_ids"] = self.augmented_view(i, 0)
+                item["pair_input_ids"] = self.augmented_view(i, 1)
+                return item
+            prefix = self._input_ids[i][: int(self.prefix_cuts()[i]) + 1]
+            item["view_input_ids"] = prefix
+            if self._draws_partners:
+                item["pair_input_ids"] = self._prefix_of_flat(int(self.partners()[i]))
+            else:  # dropout: the prefix twice
+                item["pair_input_ids"] = prefix
             return item
         if self.view_maker == "same_target":
             item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]

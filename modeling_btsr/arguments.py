@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from .configuration_btsr import INFONCE_SIMILARITIES, LOSS_TYPES, SSL_OBJECTIVES, VIEW_MAKERS
+from .configuration_btsr import INFONCE_SIMILARITIES, LOSS_TYPES, SSL_OBJECTIVES, VIEW_MAKERS, VIEW_SPANS
 
 __all__ = ["ModelArguments", "DataArguments", "PRESETS", "TRAINING_DEFAULTS", "HUB_SETTINGS", "parse_arguments"]
 
@@ -47,6 +47,13 @@ class ModelArguments:
     view_maker: str = field(
         default="same_target",
         metadata={"help": f"Views of the self-supervised loss: {' | '.join(VIEW_MAKERS)}."},
+    )
+    ssl_view_span: str = field(
+        default="sequence",
+        metadata={
+            "help": f"What the self-supervised views encode: {' | '.join(VIEW_SPANS)} (the whole sequence, whose "
+            "last state is ranked; or a prefix ending at a random position, as RecBole's per-prefix samples)."
+        },
     )
     cl4srec_crop_ratio: float = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta (share kept)."})
     cl4srec_mask_ratio: float = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})

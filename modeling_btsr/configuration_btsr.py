@@ -5,13 +5,15 @@ from dataclasses import field
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-__all__ = ["BTSRConfig", "LOSS_TYPES", "SSL_OBJECTIVES", "VIEW_MAKERS", "INFONCE_SIMILARITIES"]
+__all__ = ["BTSRConfig", "LOSS_TYPES", "SSL_OBJECTIVES", "VIEW_MAKERS", "VIEW_SPANS", "INFONCE_SIMILARITIES"]
 
 LOSS_TYPES = ("ce", "sce", "bce")
 SSL_OBJECTIVES = ("barlow_twins", "infonce")
 INFONCE_SIMILARITIES = ("dot", "cosine")
 # How the two views of the self-supervised loss are made (see `view_maker` below).
 VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
+# What the views encode (see `ssl_view_span` below).
+VIEW_SPANS = ("sequence", "random_prefix")
 
 
 @strict(accept_kwargs=True)
@@ -74,6 +76,11 @@ class BTSRConfig(PreTrainedConfig):
             dropout only. `"same_target+dropout"` (DuoRec): a second dropout pass of the sequence and a same-target
             partner. `"cl4srec"`: two random crop / mask / reorder augmentations of the sequence (CL4SRec).
             In every case the prediction loss reads the unaugmented sequence.
+        ssl_view_span (`str`, defaults to `"sequence"`):
+            What the views encode. `"sequence"` (BT-SR): the whole training sequence, so the SSL loss acts on the
+            last position's state, the one that is ranked. `"random_prefix"`: the sequence up to a position drawn
+            uniformly each epoch (a same-target partner then shares that prefix's next item), so the SSL term
+            weighs on prefixes as the RecBole code of CL4SRec and DuoRec does, where every prefix is a sample.
         cl4srec_crop_ratio (`float`, defaults to 0.6):
             CL4SRec crop `eta`: a crop keeps a contiguous span of `max(1, floor(eta * n))` items.
         cl4srec_mask_ratio (`float`, defaults to 0.3):
@@ -121,6 +128,9 @@ class BTSRConfig(PreTrainedConfig):
     view_maker: str = field(
         default="same_target",
         metadata={"help": "Views of the SSL loss: same_target | dropout | same_target+dropout | cl4srec."},
+    )
+    ssl_view_span: str = field(
+        default="sequence", metadata={"help": "What the SSL views encode: sequence | random_prefix."}
     )
     cl4srec_crop_ratio: float | int = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta."})
     cl4srec_mask_ratio: float | int = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})
@@ -199,6 +209,8 @@ class BTSRConfig(PreTrainedConfig):
             )
         if self.view_maker not in VIEW_MAKERS:
             problems.append(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {self.view_maker!r}")
+        if self.ssl_view_span not in VIEW_SPANS:
+            problems.append(f"ssl_view_span must be one of {', '.join(VIEW_SPANS)}, got {self.ssl_view_span!r}")
         if not 0 < self.cl4srec_crop_ratio <= 1:
             problems.append(
                 f"cl4srec_crop_ratio must be in (0, 1] (the share of items a crop keeps), got {self.cl4srec_crop_ratio}"

@@ -126,6 +126,7 @@ def make_config(
         infonce_temperature=model_args.infonce_temperature,
         infonce_similarity=model_args.infonce_similarity,
         view_maker=model_args.view_maker,
+        ssl_view_span=model_args.ssl_view_span,
         cl4srec_crop_ratio=model_args.cl4srec_crop_ratio,
         cl4srec_mask_ratio=model_args.cl4srec_mask_ratio,
         cl4srec_reorder_ratio=model_args.cl4srec_reorder_ratio,
@@ -224,6 +225,7 @@ def run_training(
         mask_ratio=config.cl4srec_mask_ratio,
         reorder_ratio=config.cl4srec_reorder_ratio,
         mask_token=config.mask_token_id,
+        view_span=config.ssl_view_span,
     )
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)

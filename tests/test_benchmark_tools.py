@@ -202,19 +202,22 @@ def test_several_grids_run_in_order_each_run_once():
 
 
 @pytest.mark.parametrize(
-    "label, alpha, similarity, view_maker",
-    [("cl4srec-lambda-0.001", 0.001, "dot", "cl4srec"), ("duorec-cosine", 0.1, "cosine", "same_target+dropout"),
-     ("sasrec-ce", 0.0, "dot", "same_target")],
+    "label, alpha, similarity, view_maker, span",
+    [("cl4srec-lambda-0.001", 0.001, "dot", "cl4srec", "sequence"),
+     ("duorec-cosine", 0.1, "cosine", "same_target+dropout", "sequence"),
+     ("sasrec-ce", 0.0, "dot", "same_target", "sequence"),
+     ("cl4srec-prefix", 0.1, "dot", "cl4srec", "random_prefix"),
+     ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix")],
 )  # fmt: skip
-def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker):
+def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
     """Each probe variant changes one setting of the grid's run and keeps the rest: parsed by train.py's own parser."""
     from modeling_btsr.arguments import parse_arguments
 
     probe = load_script("contrastive_probe")
     command = probe.probe_command(label, epochs=8, output_dir=tmp_path)
     model_args, data_args, training_args, _ = parse_arguments(command[2:])
-    ssl = (model_args.bt_alpha, model_args.infonce_similarity, model_args.view_maker)
-    assert ssl == (alpha, similarity, view_maker)
+    ssl = (model_args.bt_alpha, model_args.infonce_similarity, model_args.view_maker, model_args.ssl_view_span)
+    assert ssl == (alpha, similarity, view_maker, span)
     assert (training_args.num_train_epochs, data_args.patience, training_args.seed) == (8, 9, 0)
     batch = training_args.per_device_train_batch_size
     assert (data_args.dataset, data_args.split, batch) == ("ml-1m", "leave_one_out", 256)

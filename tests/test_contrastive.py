@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import data_processing.pairs as pairs_module
-from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset, crop, mask, reorder, view_rng
+from data_processing import (
+    PairedTrainDataset,
+    SequenceCollator,
+    build_train_dataset,
+    cl4srec_view,
+    crop,
+    mask,
+    reorder,
+    view_rng,
+)
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.losses_btsr import infonce_loss
@@ -123,8 +132,6 @@ def test_reorder_does_shuffle_and_augmentations_are_uniform():
     seq = list(range(1, 21))
     assert any(reorder(seq, 0.5, np.random.default_rng(s)) != seq for s in range(5))
     # cl4srec views pick crop / mask / reorder with equal probability
-    from data_processing import cl4srec_view
-
     kinds = Counter()
     for s in range(3000):
         out = cl4srec_view(seq, np.random.default_rng(s), 0.5, 0.5, 0.5, MASK)
@@ -247,6 +254,85 @@ def test_collator_pads_view_input_ids(examples):
         assert int(mask_row.sum()) == len(view) and mask_row[-len(view) :].all()
 
 
+def _prefix(examples, view_maker, seed=0, **kwargs):
+    settings_ = dict(mask_token=31) if view_maker == "cl4srec" else {}
+    return PairedTrainDataset(examples, seed=seed, view_maker=view_maker, view_span="random_prefix",
+                              **{**settings_, **kwargs})  # fmt: skip
+
+
+def test_random_prefix_cut_is_uniform_per_row_and_keyed_on_seed_epoch_row(examples):
+    inputs, labels = examples.dataset["input_ids"], examples.dataset["labels"]
+    data = _prefix(examples, "dropout")
+    seen = Counter()
+    for epoch in range(300):
+        cuts = data.prefix_cuts(epoch)
+        assert ((0 <= cuts) & (cuts < np.array([len(x) for x in labels]))).all()
+        seen.update((i, int(j)) for i, j in enumerate(cuts))
+    # Every (row, position) is drawn, each about 300 / len(row) times (a chi-square bound per long row).
+    assert len(seen) == sum(len(x) for x in labels)
+    for i, row in enumerate(labels):
+        n = len(row)
+        if n >= 10:
+            counts = np.array([seen[(i, j)] for j in range(n)])
+            chi2 = float(((counts - 300 / n) ** 2 / (300 / n)).sum())
+            assert chi2 < n - 1 + 6 * math.sqrt(2 * (n - 1)), (i, counts)
+    data.set_epoch(4)
+    assert np.array_equal(data.prefix_cuts(), _prefix(examples, "dropout").prefix_cuts(4))
+    assert not np.array_equal(data.prefix_cuts(), _prefix(examples, "dropout", seed=1).prefix_cuts(4))
+    for i in range(len(data)):  # dropout: the prefix, twice; the prediction loss still reads the whole row
+        item, j = data[i], int(data.prefix_cuts()[i])
+        assert item["input_ids"] == inputs[i] and item["labels"] == labels[i]
+        assert item["view_input_ids"] == item["pair_input_ids"] == inputs[i][: j + 1]
+
+
+def test_random_prefix_partner_shares_the_prefix_next_item(examples):
+    inputs, labels = examples.dataset["input_ids"], examples.dataset["labels"]
+    # An independent count of the labelled positions per next item, over the whole training set.
+    occurrences = Counter(item for row in labels for item in row)
+    for view_maker in ("same_target", "same_target+dropout"):
+        data = _prefix(examples, view_maker, seed=2)
+        partners_seen: dict[tuple[int, int], set] = {}
+        for epoch in range(40):
+            data.set_epoch(epoch)
+            cuts = data.prefix_cuts()
+            for i in range(len(data)):
+                item, j = data[i], int(cuts[i])
+                row, position = data.row_and_position(int(data.partners()[i]))
+                target = labels[i][j]
+                assert item["view_input_ids"] == inputs[i][: j + 1]
+                assert item["pair_input_ids"] == inputs[row][: position + 1]
+                assert labels[row][position] == target  # the partner prefix leads to the same next item
+                if occurrences[target] > 1:
+                    assert (row, position) != (i, j)  # another labelled position, never the prefix itself
+                else:
+                    assert (row, position) == (i, j)
+                partners_seen.setdefault((i, j), set()).add((row, position))
+        # Over epochs the partners of a frequent next item spread over its other positions, not one favourite.
+        frequent = max(occurrences, key=occurrences.get)
+        reached = set().union(*(v for (i, j), v in partners_seen.items() if labels[i][j] == frequent))
+        assert len(reached) >= occurrences[frequent] - 1
+
+
+def test_random_prefix_cl4srec_views_augment_the_prefix(examples):
+    inputs = examples.dataset["input_ids"]
+    data = _prefix(examples, "cl4srec", seed=3)
+    whole = _cl4srec(examples, seed=3)
+    for epoch in (0, 5):
+        data.set_epoch(epoch)
+        whole.set_epoch(epoch)
+        for i in range(len(data)):
+            prefix = inputs[i][: int(data.prefix_cuts()[i]) + 1]
+            item = data[i]
+            for view, key in ((0, "view_input_ids"), (1, "pair_input_ids")):
+                assert 1 <= len(item[key]) <= len(prefix) and set(item[key]) <= set(prefix) | {31}
+                # The same augmentation stream as the whole-sequence views, applied to the prefix.
+                assert item[key] == cl4srec_view(prefix, view_rng(3, epoch, i, view), 0.6, 0.3, 0.6, 31)
+    with pytest.raises(ValueError, match="view_span"):
+        PairedTrainDataset(examples, seed=0, view_span="suffix")
+    with pytest.raises(ValueError, match="random_prefix"):
+        whole.prefix_cuts()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the model: mask token, SSL objective
 # ---------------------------------------------------------------------------------------------------------------------
@@ -318,7 +404,8 @@ def test_forward_ssl_objective_and_views(view_maker, objective):
 
 def test_ssl_settings_are_validated_and_saved(tmp_path):
     for bad in ({"ssl_objective": "simclr"}, {"infonce_temperature": 0.0}, {"view_maker": "crop"},
-                {"cl4srec_crop_ratio": 0.0}, {"cl4srec_mask_ratio": 1.5}, {"infonce_similarity": "l2"}):  # fmt: skip
+                {"cl4srec_crop_ratio": 0.0}, {"cl4srec_mask_ratio": 1.5}, {"infonce_similarity": "l2"},
+                {"ssl_view_span": "suffix"}):  # fmt: skip
         with pytest.raises(Exception, match=next(iter(bad))):
             _config(**bad)
     model = BTSRForSequentialRecommendation(
@@ -348,18 +435,19 @@ def test_presets_resolve():
     assert PRESETS["btsr-ml1m"]["loss_type"] == PRESETS["cl4srec"]["loss_type"] == PRESETS["duorec"]["loss_type"]
 
 
-@pytest.mark.parametrize("preset", ["cl4srec", "duorec"])
-def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset):
+@pytest.mark.parametrize("preset,span", [("cl4srec", "sequence"), ("duorec", "sequence"), ("duorec", "random_prefix")])
+def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span):
     out = tmp_path / preset
     result = run_train([
         "--preset", preset, "--data_path", str(synthetic_log), "--output_dir", str(out), "--hidden_size", "16",
         "--max_len", "20", "--per_device_train_batch_size", "16", "--num_train_epochs", "2", "--use_cpu",
-        "--seed", "3", "--dataloader_num_workers", "0",
+        "--seed", "3", "--dataloader_num_workers", "0", *(["--ssl_view_span", span] if span != "sequence" else []),
     ])  # fmt: skip
     assert "Test metrics" in result.stdout
     results = json.loads((out / "all_results.json").read_text())
     assert 0.0 <= results["test_ndcg@10"] <= 1.0 and math.isfinite(results["train_loss"])
     config = json.loads((out / "config.json").read_text())
     assert config["ssl_objective"] == "infonce" and config["view_maker"] == PRESETS[preset]["view_maker"]
+    assert config["ssl_view_span"] == span
     state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
     assert any("ssl_loss" in entry for entry in state["log_history"])
