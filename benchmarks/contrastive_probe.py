@@ -19,6 +19,10 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
 - `*-prefix`: the papers' weight 0.1 kept, but the views encode a random prefix of each sequence
   (`--ssl_view_span random_prefix`) instead of the whole sequence: RecBole trains every prefix as a sample with one
   CE and one InfoNCE term, so InfoNCE weighs on prefixes, not on the ranked last state alone.
+- `*-in-place`: as `*-prefix`, but each prefix keeps its positions in the sequence
+  (`--ssl_view_span random_prefix_in_place`): re-encoded on its own, a left-padded prefix ends at the newest
+  position embedding, the ranked state's, so every InfoNCE anchor still sits there; RecBole's right-padded samples
+  keep their positions.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -56,6 +60,8 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "duorec-cosine": ("duorec", {}, ["--infonce_similarity", "cosine"]),
     "cl4srec-prefix": ("cl4srec", {}, ["--ssl_view_span", "random_prefix"]),
     "duorec-prefix": ("duorec", {}, ["--ssl_view_span", "random_prefix"]),
+    "cl4srec-in-place": ("cl4srec", {}, ["--ssl_view_span", "random_prefix_in_place"]),
+    "duorec-in-place": ("duorec", {}, ["--ssl_view_span", "random_prefix_in_place"]),
 }
 
 

@@ -7,6 +7,9 @@
 
 Without a folder a freshly initialised model of the reference size is timed (the work is the same: scoring does
 not depend on the weights). Three repetitions; the median is reported. Target (benchmarks issue): 2 s.
+
+`--profile` adds where a pass spends its time: the encoder alone over the same length-sorted batches (timed three
+times, median), its share of the pass, and the torch operators with the most self CPU time in one profiled pass.
 """
 
 import argparse
@@ -31,6 +34,7 @@ def main() -> int:
     parser.add_argument("model_folder", nargs="?", default=None, help="a trained model (default: random init)")
     parser.add_argument("--code_root", default=None,
                         help="import the package from this checkout (another commit) instead; prints, writes nothing")
+    parser.add_argument("--profile", action="store_true", help="also time the encoder alone and list the top ops")
     args = parser.parse_args()
     if not ML1M.exists():
         print(f"skipped: {ML1M} not found (ML-1M is not shipped; see ../shared/data/README.md)")
@@ -74,12 +78,56 @@ def main() -> int:
         "test_ndcg@10": metrics["test_ndcg@10"],
         "target_s": 2.0,
     }
+    if args.profile:
+        result["profile"] = profile(model, split.test.contexts, split.test.targets, statistics.median(timings))
     if args.code_root is not None:
         code = Path(sys.modules[BTSRModel.__module__].__file__).resolve().parent.parent  # where it was imported from
         print(json.dumps({**result, "code": str(code), "commit": commit, "command": " ".join(sys.argv)}))
         return 0
     write_result("evaluation_speed", result)
     return 0
+
+
+def encoder_pass(model, contexts, batch_size: int = 256) -> None:
+    """The encoder's share of `evaluate_ranking`: the same length-sorted, left-padded batches, user embeddings only."""
+    import numpy as np
+    import torch
+
+    from modeling_btsr.modeling_btsr import left_pad_sequences
+
+    max_len = model.config.max_position_embeddings
+    order = np.argsort([min(len(c), max_len) for c in contexts], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(contexts), batch_size):
+            ids, mask = left_pad_sequences([contexts[i] for i in order[start : start + batch_size]], max_len)
+            model(ids, mask, user_embeddings_only=True)
+
+
+def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
+    import torch
+
+    from modeling_btsr.evaluation import evaluate_ranking
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        encoder_pass(model, contexts)
+        timings.append(time.perf_counter() - started)
+    encoder_s = statistics.median(timings)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        evaluate_ranking(model, contexts, targets, prefix="test")
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_us = sum(e.self_cpu_time_total for e in events)
+    return {
+        "encoder_s": round(encoder_s, 3),
+        "encoder_share_of_pass": round(encoder_s / pass_s, 3),
+        "top_ops_self_cpu": [
+            {"op": e.key, "calls": e.count, "ms": round(e.self_cpu_time_total / 1000, 1),
+             "share": round(e.self_cpu_time_total / total_us, 3)}
+            for e in events[:top]
+        ],  # fmt: skip
+        "note": "operator times come from one profiled pass (the profiler adds overhead); compare shares",
+    }
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
 
 _DRAWS_PARTNERS = ("same_target", "same_target+dropout")
 
-VIEW_SPANS = ("sequence", "random_prefix")
+VIEW_SPANS = ("sequence", "random_prefix", "random_prefix_in_place")
 """What the views of the self-supervised loss encode (the model config's ``ssl_view_span``)."""
 
 _PREFIX_CUT_VIEW = 2  # augment.view_keys stream of the prefix cut (views 0 and 1 are CL4SRec's augmentations)
@@ -125,6 +125,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     positions of the training set with that next item (the prefix itself when it is alone). This is how the
     RecBole code of CL4SRec and DuoRec weighs its InfoNCE term: each prefix there is a training sample with one CE
     term and one InfoNCE term; here CE covers every position of the row and InfoNCE one random prefix of it.
+    A prefix re-encoded on its own ends at the newest position embedding, where the ranked state sits;
+    ``view_span="random_prefix_in_place"`` also serves ``view_position_offsets`` and ``pair_position_offsets``
+    (the number of items after each view's prefix in its own row) so that the model encodes every prefix at the
+    positions it has in its sequence, as RecBole's right-padded samples are.
 
     Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
     :func:`draw_partners` and :mod:`data_processing.augment`. The Trainer (through accelerate's data loader) calls
@@ -172,7 +176,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.view_span = view_span
         self.epoch = 0
         self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
-        self._prefixes = self.with_pairs and view_span == "random_prefix"
+        self._prefixes = self.with_pairs and view_span in ("random_prefix", "random_prefix_in_place")
+        self._in_place = self._prefixes and view_span == "random_prefix_in_place"
         columns = ["input_ids", "labels"]
         if self._draws_partners and not self._prefixes:
             columns += ["partner_group_start", "partner_group_size", "partner_rank"]
@@ -252,9 +257,6 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         row = int(np.searchsorted(self._offsets, int(flat), side="right")) - 1
         return row, int(flat) - int(self._offsets[row])
 
-    def _prefix_of_flat(self, flat: int) -> list[int]:
-        row, position = self.row_and_position(flat)
-        return self._input_ids[row][: position + 1]
 
     def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
         """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
@@ -285,16 +287,22 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         if not self.with_pairs:
             return item
         if self._prefixes:
+            after = len(self._labels[i]) - 1 - int(self.prefix_cuts()[i])  # items of the row after its prefix
+            pair_after = after
             if self.view_maker == "cl4srec":
                 item["view_input_ids"] = self.augmented_view(i, 0)
                 item["pair_input_ids"] = self.augmented_view(i, 1)
-                return item
-            prefix = self._input_ids[i][: int(self.prefix_cuts()[i]) + 1]
-            item["view_input_ids"] = prefix
-            if self._draws_partners:
-                item["pair_input_ids"] = self._prefix_of_flat(int(self.partners()[i]))
-            else:  # dropout: the prefix twice
-                item["pair_input_ids"] = prefix
+            else:
+                prefix = self._input_ids[i][: len(self._input_ids[i]) - after]
+                item["view_input_ids"] = prefix
+                if self._draws_partners:
+                    row, position = self.row_and_position(int(self.partners()[i]))
+                    item["pair_input_ids"] = self._input_ids[row][: position + 1]
+                    pair_after = len(self._labels[row]) - 1 - position
+                else:  # dropout: the prefix twice
+                    item["pair_input_ids"] = prefix
+            if self._in_place:
+                item["view_position_offsets"], item["pair_position_offsets"] = after, pair_after
             return item
         if self.view_maker == "same_target":
             item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]

@@ -52,7 +52,8 @@ class ModelArguments:
         default="sequence",
         metadata={
             "help": f"What the self-supervised views encode: {' | '.join(VIEW_SPANS)} (the whole sequence, whose "
-            "last state is ranked; or a prefix ending at a random position, as RecBole's per-prefix samples)."
+            "last state is ranked; or a prefix ending at a random position, as RecBole's per-prefix samples, "
+            "re-encoded on its own or in place, at its positions in the sequence)."
         },
     )
     cl4srec_crop_ratio: float = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta (share kept)."})

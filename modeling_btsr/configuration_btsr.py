@@ -13,7 +13,7 @@ INFONCE_SIMILARITIES = ("dot", "cosine")
 # How the two views of the self-supervised loss are made (see `view_maker` below).
 VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
 # What the views encode (see `ssl_view_span` below).
-VIEW_SPANS = ("sequence", "random_prefix")
+VIEW_SPANS = ("sequence", "random_prefix", "random_prefix_in_place")
 
 
 @strict(accept_kwargs=True)
@@ -81,6 +81,9 @@ class BTSRConfig(PreTrainedConfig):
             last position's state, the one that is ranked. `"random_prefix"`: the sequence up to a position drawn
             uniformly each epoch (a same-target partner then shares that prefix's next item), so the SSL term
             weighs on prefixes as the RecBole code of CL4SRec and DuoRec does, where every prefix is a sample.
+            A prefix encoded on its own ends at the newest position embedding, the ranked state's;
+            `"random_prefix_in_place"` encodes it at the positions it has in its sequence instead (RecBole's
+            samples are right-padded: a prefix keeps its positions there).
         cl4srec_crop_ratio (`float`, defaults to 0.6):
             CL4SRec crop `eta`: a crop keeps a contiguous span of `max(1, floor(eta * n))` items.
         cl4srec_mask_ratio (`float`, defaults to 0.3):
@@ -130,7 +133,8 @@ class BTSRConfig(PreTrainedConfig):
         metadata={"help": "Views of the SSL loss: same_target | dropout | same_target+dropout | cl4srec."},
     )
     ssl_view_span: str = field(
-        default="sequence", metadata={"help": "What the SSL views encode: sequence | random_prefix."}
+        default="sequence",
+        metadata={"help": "What the SSL views encode: sequence | random_prefix | random_prefix_in_place."},
     )
     cl4srec_crop_ratio: float | int = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta."})
     cl4srec_mask_ratio: float | int = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})

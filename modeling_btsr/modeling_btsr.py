@@ -4,6 +4,7 @@ Self-contained: imports only torch, transformers and its sibling files, because 
 model folder (and the Hub) for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
 """
 
+import functools
 import json
 import math
 import os
@@ -44,6 +45,10 @@ ITEM_VOCAB_NAME = "item_vocab.json"
 
 # Query rows per attention block (see `BTSRSelfAttention.forward`); a speed setting, results do not depend on it.
 ATTENTION_QUERY_BLOCK = 100
+# Inference batches with at most this share of padding run on the padded grid itself instead of packed item rows
+# (`_Layout`): packing's gathers and scatters cost more than the few padded rows they skip in length-sorted
+# evaluation batches. A speed setting: item positions get the same values either way.
+DENSE_LAYOUT_MAX_PADDING = 0.1
 
 
 def left_pad_sequences(
@@ -175,44 +180,63 @@ class BTSRSelfAttention(nn.Module):
     def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout"):
         """Like `forward`, for the last position of the rows `layout.last_rows` only: `queries` (n_rows, hidden)
         are those positions' queries, `keys` all packed item positions. Returns (n_rows, hidden)."""
-        rows, n_rows = layout.last_rows, queries.shape[0]
+        n_rows = queries.shape[0]
         q = (self.query(queries) * (1.0 / math.sqrt(self.head_dim))).view(n_rows, self.num_heads, 1, self.head_dim)
-        k = self._heads(layout.scatter(self.key(keys)).index_select(0, rows))
-        v = self._heads(layout.scatter(self.value(keys)).index_select(0, rows))
-        scores = (q @ k.transpose(-1, -2)).add_(mask_bias.index_select(0, rows)[..., -1:, :])
+        k = self._heads(layout.rows_ending_in_item(layout.scatter(self.key(keys))))
+        v = self._heads(layout.rows_ending_in_item(layout.scatter(self.value(keys))))
+        scores = (q @ k.transpose(-1, -2)).add_(layout.rows_ending_in_item(mask_bias[..., -1:, :]))
         weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
         return self.output((weights @ v).reshape(n_rows, -1))
 
 
 class _Layout:
-    """Where the packed item positions of a left-padded batch sit in its (batch, seq_len) grid."""
+    """Where the packed item positions of a left-padded batch sit in its (batch, seq_len) grid.
 
-    def __init__(self, is_item: torch.Tensor):
+    With `dense=True` every grid position is a packed row (padding included): `gather` and `scatter` are then
+    reshapes, and padded rows carry values that no item position reads (padded keys are masked, padded queries are
+    dropped), zeroed where the grid is returned.
+    """
+
+    def __init__(self, is_item: torch.Tensor, dense: bool = False):
         self.batch, self.length = is_item.shape
-        self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
+        self.dense = dense
+        flat = torch.arange(self.batch * self.length, device=is_item.device)
+        self.index = flat if dense else is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions, row-major
+        self._is_item = is_item
+
+    @functools.cached_property
+    def all_rows(self) -> bool:
+        """Whether every row ends in an item (no empty row)."""
+        return bool(self._is_item[:, -1].all())
+
+    @functools.cached_property
+    def last_rows(self) -> torch.Tensor:
+        """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
+        return self._is_item[:, -1].nonzero().squeeze(1)
+
+    @functools.cached_property
+    def last_packed(self) -> torch.Tensor:
+        """The packed row of each of `last_rows`' last position."""
+        if self.dense:
+            return self.last_rows * self.length + (self.length - 1)
+        return (self._is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)  # a row's last packed row
 
     def gather(self, grid: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len, d) -> (n_items, d)."""
+        if self.dense:
+            return grid.reshape(self.batch * self.length, -1)
         return grid.reshape(self.batch * self.length, -1).index_select(0, self.index)
 
-    @property
-    def last_rows(self) -> torch.Tensor:
-        """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
-        if not hasattr(self, "_last_rows"):
-            last = self.index.remainder(self.length) == self.length - 1
-            self._last_rows = self.index[last] // self.length
-            self._last_packed = last.nonzero().squeeze(1)  # their rows in the packed order
-        return self._last_rows
-
-    @property
-    def last_packed(self) -> torch.Tensor:
-        self.last_rows
-        return self._last_packed
-
     def scatter(self, packed: torch.Tensor) -> torch.Tensor:
-        """(n_items, d) -> (batch, seq_len, d), zeros at padding."""
+        """(n_items, d) -> (batch, seq_len, d), zeros at padding (dense: the rows as they are)."""
+        if self.dense:
+            return packed.view(self.batch, self.length, -1)
         grid = packed.new_zeros(self.batch * self.length, packed.shape[-1])
         return grid.index_copy(0, self.index, packed).view(self.batch, self.length, -1)
+
+    def rows_ending_in_item(self, grid: torch.Tensor) -> torch.Tensor:
+        """The `last_rows` of a (batch, ...) tensor (no copy when every row ends in an item)."""
+        return grid if self.all_rows else grid.index_select(0, self.last_rows)
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -400,6 +424,7 @@ class BTSRModel(BTSRPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         user_embeddings_only: bool = False,
+        position_offsets: torch.LongTensor | None = None,
         **kwargs,
     ) -> BTSRModelOutput | tuple:
         """Encodes left-padded sequences.
@@ -412,6 +437,10 @@ class BTSRModel(BTSRPreTrainedModel):
             user_embeddings_only (`bool`, defaults to `False`): compute `user_embeddings` alone (the same values),
                 skipping the last block's query-side work at every other position; `last_hidden_state` is then
                 `None`. Used for the Barlow Twins partner pass.
+            position_offsets (`torch.LongTensor` of shape `(batch,)`, *optional*): how many positions before the
+                newest one each row ends (default 0: its last item takes the last position embedding). A prefix of
+                a sequence encoded with offset = the number of items after it gets the positions it has in the
+                sequence, so its last state equals that sequence's state at the prefix's end (causal attention).
         """
         batch, length = input_ids.shape
         max_len = self.config.max_position_embeddings
@@ -420,9 +449,25 @@ class BTSRModel(BTSRPreTrainedModel):
                 f"sequences of length {length} exceed max_position_embeddings={max_len}; keep the last {max_len} items"
             )
         is_item = (input_ids != 0) if attention_mask is None else attention_mask.bool()
+        if position_offsets is not None and (
+            position_offsets.shape != (batch,) or int(position_offsets.min()) < 0
+            or bool((position_offsets.to(is_item.device) > max_len - is_item.sum(dim=1)).any())
+        ):  # fmt: skip
+            raise ValueError(
+                f"position_offsets must be {batch} values, each in 0..max_position_embeddings ({max_len}) minus its "
+                f"row's number of items, got {position_offsets.tolist()}"
+            )
         # Position-wise layers run on item positions only (packed rows); padding stays zero, as in the reference.
-        layout = _Layout(is_item)
+        # Inference on nearly unpadded batches skips the packing (same values at item positions); training always
+        # packs, so its random dropout streams do not depend on the batch's padding.
+        dense = not (self.training or torch.is_grad_enabled()) and (
+            1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
+        )
+        layout = _Layout(is_item, dense=dense)
         positions = layout.index % length + (max_len - length)
+        if position_offsets is not None:
+            shift = position_offsets.to(positions.device).index_select(0, layout.index // length)
+            positions = (positions - shift).clamp_min(0)  # only padded cells (dense layout) could fall below 0
         x = self.item_embeddings(input_ids.reshape(-1).index_select(0, layout.index)) * math.sqrt(
             self.config.hidden_size
         ) + self.position_embeddings(positions)
@@ -443,6 +488,8 @@ class BTSRModel(BTSRPreTrainedModel):
         for block in self.blocks:
             x = block(x, mask_bias, layout)
         x = layout.scatter(self.final_layernorm(x))
+        if layout.dense:
+            x = x * is_item.unsqueeze(-1).to(x.dtype)  # padding zeroed, as in the reference
         output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
         return output if return_dict is not False else output.to_tuple()
 
@@ -623,6 +670,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         pair_attention_mask: torch.Tensor | None = None,
         view_input_ids: torch.LongTensor | None = None,
         view_attention_mask: torch.Tensor | None = None,
+        pair_position_offsets: torch.LongTensor | None = None,
+        view_position_offsets: torch.LongTensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -641,6 +690,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 when it is not the prediction pass of `input_ids` (CL4SRec: an augmented sequence; DuoRec: the
                 sequence again, for a second dropout pass).
             view_attention_mask (`torch.Tensor` of shape `(batch, view_len)`, *optional*).
+            pair_position_offsets, view_position_offsets (`torch.LongTensor` of shape `(batch,)`, *optional*): the
+                views' `position_offsets` (see `BTSRModel.forward`): prefixes encoded at their place in the sequence.
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE and BCE are divided by it instead of by the local count.
         """
@@ -656,10 +707,17 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 prediction_loss = total
             n_positions = torch.as_tensor(n_positions, device=input_ids.device)
         if pair_input_ids is not None and self.config.bt_alpha > 0:
-            pair_embeddings = self.btsr(pair_input_ids, pair_attention_mask, user_embeddings_only=True).user_embeddings
+            pair_embeddings = self.btsr(
+                pair_input_ids, pair_attention_mask, user_embeddings_only=True, position_offsets=pair_position_offsets
+            ).user_embeddings
             view_a, view_b = user_embeddings, pair_embeddings
             if view_input_ids is not None:
-                view_a = self.btsr(view_input_ids, view_attention_mask, user_embeddings_only=True).user_embeddings
+                view_a = self.btsr(
+                    view_input_ids,
+                    view_attention_mask,
+                    user_embeddings_only=True,
+                    position_offsets=view_position_offsets,
+                ).user_embeddings
             if self.projector is not None:
                 view_a, view_b = self.projector(view_a), self.projector(view_b)
             if self.config.ssl_objective == "infonce":

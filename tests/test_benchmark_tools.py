@@ -207,7 +207,8 @@ def test_several_grids_run_in_order_each_run_once():
      ("duorec-cosine", 0.1, "cosine", "same_target+dropout", "sequence"),
      ("sasrec-ce", 0.0, "dot", "same_target", "sequence"),
      ("cl4srec-prefix", 0.1, "dot", "cl4srec", "random_prefix"),
-     ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix")],
+     ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix"),
+     ("cl4srec-in-place", 0.1, "dot", "cl4srec", "random_prefix_in_place")],
 )  # fmt: skip
 def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
     """Each probe variant changes one setting of the grid's run and keeps the rest: parsed by train.py's own parser."""

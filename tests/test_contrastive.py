@@ -256,8 +256,8 @@ def test_collator_pads_view_input_ids(examples):
 
 def _prefix(examples, view_maker, seed=0, **kwargs):
     settings_ = dict(mask_token=31) if view_maker == "cl4srec" else {}
-    return PairedTrainDataset(examples, seed=seed, view_maker=view_maker, view_span="random_prefix",
-                              **{**settings_, **kwargs})  # fmt: skip
+    settings_["view_span"] = "random_prefix"
+    return PairedTrainDataset(examples, seed=seed, view_maker=view_maker, **{**settings_, **kwargs})
 
 
 def test_random_prefix_cut_is_uniform_per_row_and_keyed_on_seed_epoch_row(examples):
@@ -311,6 +311,28 @@ def test_random_prefix_partner_shares_the_prefix_next_item(examples):
         frequent = max(occurrences, key=occurrences.get)
         reached = set().union(*(v for (i, j), v in partners_seen.items() if labels[i][j] == frequent))
         assert len(reached) >= occurrences[frequent] - 1
+
+
+@pytest.mark.parametrize("view_maker", ["cl4srec", "dropout", "same_target+dropout"])
+def test_random_prefix_in_place_serves_each_view_its_offset(examples, view_maker):
+    labels = examples.dataset["labels"]
+    moved = _prefix(examples, view_maker, seed=6)
+    in_place = _prefix(examples, view_maker, seed=6, view_span="random_prefix_in_place")
+    for epoch in (0, 2):
+        moved.set_epoch(epoch)
+        in_place.set_epoch(epoch)
+        for i in range(len(moved)):
+            item, j = in_place[i], int(in_place.prefix_cuts()[i])
+            # The same views as random_prefix, plus where each one ends in its own row.
+            assert {k: v for k, v in item.items() if not k.endswith("_position_offsets")} == moved[i]
+            assert item["view_position_offsets"] == len(labels[i]) - 1 - j
+            if view_maker == "same_target+dropout":
+                row, position = in_place.row_and_position(int(in_place.partners()[i]))
+                assert item["pair_position_offsets"] == len(labels[row]) - 1 - position
+            else:
+                assert item["pair_position_offsets"] == item["view_position_offsets"]
+    batch = SequenceCollator()([in_place[i] for i in range(5)])
+    assert batch["view_position_offsets"].tolist() == [in_place[i]["view_position_offsets"] for i in range(5)]
 
 
 def test_random_prefix_cl4srec_views_augment_the_prefix(examples):
@@ -435,7 +457,8 @@ def test_presets_resolve():
     assert PRESETS["btsr-ml1m"]["loss_type"] == PRESETS["cl4srec"]["loss_type"] == PRESETS["duorec"]["loss_type"]
 
 
-@pytest.mark.parametrize("preset,span", [("cl4srec", "sequence"), ("duorec", "sequence"), ("duorec", "random_prefix")])
+@pytest.mark.parametrize("preset,span", [("cl4srec", "sequence"), ("duorec", "sequence"), ("duorec", "random_prefix"),
+                                         ("cl4srec", "random_prefix_in_place")])  # fmt: skip
 def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span):
     out = tmp_path / preset
     result = run_train([

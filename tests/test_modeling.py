@@ -96,6 +96,67 @@ def test_more_left_padding_leaves_last_state_unchanged():
     assert torch.equal(full[0, :7], torch.zeros_like(full[0, :7]))
 
 
+@pytest.mark.parametrize("user_embeddings_only", [False, True])
+def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only):
+    """Nearly unpadded inference batches skip the packing: the same values at item positions, zeros at padding."""
+    import modeling_btsr.modeling_btsr as modeling
+
+    model = make_model(hidden_size=16)
+    ids = torch.randint(1, 41, (5, 12))
+    ids[1, :3] = 0  # padding, and an empty row: its user embedding is zero either way
+    ids[4] = 0
+    layouts = []
+    original = modeling._Layout
+
+    def spy(*args, **kwargs):
+        layouts.append(original(*args, **kwargs))
+        return layouts[-1]
+
+    monkeypatch.setattr(modeling, "_Layout", spy)
+    outputs = {}
+    for name, threshold in (("packed", -1.0), ("dense", 1.0)):
+        monkeypatch.setattr(modeling, "DENSE_LAYOUT_MAX_PADDING", threshold)
+        with torch.inference_mode():
+            outputs[name] = model.btsr(ids, user_embeddings_only=user_embeddings_only)
+        assert layouts[-1].dense == (name == "dense")
+    assert torch.allclose(outputs["dense"].user_embeddings, outputs["packed"].user_embeddings, atol=1e-6)
+    assert torch.equal(outputs["dense"].user_embeddings[4], torch.zeros(16))
+    if not user_embeddings_only:
+        dense, packed = outputs["dense"].last_hidden_state, outputs["packed"].last_hidden_state
+        assert torch.allclose(dense, packed, atol=1e-6) and torch.equal(dense[1, :3], torch.zeros(3, 16))
+    # Training (and any pass that records gradients) always packs: its dropout draws do not depend on padding.
+    model.train()
+    model.btsr(ids)
+    assert not layouts[-1].dense
+    model.eval()
+    model.btsr(ids)
+    assert not layouts[-1].dense
+
+
+def test_prefix_encoded_in_place_equals_the_sequence_state_at_its_end():
+    """With position_offsets a prefix keeps its positions: causal attention makes its last state the sequence's."""
+    model = make_model(hidden_size=16)
+    seq = torch.randint(1, 41, (1, 9))
+    with torch.no_grad():
+        states = model.btsr(seq).last_hidden_state[0]  # (9, 16)
+        for end in (0, 4, 8):
+            prefix = seq[:, : end + 1]
+            offset = torch.tensor([8 - end])
+            in_place = model.btsr(prefix, position_offsets=offset, user_embeddings_only=True).user_embeddings[0]
+            assert torch.allclose(in_place, states[end], atol=1e-5)
+            full = model.btsr(prefix, position_offsets=offset).user_embeddings[0]
+            assert torch.allclose(full, in_place, atol=1e-6)
+            if end < 8:  # re-encoded on its own, the prefix ends at the newest position: another state
+                assert not torch.allclose(model.btsr(prefix).user_embeddings[0], states[end], atol=1e-3)
+        # Left padding in a batch does not change it (rows of different lengths and offsets).
+        ids, _ = left_pad_sequences([seq[0, :3].tolist(), seq[0].tolist()])
+        out = model.btsr(ids, position_offsets=torch.tensor([6, 0]), user_embeddings_only=True).user_embeddings
+        assert torch.allclose(out, states[[2, 8]], atol=1e-5)
+    for bad in (torch.tensor([-1]), torch.tensor([12]), torch.tensor([0, 0])):
+        with pytest.raises(ValueError, match="position_offsets"):
+            model.btsr(seq[:, :3], position_offsets=bad)
+
+
 def test_too_long_input_is_rejected():
     model = make_model()
     with pytest.raises(ValueError, match="max_position_embeddings=12"):
