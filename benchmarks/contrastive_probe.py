@@ -149,7 +149,8 @@ def write_table(records: list[dict]) -> None:
         "--variants ...`, the data and epochs as in their columns (the docstring says what each variant removes).",
         "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 validation contexts). Machine: "
         + ", ".join(sorted({r["machine"] for r in records}))
-        + "; one thread per run, two runs side by side.",
+        + "; one thread per run, two runs side by side (the `*-prefix` and `*-in-place` rows: three or four, so their"
+        " s/epoch is not comparable with the others).",
         "",
         "| data | variant | InfoNCE weight | similarity | views of | epochs | val NDCG@10 by epoch | last SSL loss | "
         "last-state norm | other-states norm | item norm | s/epoch |",

@@ -63,11 +63,12 @@ DATASETS = {
 # InfoNCE weight (0.1 in both papers).
 CONTRASTIVE = ("cl4srec", "duorec")
 CONTRASTIVE_ALPHA = 0.1
-# The papers' lambda is relative to the CE of one (the last) position; CE here is averaged over every labelled
-# position while InfoNCE acts on the last position's state alone, so 0.1 weighs ~107x more on the ranked state on
-# ML-1M. This weight, 0.1 / 107, gives the InfoNCE term the papers' weight relative to that position's CE
-# (benchmarks/contrastive_probe.py: at 0.1 validation NDCG@10 stalls within epochs; at 0.001 CL4SRec trails SASRec
-# less, 0.121 vs 0.155 at epoch 30, and DuoRec stalls near 0.07).
+# The papers' lambda divided by ML-1M's ~107 labelled positions per sequence: accuracy falls with the InfoNCE weight,
+# dose by dose (benchmarks/contrastive_probe.py: at 0.1 validation NDCG@10 stalls within epochs; at 0.001 CL4SRec
+# trails SASRec less, 0.121 vs 0.155 at epoch 30, and DuoRec stalls near 0.07). Chosen as the papers' weight
+# relative to the ranked position's CE (RecBole trains CE on the last position only, here on every position); the
+# probe's prefix variants, InfoNCE on random prefixes re-encoded or at their own positions, collapse like the
+# preset, so it is the weight, not where InfoNCE acts, that sinks the preset.
 CONTRASTIVE_ALPHA_PER_POSITION = {"ml-1m": 0.001}
 
 
@@ -112,7 +113,7 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "contrastive":  # BT-SR against InfoNCE objectives on one protocol each, same harness
         return [_run(d, p, m, s) for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
                 for s in seeds for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
-    if name == "contrastive_rescaled":  # the InfoNCE baselines at the papers' weight per ranked position
+    if name == "contrastive_rescaled":  # the InfoNCE baselines at a 100x smaller weight (see above)
         return [_run(d, "leave_one_out", m, s, alpha=a) for d, a in CONTRASTIVE_ALPHA_PER_POSITION.items()
                 for s in seeds for m in CONTRASTIVE]  # fmt: skip
     if name == "batch_size":  # InfoNCE's negatives are the batch; Barlow Twins has none: accuracy against batch size

@@ -138,11 +138,11 @@ PRESETS: dict[str, dict] = {
     #   dot-product similarity (README: --lmd=0.1 --lmd_sem=0.1 --contrast='us_x' --sim='dot' --tau=1).
     #   Not reproduced: DuoRec's own dropout values (the harness keeps ML-1M's 0.1).
     # - Both papers' code (RecBole) trains CE on the last position only; this harness trains every position (SASRec),
-    #   averaged, while InfoNCE acts on the last position's state alone, the one that is ranked, so lambda = 0.1
-    #   weighs about mean-labelled-positions times more on that state here (107x on ML-1M). On ML-1M leave-one-out
-    #   that sinks both presets (validation NDCG@10 falls with lambda, dose by dose: benchmarks/contrastive_probe.py);
-    #   `--bt_alpha 0.001` (0.1 / 107) gives InfoNCE the papers' weight relative to the ranked position's CE; both
-    #   still trail SASRec there (validation NDCG@10 after 30 epochs: CL4SRec 0.121, DuoRec 0.070, SASRec 0.155).
+    #   averaged. On ML-1M leave-one-out lambda = 0.1 sinks both presets (validation NDCG@10 falls with lambda, dose
+    #   by dose: benchmarks/contrastive_probe.py); at `--bt_alpha 0.001` both still trail SASRec (validation NDCG@10
+    #   after 30 epochs: CL4SRec 0.121, DuoRec 0.070, SASRec 0.155). InfoNCE on random prefixes, the way RecBole's
+    #   per-prefix samples weigh it (`--ssl_view_span random_prefix`, or `random_prefix_in_place` to keep their
+    #   positions), collapses like the preset; cosine similarity (`--infonce_similarity cosine`) does not.
     "cl4srec": {
         "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
         "dropout": 0.1, "num_train_epochs": 200, "patience": 30,
