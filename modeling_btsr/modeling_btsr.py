@@ -200,8 +200,10 @@ class _Layout:
     def __init__(self, is_item: torch.Tensor, dense: bool = False):
         self.batch, self.length = is_item.shape
         self.dense = dense
-        flat = torch.arange(self.batch * self.length, device=is_item.device)
-        self.index = flat if dense else is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions, row-major
+        if dense:
+            self.index = torch.arange(self.batch * self.length, device=is_item.device)
+        else:
+            self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
         self._is_item = is_item
 
     @functools.cached_property
@@ -449,14 +451,17 @@ class BTSRModel(BTSRPreTrainedModel):
                 f"sequences of length {length} exceed max_position_embeddings={max_len}; keep the last {max_len} items"
             )
         is_item = (input_ids != 0) if attention_mask is None else attention_mask.bool()
-        if position_offsets is not None and (
-            position_offsets.shape != (batch,) or int(position_offsets.min()) < 0
-            or bool((position_offsets.to(is_item.device) > max_len - is_item.sum(dim=1)).any())
-        ):  # fmt: skip
-            raise ValueError(
-                f"position_offsets must be {batch} values, each in 0..max_position_embeddings ({max_len}) minus its "
-                f"row's number of items, got {position_offsets.tolist()}"
-            )
+        if position_offsets is not None:
+            if position_offsets.shape != (batch,):
+                raise ValueError(f"position_offsets must have shape ({batch},), got {tuple(position_offsets.shape)}")
+            room = max_len - is_item.sum(dim=1)  # positions left before each row's first item
+            bad = ((position_offsets.to(room.device) < 0) | (position_offsets.to(room.device) > room)).nonzero()
+            if len(bad):
+                row = int(bad[0])
+                raise ValueError(
+                    f"position_offsets[{row}] = {int(position_offsets[row])} is outside 0..{int(room[row])} "
+                    f"(max_position_embeddings {max_len} minus the row's {max_len - int(room[row])} items)"
+                )
         # Position-wise layers run on item positions only (packed rows); padding stays zero, as in the reference.
         # Inference on nearly unpadded batches skips the packing (same values at item positions); training always
         # packs, so its random dropout streams do not depend on the batch's padding.
