@@ -211,18 +211,22 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             self._cuts = None
 
     def partners(self, epoch: int | None = None) -> np.ndarray:
-        """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``: rows, or with
-        ``view_span="random_prefix"`` flat positions (decoded by :meth:`row_and_position`)."""
+        """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``: rows, or with a prefix
+        ``view_span`` flat positions (decoded by :meth:`row_and_position`)."""
         if not self.with_pairs:
             raise ValueError("this dataset was built with with_pairs=False: it has no partners")
         if not self._draws_partners:
             raise ValueError(f"view_maker={self.view_maker!r} draws no same-target partners")
+        # One vectorised draw per epoch; identical to drawing row by row, since each draw is stateless.
+        return self._for_epoch("_partners", self._draw, epoch)
+
+    def _for_epoch(self, cache: str, compute, epoch: int | None) -> np.ndarray:
+        """``compute(epoch)``, kept in attribute ``cache`` for the current epoch (cleared by :meth:`set_epoch`)."""
         if epoch is not None and int(epoch) != self.epoch:
-            return self._draw(int(epoch))
-        if self._partners is None:
-            # One vectorised draw per epoch; identical to drawing row by row, since each draw is stateless.
-            self._partners = self._draw(self.epoch)
-        return self._partners
+            return compute(int(epoch))
+        if getattr(self, cache) is None:
+            setattr(self, cache, compute(self.epoch))
+        return getattr(self, cache)
 
     def _draw(self, epoch: int) -> np.ndarray:
         rows = np.arange(len(self._input_ids), dtype=np.int64)
@@ -233,16 +237,12 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         )
 
     def prefix_cuts(self, epoch: int | None = None) -> np.ndarray:
-        """``view_span="random_prefix"``: each row's last position ``j`` in ``epoch`` (default: the current one),
+        """Prefix ``view_span``s: each row's last position ``j`` in ``epoch`` (default: the current one),
         int64 ``(N,)``, uniform over ``0..len(labels) - 1``; the prefix is ``input_ids[: j + 1]``, its next item
         ``labels[j]``."""
         if not self._prefixes:
-            raise ValueError("prefix_cuts needs view_span='random_prefix' and with_pairs=True")
-        if epoch is not None and int(epoch) != self.epoch:
-            return self._cut(int(epoch))
-        if self._cuts is None:
-            self._cuts = self._cut(self.epoch)
-        return self._cuts
+            raise ValueError("prefix_cuts needs view_span='random_prefix' (or '_in_place') and with_pairs=True")
+        return self._for_epoch("_cuts", self._cut, epoch)
 
     def _cut(self, epoch: int) -> np.ndarray:
         from .augment import view_keys
@@ -253,10 +253,9 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         return (keys % lengths).astype(np.int64)  # bias below 2**-55 for rows of <= 200 positions
 
     def row_and_position(self, flat: int) -> tuple[int, int]:
-        """``(row, j)`` of a flat labelled position (``view_span="random_prefix"``)."""
+        """``(row, j)`` of a flat labelled position (prefix ``view_span``s)."""
         row = int(np.searchsorted(self._offsets, int(flat), side="right")) - 1
         return row, int(flat) - int(self._offsets[row])
-
 
     def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
         """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
