@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .sequences import TrainExamples
+from .sequences import TrainExamples, partner_index
 
 __all__ = ["splitmix64", "draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
 
@@ -145,7 +145,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         crop_ratio, mask_ratio, reorder_ratio: CL4SRec's ``eta``, ``gamma``, ``beta`` (``view_maker="cl4srec"``).
         mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0``.
         view_span: one of :data:`VIEW_SPANS`: ``"sequence"`` (default; the views end where the row ends, at the
-            state that is ranked) or ``"random_prefix"`` (see above).
+            state that is ranked), ``"random_prefix"`` or ``"random_prefix_in_place"`` (see above).
     """
 
     def __init__(
@@ -192,8 +192,6 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             lengths = np.array([len(x) for x in self._labels], dtype=np.int64)
             self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             if self._draws_partners:
-                from .sequences import partner_index
-
                 flat_labels = np.concatenate([np.asarray(x, dtype=np.int64) for x in self._labels])
                 self._partner_rows, self._group_start, self._group_size, self._rank = partner_index(flat_labels)
         elif self._draws_partners:
