@@ -89,21 +89,6 @@ def main() -> int:
     return 0
 
 
-def encoder_pass(model, contexts, batch_size: int = 256) -> None:
-    """The encoder's share of `evaluate_ranking`: the same length-sorted, left-padded batches, user embeddings only."""
-    import numpy as np
-    import torch
-
-    from modeling_btsr.modeling_btsr import left_pad_sequences
-
-    max_len = model.config.max_position_embeddings
-    order = np.argsort([min(len(c), max_len) for c in contexts], kind="stable")
-    with torch.inference_mode():
-        for start in range(0, len(contexts), batch_size):
-            ids, mask = left_pad_sequences([contexts[i] for i in order[start : start + batch_size]], max_len)
-            model(ids, mask, user_embeddings_only=True)
-
-
 def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
     import torch
 
@@ -112,7 +97,8 @@ def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        encoder_pass(model, contexts)
+        with torch.inference_mode():  # the model's own length-sorted batches of 256, user embeddings only
+            model._encode_indices([list(c) for c in contexts], batch_size=256)
         timings.append(time.perf_counter() - started)
     encoder_s = statistics.median(timings)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
