@@ -127,8 +127,12 @@ def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
     }
 
 
+def _data_key(record: dict) -> tuple[str, str]:
+    return record.get("dataset", "ml-1m"), record.get("protocol", "leave_one_out")  # first records: ML-1M
+
+
 def _data(record: dict) -> str:
-    return f"{record.get('dataset', 'ml-1m')} {record.get('protocol', 'leave_one_out')}"  # first records: ML-1M
+    return " ".join(_data_key(record))
 
 
 def _views(record: dict) -> str:
@@ -138,8 +142,7 @@ def _views(record: dict) -> str:
 
 def _batch(record: dict) -> int:
     """The batch size (records from before the batch variants: the dataset's)."""
-    data = (record.get("dataset", "ml-1m"), record.get("protocol", "leave_one_out"))
-    return record.get("batch_size", DATASETS[data]["batch_size"])
+    return record.get("batch_size", DATASETS[_data_key(record)]["batch_size"])
 
 
 def load_records() -> list[dict]:
@@ -159,8 +162,8 @@ def write_table(records: list[dict]) -> None:
         "--variants ...`, the data and epochs as in their columns (the docstring says what each variant removes).",
         "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 validation contexts). Machine: "
         + ", ".join(sorted({r["machine"] for r in records}))
-        + "; one thread per run, two runs side by side (the `*-prefix` and `*-in-place` rows: three or four, so their"
-        " s/epoch is not comparable with the others).",
+        + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place` and `*-batch-32` rows: three or"
+        " four, so their s/epoch is not comparable with the others).",
         "",
         "| data | variant | InfoNCE weight | similarity | views of | batch | epochs | val NDCG@10 by epoch | "
         "last SSL loss | last-state norm | other-states norm | item norm | s/epoch |",
