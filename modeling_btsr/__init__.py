@@ -24,7 +24,7 @@ from .modeling_btsr import (
     BTSRSequentialRecommendationOutput,
     left_pad_sequences,
 )
-from .trainer import BTSRTrainer, RankingEvalSet
+from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping
 
 AutoConfig.register(BTSRConfig.model_type, BTSRConfig, exist_ok=True)
 AutoModel.register(BTSRConfig, BTSRModel, exist_ok=True)
@@ -49,4 +49,5 @@ __all__ = [
     "default_sce_buckets",
     "BTSRTrainer",
     "RankingEvalSet",
+    "ResumableEarlyStopping",
 ]

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 from .arguments import DataArguments, ModelArguments
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import default_sce_buckets
 from .modeling_btsr import BTSRForSequentialRecommendation
-from .trainer import BTSRTrainer, RankingEvalSet, compact_metrics
+from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping, compact_metrics
 
 __all__ = ["PreparedData", "prepare_data", "make_config", "build_model", "run_training", "save_model_atomically"]
 
@@ -231,7 +231,7 @@ def run_training(
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)
     callbacks = []
     if training_args.load_best_model_at_end and training_args.eval_strategy != "no":
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.patience))
+        callbacks.append(ResumableEarlyStopping(early_stopping_patience=data_args.patience))
     trainer = BTSRTrainer(
         model=model,
         args=training_args,

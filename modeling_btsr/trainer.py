@@ -5,13 +5,39 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 
-__all__ = ["BTSRTrainer", "RankingEvalSet", "NonFiniteLossError", "compact_metrics"]
+__all__ = ["BTSRTrainer", "RankingEvalSet", "NonFiniteLossError", "ResumableEarlyStopping", "compact_metrics"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf: training stops before a broken model is saved."""
+
+
+class ResumableEarlyStopping(EarlyStoppingCallback):
+    """`EarlyStoppingCallback` whose patience counter survives a resume, so a resumed run stops where an
+    uninterrupted one stops.
+
+    The Trainer restores callback state only with `restore_callback_states_from_checkpoint` (off by default), so the
+    stock callback restarts from 0 at every resume and a run resumed k evaluations after its best trains up to k
+    epochs longer. Here the counter is rebuilt at train begin from the checkpoint's own record: the number of
+    evaluations logged after the best one (`state.best_global_step`). That is exactly the stock counter when
+    `early_stopping_threshold` is 0, the only threshold allowed here.
+    """
+
+    def __init__(self, early_stopping_patience: int = 1):
+        super().__init__(early_stopping_patience=early_stopping_patience, early_stopping_threshold=0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        metric = args.metric_for_best_model
+        key = metric if metric.startswith("eval_") else f"eval_{metric}"
+        best_step = state.best_global_step
+        self.early_stopping_patience_counter = (
+            0
+            if best_step is None
+            else sum(1 for entry in state.log_history if key in entry and entry.get("step", 0) > best_step)
+        )
 
 
 @dataclass

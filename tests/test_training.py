@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerControl, TrainerState, TrainingArguments
 
 from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
-from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
+from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer, ResumableEarlyStopping
 from tests.conftest import REPO_ROOT, run_train
 
 
@@ -149,6 +149,32 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
     # The resumed session's time covers its own epochs only, and says from where it started.
     assert expected["resumed_from_epoch"] == 0.0
     assert resumed["resumed_from_epoch"] == resumed_from and 0 < resumed_from < resumed["epochs"]
+
+
+def test_early_stopping_counter_survives_a_resume(tmp_path):
+    """At every checkpoint, the counter rebuilt from the saved state equals the uninterrupted stock callback's."""
+    args = TrainingArguments(
+        output_dir=str(tmp_path), eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="eval_ndcg@10", greater_is_better=True, report_to=[],
+    )  # fmt: skip
+    straight, state, control = EarlyStoppingCallback(early_stopping_patience=4), TrainerState(), TrainerControl()
+    straight.on_train_begin(args, state, control)
+    for epoch, ndcg in enumerate([0.10, 0.30, 0.20, 0.30, 0.25, 0.31, 0.29, 0.29, 0.30, 0.10], start=1):
+        step = 7 * epoch
+        state.global_step = step
+        state.log_history.append({"eval_ndcg@10": ndcg, "epoch": float(epoch), "step": step})
+        straight.on_evaluate(args, state, control, metrics={"eval_ndcg@10": ndcg})
+        if state.best_metric is None or ndcg > state.best_metric:  # the Trainer's own best tracking, after callbacks
+            state.best_metric, state.best_global_step = ndcg, step
+        state.save_to_json(str(tmp_path / "trainer_state.json"))
+        saved = TrainerState.load_from_json(str(tmp_path / "trainer_state.json"))  # what a checkpoint holds
+        resumed = ResumableEarlyStopping(early_stopping_patience=4)
+        resumed.on_train_begin(args, saved, TrainerControl())
+        assert resumed.early_stopping_patience_counter == straight.early_stopping_patience_counter, epoch
+        stock = EarlyStoppingCallback(early_stopping_patience=4)  # what the Trainer would resume with by default
+        stock.on_train_begin(args, saved, TrainerControl())
+        assert stock.early_stopping_patience_counter == 0
+    assert straight.early_stopping_patience_counter == 4 and control.should_training_stop  # the sequence ran out
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, synthetic_log):
