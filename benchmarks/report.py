@@ -33,6 +33,21 @@ def setting(record: dict) -> tuple:
             record["dropout"], record["batch_size"], device(record))  # fmt: skip
 
 
+# One record per seed where a seed ran on both: the GPU's (a rule fixed before any result, see `pooled_by_seed`).
+DEVICE_PREFERENCE = ("cuda", "cpu")
+
+
+def pooled_by_seed(records: list[dict]) -> dict[tuple, dict[int, dict]]:
+    """Records per setting without the device, one per seed (`DEVICE_PREFERENCE` decides a seed run on both).
+
+    GPU and CPU runs are both fp32 from the same initial weights; the device changes kernels and dropout streams, so
+    it moves a run as another seed does (ML-1M seed 0 ran on both: the main table shows by how much)."""
+    pooled = defaultdict(dict)
+    for record in sorted(records, key=lambda r: DEVICE_PREFERENCE.index(device(r)), reverse=True):
+        pooled[setting(record)[:-1]][record["seed"]] = record  # the preferred device is written last and stays
+    return pooled
+
+
 def fmt(value) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
 
@@ -120,10 +135,46 @@ def main() -> int:
             cells = difference_cells([m for m, _ in pairs], [b for _, b in pairs])
             lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | {on} | all ({len(pairs)}) | "
                          + " | ".join(cells) + " |")  # fmt: skip
+    lines += _pooled_section(records)
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _alpha_plots(records)
     return 0
+
+
+def _pooled_section(records: list[dict]) -> list[str]:
+    """Settings whose seeds are complete only across devices: their means and differences from SASRec over the
+    pooled seeds (SASRec pooled by the same rule, over the same seeds)."""
+    pooled = pooled_by_seed(records)
+    rows = []
+    for key, by_seed in sorted(pooled.items()):
+        per_device = [{r["seed"] for r in records if setting(r)[:-1] == key and device(r) == on}
+                      for on in DEVICE_PREFERENCE]  # fmt: skip
+        if len(by_seed) <= max(len(seeds) for seeds in per_device):
+            continue  # one device already holds every seed: nothing to pool
+        runs = [by_seed[seed] for seed in sorted(by_seed)]
+        seeds = ", ".join(f"{r['seed']} {device(r)}" for r in runs)
+        cells = [fmt(np.nanmean([r.get(m, np.nan) for r in runs])) for m in METRICS]
+        dataset, protocol, model, loss, alpha, dropout, batch = key
+        base_seeds = next((v for k, v in pooled.items() if k[2].startswith("sasrec") and k[4] == 0
+                           and (k[0], k[1], k[3], k[5], k[6]) == (dataset, protocol, loss, dropout, batch)), {})  # fmt: skip
+        if alpha > 0 and all(seed in base_seeds for seed in by_seed):
+            cells += difference_cells(runs, [base_seeds[seed] for seed in sorted(by_seed)])
+        else:
+            cells += ["—"] * 5
+        rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {batch} | {seeds} | "
+                    + " | ".join(cells) + " |")  # fmt: skip
+    if not rows:
+        return []
+    return ["", "## Seeds pooled across devices", "",
+            "Settings whose seeds are complete only over both machines (a GPU session ran some seeds, the CPU the "
+            "rest). One record per seed: the GPU's where a seed ran on both, a rule fixed before any result. Both "
+            "are fp32 from the same initial weights; the device changes kernels and dropout streams, so it moves a "
+            "run as another seed does (ML-1M seed 0 of SASRec-CE and BT-SR ran on both: compare their rows above). "
+            "Differences: against SASRec pooled by the same rule over the same seeds, per-user paired bootstrap.", "",
+            "| dataset | protocol | model | loss | alpha | dropout | batch | seeds (device) | " + " | ".join(METRICS)
+            + " | ΔNDCG@10 | 95% CI | ΔHR@10 | 95% CI | ΔCoverage@10 |",
+            "|" + "---|" * (13 + len(METRICS))] + rows  # fmt: skip
 
 
 def _alpha_plots(records: list[dict]) -> None:

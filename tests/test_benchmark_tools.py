@@ -138,6 +138,38 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     assert cells[-1] == "+0.1000"
 
 
+def test_report_pools_seeds_across_devices_one_record_per_seed_gpu_first():
+    report = load_script("report")
+    rng = np.random.default_rng(1)
+    base = {s: rng.random(40).tolist() for s in (0, 1, 2)}
+
+    def on_gpu(record):
+        return dict(record, device="cuda")
+
+    # SASRec: seeds 0-2 on the GPU, seed 0 on the CPU too (the GPU's is the one pooled).
+    baselines = [on_gpu(_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5)) for s in (0, 1, 2)]
+    cpu_twin = _record("sasrec-ce", 0.0, 0, [1.0] * 40, [1.0] * 40, 0.9)
+    # The method: seeds 0, 1 on the GPU, seed 2 on the CPU; each user +0.2 above its seed's SASRec.
+    methods = [on_gpu(_record("duorec", 0.1, s, (np.asarray(base[s]) + 0.2).tolist(), base[s], 0.7)) for s in (0, 1)]
+    methods.append(_record("duorec", 0.1, 2, (np.asarray(base[2]) + 0.2).tolist(), base[2], 0.4))
+    records = [cpu_twin, *baselines, *methods]
+    for record in records:
+        record.update({metric: record.get(metric, 0.0) for metric in report.METRICS})
+        record["test_ndcg@10"] = float(np.mean(record["test_per_user"]["ndcg@10"]))
+    pooled = report.pooled_by_seed(records)
+    assert pooled[report.setting(baselines[0])[:-1]][0] is baselines[0]  # the GPU record, though the CPU's came first
+    lines = report._pooled_section(records)
+    rows = [line for line in lines if line.startswith("| d |")]
+    assert len(rows) == 1 and "| duorec |" in rows[0]  # SASRec is complete on the GPU alone: not repeated
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[7] == "0 cuda, 1 cuda, 2 cpu"
+    expected_ndcg = np.mean([np.mean(m["test_per_user"]["ndcg@10"]) for m in methods])
+    assert cells[9] == f"{expected_ndcg:.4f}"
+    assert cells[8 + len(report.METRICS)] == "+0.2000"  # against SASRec seeds 0-2 (GPU), not the CPU twin
+    assert cells[-1] == f"{np.mean([0.7, 0.7, 0.4]) - 0.5:+.4f}"
+    assert report._pooled_section(baselines + methods[:2]) == []  # nothing to pool
+
+
 def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     report = load_script("report")
