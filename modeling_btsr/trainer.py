@@ -22,7 +22,8 @@ class ResumableEarlyStopping(EarlyStoppingCallback):
     stock callback restarts from 0 at every resume and a run resumed k evaluations after its best trains up to k
     epochs longer. Here the counter is rebuilt at train begin from the checkpoint's own record: the number of
     evaluations logged after the best one (`state.best_global_step`). That is exactly the stock counter when
-    `early_stopping_threshold` is 0, the only threshold allowed here.
+    `early_stopping_threshold` is 0, the only threshold allowed here. Checkpoints written under the stock callback
+    resume with it too.
     """
 
     def __init__(self, early_stopping_patience: int = 1):
@@ -30,6 +31,9 @@ class ResumableEarlyStopping(EarlyStoppingCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
+        # A checkpoint written under the stock callback has no entry for this one, and the Trainer's checkpoint
+        # saving indexes that entry by class name (KeyError): register it.
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
         metric = args.metric_for_best_model
         key = metric if metric.startswith("eval_") else f"eval_{metric}"
         best_step = state.best_global_step

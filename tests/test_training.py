@@ -171,6 +171,8 @@ def test_early_stopping_counter_survives_a_resume(tmp_path):
         resumed = ResumableEarlyStopping(early_stopping_patience=4)
         resumed.on_train_begin(args, saved, TrainerControl())
         assert resumed.early_stopping_patience_counter == straight.early_stopping_patience_counter, epoch
+        # The stock callback's checkpoints (no entry for this class) resume too: the Trainer's save indexes it.
+        assert "ResumableEarlyStopping" in saved.stateful_callbacks
         stock = EarlyStoppingCallback(early_stopping_patience=4)  # what the Trainer would resume with by default
         stock.on_train_begin(args, saved, TrainerControl())
         assert stock.early_stopping_patience_counter == 0
