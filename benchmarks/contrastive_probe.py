@@ -25,6 +25,10 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   keep their positions.
 - `*-batch-32` (SASRec too): 8x more optimizer steps per epoch with the same ratio of CE positions to InfoNCE
   anchors per step: RecBole's per-prefix samples make ~160x more steps per epoch than this harness at batch 256.
+- `*-len-50` (SASRec too): sequences cut to their last 50 items instead of 200, the length both papers (and
+  RecBole's default) train with: two views of a 200-item history share far more items than two of a 50-item one, so
+  telling users apart (what the collapsed InfoNCE loss learns) may be that much easier at 200. Fewer training
+  targets too (the last 50 per user), so compare with `sasrec-ce-len-50`, not with the 200-item rows.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -66,6 +70,9 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "duorec-in-place": ("duorec", {}, ["--ssl_view_span", "random_prefix_in_place"]),
     "sasrec-ce-batch-32": ("sasrec-ce", {"batch_size": 32}, []),
     "cl4srec-batch-32": ("cl4srec", {"batch_size": 32}, []),
+    "sasrec-ce-len-50": ("sasrec-ce", {}, ["--max_len", "50"]),
+    "cl4srec-len-50": ("cl4srec", {}, ["--max_len", "50"]),
+    "duorec-len-50": ("duorec", {}, ["--max_len", "50"]),
 }
 
 
@@ -145,6 +152,11 @@ def _batch(record: dict) -> int:
     return record.get("batch_size", DATASETS[_data_key(record)]["batch_size"])
 
 
+def _max_len(record: dict) -> int:
+    """The sequence length trained on (records from before the length variants: train.py's default, 200)."""
+    return record.get("max_len", 200)
+
+
 def load_records() -> list[dict]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
@@ -162,19 +174,19 @@ def write_table(records: list[dict]) -> None:
         "--variants ...`, the data and epochs as in their columns (the docstring says what each variant removes).",
         "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 validation contexts). Machine: "
         + ", ".join(sorted({r["machine"] for r in records}))
-        + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place` and `*-batch-32` rows: three or"
-        " four, so their s/epoch is not comparable with the others).",
+        + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place`, `*-batch-32` and `*-len-50` rows:"
+        " three or four, so their s/epoch is not comparable with the others).",
         "",
-        "| data | variant | InfoNCE weight | similarity | views of | batch | epochs | val NDCG@10 by epoch | "
+        "| data | variant | InfoNCE weight | similarity | views of | batch | max len | epochs | val NDCG@10 by epoch | "
         "last SSL loss | last-state norm | other-states norm | item norm | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
                                             order.index(r["variant"]))):  # fmt: skip
         lines.append(
             f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_batch(r)} | "
-            f"{r['epochs']} | "
+            f"{_max_len(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "
             f"{r['seconds_per_epoch']} |"
@@ -236,6 +248,7 @@ def main() -> int:
             "similarity": similarity,
             "view_span": view_span,
             "batch_size": probe_run(label, args.epochs, data)["batch_size"],
+            "max_len": int(extra[extra.index("--max_len") + 1]) if "--max_len" in extra else 200,
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),

@@ -241,7 +241,9 @@ def test_several_grids_run_in_order_each_run_once():
      ("cl4srec-prefix", 0.1, "dot", "cl4srec", "random_prefix"),
      ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix"),
      ("cl4srec-in-place", 0.1, "dot", "cl4srec", "random_prefix_in_place"),
-     ("cl4srec-batch-32", 0.1, "dot", "cl4srec", "sequence")],
+     ("cl4srec-batch-32", 0.1, "dot", "cl4srec", "sequence"),
+     ("cl4srec-len-50", 0.1, "dot", "cl4srec", "sequence"),
+     ("sasrec-ce-len-50", 0.0, "dot", "same_target", "sequence")],
 )  # fmt: skip
 def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
     """Each probe variant changes one setting of the grid's run and keeps the rest: parsed by train.py's own parser."""
@@ -255,3 +257,4 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     assert (training_args.num_train_epochs, data_args.patience, training_args.seed) == (8, 9, 0)
     batch = training_args.per_device_train_batch_size
     assert (data_args.dataset, data_args.split, batch) == ("ml-1m", "leave_one_out", 32 if "batch-32" in label else 256)
+    assert model_args.max_len == (50 if "len-50" in label else 200)
