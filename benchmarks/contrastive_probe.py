@@ -29,6 +29,9 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   RecBole's default) train with: two views of a 200-item history share far more items than two of a 50-item one, so
   telling users apart (what the collapsed InfoNCE loss learns) may be that much easier at 200. Fewer training
   targets too (the last 50 per user), so compare with `sasrec-ce-len-50`, not with the 200-item rows.
+- `*-dropout-0.5` (SASRec too): the papers' code (RecBole's SASRec defaults, DuoRec's configs) trains with dropout
+  0.5 on the embeddings, hidden states and attention, this harness with ML-1M's 0.1: noisier views may keep the
+  users from being told apart so easily (DuoRec's unsupervised view is a dropout pass).
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -73,6 +76,9 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce-len-50": ("sasrec-ce", {}, ["--max_len", "50"]),
     "cl4srec-len-50": ("cl4srec", {}, ["--max_len", "50"]),
     "duorec-len-50": ("duorec", {}, ["--max_len", "50"]),
+    "sasrec-ce-dropout-0.5": ("sasrec-ce", {"dropout": 0.5}, []),
+    "cl4srec-dropout-0.5": ("cl4srec", {"dropout": 0.5}, []),
+    "duorec-dropout-0.5": ("duorec", {"dropout": 0.5}, []),
 }
 
 
@@ -157,6 +163,11 @@ def _max_len(record: dict) -> int:
     return record.get("max_len", 200)
 
 
+def _dropout(record: dict) -> float:
+    """The dropout trained with (records from before the dropout variants: the grid's 0.1)."""
+    return record.get("dropout", 0.1)
+
+
 def load_records() -> list[dict]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
@@ -174,19 +185,19 @@ def write_table(records: list[dict]) -> None:
         "--variants ...`, the data and epochs as in their columns (the docstring says what each variant removes).",
         "Validation NDCG@10 after each epoch; norms on the final model (first 1,024 validation contexts). Machine: "
         + ", ".join(sorted({r["machine"] for r in records}))
-        + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place`, `*-batch-32` and `*-len-50` rows:"
-        " three or four, so their s/epoch is not comparable with the others).",
+        + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place`, `*-batch-32`, `*-len-50` and "
+        "`*-dropout-0.5` rows: three or four, so their s/epoch is not comparable with the others).",
         "",
-        "| data | variant | InfoNCE weight | similarity | views of | batch | max len | epochs | val NDCG@10 by epoch | "
-        "last SSL loss | last-state norm | other-states norm | item norm | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | InfoNCE weight | similarity | views of | batch | max len | dropout | epochs | "
+        "val NDCG@10 by epoch | last SSL loss | last-state norm | other-states norm | item norm | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
                                             order.index(r["variant"]))):  # fmt: skip
         lines.append(
             f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_batch(r)} | "
-            f"{_max_len(r)} | {r['epochs']} | "
+            f"{_max_len(r)} | {_dropout(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "
             f"{r['seconds_per_epoch']} |"
@@ -249,6 +260,7 @@ def main() -> int:
             "view_span": view_span,
             "batch_size": probe_run(label, args.epochs, data)["batch_size"],
             "max_len": int(extra[extra.index("--max_len") + 1]) if "--max_len" in extra else 200,
+            "dropout": probe_run(label, args.epochs, data)["dropout"],
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),
