@@ -108,7 +108,9 @@ def curves(output_dir: Path) -> dict:
 
 
 def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
-    """Mean L2 norms of the ranked (last) state, the other positions' states and the item embeddings."""
+    """Mean L2 norms of the ranked (last) state, the other positions' states and the item embeddings; and how alike
+    the users' ranked states are: the mean cosine between two users' states, and the spread (standard deviation)
+    of their dot products, the InfoNCE logits at tau = 1 (a loss at chance, log(2B - 1), needs them all equal)."""
     import numpy as np
     import torch
 
@@ -133,10 +135,15 @@ def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
     state_norms = states.norm(dim=-1)
     others = attention_mask.bool().clone()
     others[:, -1] = False
+    last = states[:, -1]
+    pairs = ~torch.eye(len(last), dtype=torch.bool)  # two different users
+    cosines = torch.nn.functional.normalize(last, dim=-1) @ torch.nn.functional.normalize(last, dim=-1).T
     return {
         "last_state_norm": round(float(state_norms[:, -1].mean()), 3),
         "other_states_norm": round(float(state_norms[others].mean()), 3),
         "item_embedding_norm": round(float(items.norm(dim=-1).mean()), 3),
+        "last_state_mean_cosine": round(float(cosines[pairs].mean()), 3),
+        "last_state_dot_std": round(float((last @ last.T)[pairs].std()), 2),
     }
 
 
@@ -189,8 +196,9 @@ def write_table(records: list[dict]) -> None:
         "`*-dropout-0.5` rows: three or four, so their s/epoch is not comparable with the others).",
         "",
         "| data | variant | InfoNCE weight | similarity | views of | batch | max len | dropout | epochs | "
-        "val NDCG@10 by epoch | last SSL loss | last-state norm | other-states norm | item norm | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "val NDCG@10 by epoch | last SSL loss | last-state norm | other-states norm | item norm | "
+        "users' last states: mean cosine | their dot products: std | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
@@ -200,9 +208,33 @@ def write_table(records: list[dict]) -> None:
             f"{_max_len(r)} | {_dropout(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "
-            f"{r['seconds_per_epoch']} |"
+            f"{r.get('last_state_mean_cosine', '-')} | {r.get('last_state_dot_std', '-')} | {r['seconds_per_epoch']} |"
         )
     RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def run_folder(label: str, epochs: int, data: tuple[str, str]) -> Path:
+    suffix = "" if data == ("ml-1m", "leave_one_out") else f"-{data[0]}-{data[1]}"
+    return WORK / f"probe-{label}-e{epochs}{suffix}"
+
+
+def backfill_geometry(labels: list[str], epochs: int, data: tuple[str, str]) -> int:
+    """Re-measures `norms` on the recorded variants' last checkpoints (the ones their records were measured on)."""
+    def recorded(record: dict, label: str) -> bool:
+        return record["variant"] == label and record["epochs"] == epochs and _data_key(record) == data
+
+    for label in labels:
+        folder = run_folder(label, epochs, data)
+        if not any(recorded(r, label) for r in load_records()) or not folder.exists():
+            print(f"skipped {label}: no record, or {folder} is gone")
+            continue
+        measured = norms(str(last_complete_checkpoint(folder)), data)
+        with exclusive(RESULTS.with_suffix(".lock")):
+            records = load_records()
+            next(r for r in records if recorded(r, label)).update(measured)
+            save_records(records)
+        print(f"  {label}: {measured}", flush=True)
+    return 0
 
 
 def main() -> int:
@@ -212,6 +244,8 @@ def main() -> int:
     parser.add_argument("--data", nargs=2, default=["ml-1m", "leave_one_out"], metavar=("DATASET", "PROTOCOL"),
                         help=f"one of {', '.join(' '.join(k) for k in DATASETS)}")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training")
+    parser.add_argument("--backfill_geometry", action="store_true",
+                        help="re-measure norms and state similarity of recorded variants whose run folders remain")
     args = parser.parse_args()
     data = tuple(args.data)
     if data not in DATASETS:
@@ -227,12 +261,14 @@ def main() -> int:
     def same(r: dict, label: str) -> bool:
         return r["variant"] == label and r["epochs"] == args.epochs and _data(r) == label_of
 
+    if args.backfill_geometry:
+        return backfill_geometry([label for label in args.variants], args.epochs, data)
+
     for label in args.variants:
         if any(same(r, label) for r in load_records()):
             print(f"skipped {label}: recorded")
             continue
-        suffix = "" if data == ("ml-1m", "leave_one_out") else f"-{data[0]}-{data[1]}"
-        output_dir = WORK / f"probe-{label}-e{args.epochs}{suffix}"
+        output_dir = run_folder(label, args.epochs, data)
         shutil.rmtree(output_dir, ignore_errors=True)
         output_dir.mkdir(parents=True)
         command = probe_command(label, args.epochs, output_dir, data)
