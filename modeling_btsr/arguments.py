@@ -136,13 +136,15 @@ PRESETS: dict[str, dict] = {
     # - DuoRec (Qiu et al., WSDM 2022), its "us_x" mode (the one in its README): InfoNCE between a second dropout
     #   pass of the sequence and the sequence of another user with the same next item; lambda = 0.1, tau = 1.0,
     #   dot-product similarity (README: --lmd=0.1 --lmd_sem=0.1 --contrast='us_x' --sim='dot' --tau=1).
-    #   Not reproduced: DuoRec's own dropout values (the harness keeps ML-1M's 0.1).
+    #   Not reproduced: DuoRec's own dropout values (the harness keeps ML-1M's 0.1; at 0.5 both presets collapse
+    #   as well, benchmarks/contrastive_probe.py).
     # - Both papers' code (RecBole) trains CE on the last position only; this harness trains every position (SASRec),
     #   averaged. On ML-1M leave-one-out lambda = 0.1 sinks both presets (validation NDCG@10 falls with lambda, dose
     #   by dose: benchmarks/contrastive_probe.py); at `--bt_alpha 0.001` both still trail SASRec (validation NDCG@10
     #   after 30 epochs: CL4SRec 0.121, DuoRec 0.070, SASRec 0.155). InfoNCE on random prefixes, the way RecBole's
     #   per-prefix samples weigh it (`--ssl_view_span random_prefix`, or `random_prefix_in_place` to keep their
-    #   positions), collapses like the preset; cosine similarity (`--infonce_similarity cosine`) does not.
+    #   positions), collapses like the preset, and so do the papers' length 50 and dropout 0.5; cosine similarity
+    #   (`--infonce_similarity cosine`) does not. The collapsed models' ranked states are nearly alike across users.
     "cl4srec": {
         "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
         "dropout": 0.1, "num_train_epochs": 200, "patience": 30,
