@@ -260,3 +260,31 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     assert (data_args.dataset, data_args.split, batch) == ("ml-1m", "leave_one_out", 32 if "batch-32" in label else 256)
     assert model_args.max_len == (50 if "len-50" in label else 200)
     assert model_args.dropout == (0.5 if "dropout-0.5" in label else 0.1)
+
+
+def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_state(tmp_path):
+    """`norms` on the embedded data: a model whose final LayerNorm outputs its bias alone gives every user the same
+    state (mean cosine 1, dot products all equal); a random one does not."""
+    import torch
+
+    from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+    from modeling_btsr.arguments import DataArguments
+    from modeling_btsr.pipeline import prepare_data
+
+    probe = load_script("contrastive_probe")
+    data = ("ml-latest-small", "temporal")
+    prepared = prepare_data(DataArguments(dataset=data[0], data_root=None, split=data[1]), 20)
+    torch.manual_seed(0)
+    model = BTSRForSequentialRecommendation(
+        BTSRConfig(num_items=len(prepared.item_user_counts), max_position_embeddings=20, hidden_size=16)
+    )
+    model.save_pretrained(tmp_path / "random")
+    spread = probe.norms(str(tmp_path / "random"), data, n_users=64)
+    assert spread["last_state_mean_cosine"] < 0.99 and spread["last_state_dot_std"] > 0.1
+    with torch.no_grad():
+        model.btsr.final_layernorm.weight.zero_()
+        model.btsr.final_layernorm.bias.copy_(torch.arange(16.0) / 4)
+    model.save_pretrained(tmp_path / "alike")
+    alike = probe.norms(str(tmp_path / "alike"), data, n_users=64)
+    assert alike["last_state_mean_cosine"] == pytest.approx(1.0, abs=1e-3) and alike["last_state_dot_std"] == 0.0
+    assert alike["last_state_norm"] == pytest.approx(float((torch.arange(16.0) / 4).norm()), abs=1e-3)
