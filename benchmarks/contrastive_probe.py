@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/contrastive_probe.py --epochs 8 --threads 1
     .venv/bin/python benchmarks/contrastive_probe.py --variants cl4srec-lambda-0.001 --epochs 8
     .venv/bin/python benchmarks/contrastive_probe.py --data ml-100k temporal --variants sasrec-ce cl4srec --epochs 40
+    .venv/bin/python benchmarks/contrastive_probe.py --initial   # the untrained model's norms and state likeness
 
 Short runs (a few epochs, seed 0, every other setting as in `benchmarks/reproduce.py`'s runs of the dataset; ML-1M
 leave-one-out unless `--data` names another dataset and protocol) of variants that
@@ -218,6 +219,26 @@ def run_folder(label: str, epochs: int, data: tuple[str, str]) -> Path:
     return WORK / f"probe-{label}-e{epochs}{suffix}"
 
 
+def initial_geometry(data: tuple[str, str]) -> int:
+    """`norms` of the model every variant starts from: seed 0, the reference size, before any step."""
+    import tempfile
+
+    from transformers import set_seed
+
+    from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+    from modeling_btsr.arguments import DataArguments
+    from modeling_btsr.pipeline import prepare_data
+
+    data_root = None if DATASETS[data]["file"] is None else str(SHARED)
+    prepared = prepare_data(DataArguments(dataset=data[0], data_root=data_root, split=data[1]), 200)
+    set_seed(0)  # as train.py does before building the model
+    model = BTSRForSequentialRecommendation(BTSRConfig(num_items=len(prepared.item_user_counts)))
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        print(json.dumps({"data": " ".join(data), "model": "initial (seed 0)", **norms(folder, data)}))
+    return 0
+
+
 def backfill_geometry(labels: list[str], epochs: int, data: tuple[str, str]) -> int:
     """Re-measures `norms` on the recorded variants' last checkpoints (the ones their records were measured on)."""
     def recorded(record: dict, label: str) -> bool:
@@ -244,6 +265,8 @@ def main() -> int:
     parser.add_argument("--data", nargs=2, default=["ml-1m", "leave_one_out"], metavar=("DATASET", "PROTOCOL"),
                         help=f"one of {', '.join(' '.join(k) for k in DATASETS)}")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training")
+    parser.add_argument("--initial", action="store_true",
+                        help="print the norms and state likeness of the untrained seed-0 model (what training starts from)")
     parser.add_argument("--backfill_geometry", action="store_true",
                         help="re-measure norms and state similarity of recorded variants whose run folders remain")
     args = parser.parse_args()
@@ -261,6 +284,8 @@ def main() -> int:
     def same(r: dict, label: str) -> bool:
         return r["variant"] == label and r["epochs"] == args.epochs and _data(r) == label_of
 
+    if args.initial:
+        return initial_geometry(data)
     if args.backfill_geometry:
         return backfill_geometry([label for label in args.variants], args.epochs, data)
 
