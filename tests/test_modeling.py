@@ -133,6 +133,43 @@ def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only)
     assert not layouts[-1].dense
 
 
+def test_attention_mask_bias_equals_its_definition():
+    from modeling_btsr.modeling_btsr import _attention_mask_bias
+
+    is_item = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    bias = _attention_mask_bias(is_item, torch.float32)
+    assert bias.shape == (3, 1, 5, 5)
+    for row in range(3):
+        for i in range(5):
+            for j in range(5):
+                allowed = (j <= i and bool(is_item[row, j])) or i == j  # a padded query sees itself alone
+                assert bias[row, 0, i, j] == (0.0 if allowed else float("-inf")), (row, i, j)
+    unpadded = _attention_mask_bias(is_item[2:], torch.float32)
+    assert unpadded.shape == (1, 1, 5, 5) and torch.equal(unpadded[0], bias[2])  # broadcast over the batch
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_inference_attention_kernel_equals_the_written_out_formula(monkeypatch, heads):
+    """Inference calls SDPA; passes that record gradients use the written-out blocks: the same states."""
+    import modeling_btsr.modeling_btsr as modeling
+
+    model = make_model(hidden_size=16, num_attention_heads=heads, max_position_embeddings=150)
+    ids = torch.randint(1, 41, (4, 150))  # longer than ATTENTION_QUERY_BLOCK: the written-out path splits rows
+    ids[1, :40] = 0
+    ids[3] = 0  # an empty row
+    calls = []
+    sdpa = modeling.F.scaled_dot_product_attention
+    monkeypatch.setattr(modeling.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    with torch.no_grad():
+        inferred = model.btsr(ids)
+    assert calls, "inference did not take the SDPA path"
+    calls.clear()
+    written_out = model.btsr(ids)
+    assert not calls
+    assert torch.allclose(inferred.last_hidden_state, written_out.last_hidden_state.detach(), atol=1e-5)
+    assert torch.equal(inferred.user_embeddings[3], torch.zeros(16))
+
+
 def test_prefix_encoded_in_place_equals_the_sequence_state_at_its_end():
     """With position_offsets a prefix keeps its positions: causal attention makes its last state the sequence's."""
     model = make_model(hidden_size=16)
