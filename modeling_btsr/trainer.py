@@ -26,7 +26,13 @@ class ResumableEarlyStopping(EarlyStoppingCallback):
     resume with it too.
     """
 
-    def __init__(self, early_stopping_patience: int = 1):
+    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0):
+        # (The threshold argument exists so the Trainer can rebuild this callback from its saved `state()`.)
+        if early_stopping_threshold != 0.0:
+            raise ValueError(
+                f"ResumableEarlyStopping rebuilds its counter exactly only with early_stopping_threshold=0.0, got "
+                f"{early_stopping_threshold}"
+            )
         super().__init__(early_stopping_patience=early_stopping_patience, early_stopping_threshold=0.0)
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -177,6 +177,11 @@ def test_early_stopping_counter_survives_a_resume(tmp_path):
         stock.on_train_begin(args, saved, TrainerControl())
         assert stock.early_stopping_patience_counter == 0
     assert straight.early_stopping_patience_counter == 4 and control.should_training_stop  # the sequence ran out
+    # With restore_callback_states_from_checkpoint the Trainer rebuilds callbacks from their saved `state()` args.
+    rebuilt = ResumableEarlyStopping(**ResumableEarlyStopping(early_stopping_patience=4).state()["args"])
+    assert rebuilt.early_stopping_patience == 4
+    with pytest.raises(ValueError, match="early_stopping_threshold=0.0"):
+        ResumableEarlyStopping(early_stopping_patience=4, early_stopping_threshold=0.01)
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, synthetic_log):
