@@ -287,7 +287,7 @@ def main() -> int:
     if args.initial:
         return initial_geometry(data)
     if args.backfill_geometry:
-        return backfill_geometry([label for label in args.variants], args.epochs, data)
+        return backfill_geometry(args.variants, args.epochs, data)
 
     for label in args.variants:
         if any(same(r, label) for r in load_records()):
