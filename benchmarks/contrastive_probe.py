@@ -33,6 +33,8 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
 - `*-dropout-0.5` (SASRec too): the papers' code (RecBole's SASRec defaults, DuoRec's configs) trains with dropout
   0.5 on the embeddings, hidden states and attention, this harness with ML-1M's 0.1: noisier views may keep the
   users from being told apart so easily (DuoRec's unsupervised view is a dropout pass).
+- `cl4srec-tau-10`: dot products kept, divided by tau = 10 instead of 1: logits ten times smaller, as cosine
+  similarity bounds them, without changing what is compared; tests whether the logits' scale is what sinks accuracy.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -80,6 +82,7 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce-dropout-0.5": ("sasrec-ce", {"dropout": 0.5}, []),
     "cl4srec-dropout-0.5": ("cl4srec", {"dropout": 0.5}, []),
     "duorec-dropout-0.5": ("duorec", {"dropout": 0.5}, []),
+    "cl4srec-tau-10": ("cl4srec", {}, ["--infonce_temperature", "10"]),
 }
 
 
@@ -322,6 +325,8 @@ def main() -> int:
             "batch_size": probe_run(label, args.epochs, data)["batch_size"],
             "max_len": int(extra[extra.index("--max_len") + 1]) if "--max_len" in extra else 200,
             "dropout": probe_run(label, args.epochs, data)["dropout"],
+            "infonce_temperature": float(extra[extra.index("--infonce_temperature") + 1])
+            if "--infonce_temperature" in extra else (1.0 if model in CONTRASTIVE else None),
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),

@@ -244,7 +244,8 @@ def test_several_grids_run_in_order_each_run_once():
      ("cl4srec-batch-32", 0.1, "dot", "cl4srec", "sequence"),
      ("cl4srec-len-50", 0.1, "dot", "cl4srec", "sequence"),
      ("sasrec-ce-len-50", 0.0, "dot", "same_target", "sequence"),
-     ("duorec-dropout-0.5", 0.1, "dot", "same_target+dropout", "sequence")],
+     ("duorec-dropout-0.5", 0.1, "dot", "same_target+dropout", "sequence"),
+     ("cl4srec-tau-10", 0.1, "dot", "cl4srec", "sequence")],
 )  # fmt: skip
 def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
     """Each probe variant changes one setting of the grid's run and keeps the rest: parsed by train.py's own parser."""
@@ -260,6 +261,7 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     assert (data_args.dataset, data_args.split, batch) == ("ml-1m", "leave_one_out", 32 if "batch-32" in label else 256)
     assert model_args.max_len == (50 if "len-50" in label else 200)
     assert model_args.dropout == (0.5 if "dropout-0.5" in label else 0.1)
+    assert model_args.infonce_temperature == (10.0 if "tau-10" in label else 1.0)
 
 
 def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_state(tmp_path):
