@@ -161,8 +161,8 @@ class BTSRSelfAttention(nn.Module):
         a mask, SDPA takes its math path on CPU anyway, converting the mask and drawing `bernoulli_` dropout every
         call; here the mask is shared by all blocks and dropout draws cheaper uniform noise. Inference (no
         gradient, no active dropout) calls SDPA, whose fused kernel takes the additive mask as it is (on CPU 0.34 s
-        of attention per ML-1M evaluation pass against 0.47 s written out: benchmarks/evaluation_speed.py --profile).
-        Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
+        of attention per ML-1M evaluation pass against 0.47 s written out, in two profiles of
+        benchmarks/evaluation_speed.py --profile). Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
         """
         q = self._heads(layout.scatter(self.query(queries) * (1.0 / math.sqrt(self.head_dim))))
         k = self._heads(layout.scatter(self.key(keys)))
