@@ -59,6 +59,13 @@ class ModelArguments:
     cl4srec_crop_ratio: float = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta (share kept)."})
     cl4srec_mask_ratio: float = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})
     cl4srec_reorder_ratio: float = field(default=0.6, metadata={"help": "CL4SRec reorder ratio beta."})
+    length_grouped_attention: bool = field(
+        default=True,
+        metadata={
+            "help": "Attention per group of rows of similar length, not on one grid as long as the batch's longest "
+            "row: the same model, much faster on short-history data; only dropout's random draws differ."
+        },
+    )
 
 
 @dataclass

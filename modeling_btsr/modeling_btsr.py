@@ -49,6 +49,8 @@ ATTENTION_QUERY_BLOCK = 100
 # (`_Layout`): packing's gathers and scatters cost more than the few padded rows they skip in length-sorted
 # evaluation batches. A speed setting: item positions get the same values either way.
 DENSE_LAYOUT_MAX_PADDING = 0.1
+# Rows up to this length share the first attention group (`_length_group_bounds`); a speed setting.
+ATTENTION_GROUP_MIN_LEN = 16
 
 
 def left_pad_sequences(
@@ -147,15 +149,14 @@ class BTSRSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout"
-    ) -> torch.Tensor:
-        """`queries`, `keys`: packed item positions (n_items_in_batch, hidden); `mask_bias`: additive mask
-        (batch or 1, 1, seq_len, seq_len), 0 where a query may attend to a key and -inf elsewhere; `layout` places the
-        packed rows in the (batch, seq_len) grid (both built once per forward by `BTSRModel`). Returns packed rows.
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, groups: "_AttentionGroups") -> torch.Tensor:
+        """`queries`, `keys`: packed item positions (n_items_in_batch, hidden); `groups` (built once per forward by
+        `BTSRModel`) splits the packed rows into groups of batch rows, each with its own padded grid (`_Layout`)
+        and additive mask (n_rows or 1, 1, grid_len, grid_len), 0 where a query may attend to a key and -inf
+        elsewhere. Returns packed rows.
 
-        Projections run on item positions only; q, k, v are scattered into the padded grid (zeros at padding: those
-        keys are masked, and padded query rows are never read back) for the attention products.
+        Projections run on all item positions at once; per group, q, k, v are scattered into its padded grid (zeros
+        at padding: those keys are masked, and padded query rows are never read back) for the attention products.
 
         Passes that record gradients are written out rather than `F.scaled_dot_product_attention`: with dropout or
         a mask, SDPA takes its math path on CPU anyway, converting the mask and drawing `bernoulli_` dropout every
@@ -164,35 +165,49 @@ class BTSRSelfAttention(nn.Module):
         of attention per ML-1M evaluation pass against 0.47 s written out, in two profiles of
         benchmarks/evaluation_speed.py --profile). Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
         """
-        q = self._heads(layout.scatter(self.query(queries) * (1.0 / math.sqrt(self.head_dim))))
-        k = self._heads(layout.scatter(self.key(keys)))
-        v = self._heads(layout.scatter(self.value(keys)))
+        q_packed = self.query(queries) * (1.0 / math.sqrt(self.head_dim))
+        k_packed, v_packed = self.key(keys), self.value(keys)
+        parts = [
+            self._attend(q_packed[start:end], k_packed[start:end], v_packed[start:end], layout)
+            for start, end, layout in groups.parts
+        ]
+        return self.output(parts[0] if len(parts) == 1 else torch.cat(parts))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: "_Layout") -> torch.Tensor:
+        """Attention of one group: packed projections (n, hidden) -> packed attended values (n, hidden)."""
+        q, k, v = (self._heads(layout.scatter(t)) for t in (q, k, v))
         batch, _, length, _ = q.shape
         if not torch.is_grad_enabled() and not (self.training and self.dropout_prob > 0):
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_bias, scale=1.0)
-            return self.output(layout.gather(attended.transpose(1, 2).reshape(batch, length, -1)))
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask_bias, scale=1.0)
+            return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
         # Causal: queries [start, end) see keys [0, end) only, so the all-masked upper blocks are never computed
         # (an exp(-inf) = 0 term less in a softmax changes nothing); ~35% fewer products and dropout draws at 200.
         block = ATTENTION_QUERY_BLOCK if length > ATTENTION_QUERY_BLOCK else length
         parts = []
         for start in range(0, length, block):
             end = min(start + block, length)
-            scores = (q[:, :, start:end] @ k[:, :, :end].transpose(-1, -2)).add_(mask_bias[..., start:end, :end])
+            scores = (q[:, :, start:end] @ k[:, :, :end].transpose(-1, -2)).add_(layout.mask_bias[..., start:end, :end])
             weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
             parts.append(weights @ v[:, :, :end])
         attended = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        return self.output(layout.gather(attended.transpose(1, 2).reshape(batch, length, -1)))
+        return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
 
-    def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, mask_bias: torch.Tensor, layout: "_Layout"):
-        """Like `forward`, for the last position of the rows `layout.last_rows` only: `queries` (n_rows, hidden)
-        are those positions' queries, `keys` all packed item positions. Returns (n_rows, hidden)."""
+    def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, groups: "_AttentionGroups") -> torch.Tensor:
+        """Like `forward`, for the last position of the rows `groups.last_rows` only: `queries` (n_rows, hidden)
+        are those positions' queries, in that order; `keys` all packed item positions. Returns (n_rows, hidden)."""
         n_rows = queries.shape[0]
-        q = (self.query(queries) * (1.0 / math.sqrt(self.head_dim))).view(n_rows, self.num_heads, 1, self.head_dim)
-        k = self._heads(layout.rows_ending_in_item(layout.scatter(self.key(keys))))
-        v = self._heads(layout.rows_ending_in_item(layout.scatter(self.value(keys))))
-        scores = (q @ k.transpose(-1, -2)).add_(layout.rows_ending_in_item(mask_bias[..., -1:, :]))
-        weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
-        return self.output((weights @ v).reshape(n_rows, -1))
+        q_rows = (self.query(queries) * (1.0 / math.sqrt(self.head_dim))).view(n_rows, self.num_heads, 1, -1)
+        k_packed, v_packed = self.key(keys), self.value(keys)
+        parts, first = [], 0
+        for start, end, layout in groups.parts:
+            q = q_rows[first : first + len(layout.last_rows)]
+            first += len(layout.last_rows)
+            k = self._heads(layout.rows_ending_in_item(layout.scatter(k_packed[start:end])))
+            v = self._heads(layout.rows_ending_in_item(layout.scatter(v_packed[start:end])))
+            scores = (q @ k.transpose(-1, -2)).add_(layout.rows_ending_in_item(layout.mask_bias[..., -1:, :]))
+            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+            parts.append((weights @ v).reshape(len(q), -1))
+        return self.output(parts[0] if len(parts) == 1 else torch.cat(parts))
 
 
 class _Layout:
@@ -203,14 +218,20 @@ class _Layout:
     dropped), zeroed where the grid is returned.
     """
 
-    def __init__(self, is_item: torch.Tensor, dense: bool = False):
+    def __init__(self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32):
         self.batch, self.length = is_item.shape
         self.dense = dense
+        self.dtype = dtype
         if dense:
             self.index = torch.arange(self.batch * self.length, device=is_item.device)
         else:
             self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
         self._is_item = is_item
+
+    @functools.cached_property
+    def mask_bias(self) -> torch.Tensor:
+        """The grid's additive attention mask (see `_attention_mask_bias`), built once and shared by all blocks."""
+        return _attention_mask_bias(self._is_item, self.dtype)
 
     @functools.cached_property
     def all_rows(self) -> bool:
@@ -245,6 +266,65 @@ class _Layout:
     def rows_ending_in_item(self, grid: torch.Tensor) -> torch.Tensor:
         """The `last_rows` of a (batch, ...) tensor (no copy when every row ends in an item)."""
         return grid if self.all_rows else grid.index_select(0, self.last_rows)
+
+
+class _AttentionGroups:
+    """The groups of batch rows that attention runs in, each on its own grid (`BTSRConfig.length_grouped_attention`).
+
+    `parts` lists `(packed_start, packed_end, layout)` per group: with the batch's rows sorted by length, a group's
+    item positions are one contiguous slice of the packed rows, and its `_Layout` is the grid of its rows cut to its
+    longest row (left padding: the cut columns are padding in every one of its rows). Ungrouped: one part, the
+    whole batch's layout.
+    """
+
+    def __init__(self, layout: _Layout, bounds: list[tuple[int, int, int]] | None = None):
+        if bounds is None:
+            self.parts = [(0, len(layout.index), layout)]
+            self._first_rows = [0]
+            return
+        self.parts, self._first_rows, packed_start = [], [], 0
+        for row_start, row_end, grid_len in bounds:
+            group = _Layout(layout._is_item[row_start:row_end, layout.length - grid_len :], dtype=layout.dtype)
+            self.parts.append((packed_start, packed_start + len(group.index), group))
+            self._first_rows.append(row_start)
+            packed_start += len(group.index)
+
+    @functools.cached_property
+    def last_rows(self) -> torch.Tensor:
+        """Batch rows (of the sorted batch) whose last position is an item, group by group."""
+        rows = [first + layout.last_rows for first, (_, _, layout) in zip(self._first_rows, self.parts)]
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+    @functools.cached_property
+    def last_packed(self) -> torch.Tensor:
+        """The packed row of each of `last_rows`' last position."""
+        rows = [start + layout.last_packed for start, _, layout in self.parts]
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+
+def _length_group_bounds(sorted_lengths: list[int]) -> list[tuple[int, int, int]] | None:
+    """Row groups for attention: `(row_start, row_end, grid_len)` per group of the rows, sorted by length, whose
+    lengths fall in one power-of-two bin (lengths up to `ATTENTION_GROUP_MIN_LEN` share the first), `grid_len`
+    the group's longest row. Empty rows (length 0) join no group: they have no position to compute. `None` when
+    every non-empty row falls in one bin (one grid, as ungrouped). A row of a grid at most twice its length (four
+    times, at the first bin) wastes at most 3/4 of its attention cells on padding, against most of them on one
+    grid for short-history data; few groups keep the per-group overhead small.
+
+    >>> _length_group_bounds([0, 3, 9, 16, 17, 40, 200])
+    [(1, 4, 16), (4, 5, 17), (5, 6, 40), (6, 7, 200)]
+    """
+    groups, row_start, current = [], None, None
+    for row, length in enumerate(sorted_lengths):
+        if length == 0:
+            continue
+        length_bin = max(ATTENTION_GROUP_MIN_LEN, 1 << (length - 1).bit_length())
+        if length_bin != current:
+            if current is not None:
+                groups.append((row_start, row, sorted_lengths[row - 1]))
+            row_start, current = row, length_bin
+    if current is not None:
+        groups.append((row_start, len(sorted_lengths), sorted_lengths[-1]))
+    return groups if len(groups) > 1 else None
 
 
 def _attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -314,19 +394,19 @@ class BTSRBlock(GradientCheckpointingLayer):
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, layout: _Layout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, groups: _AttentionGroups) -> torch.Tensor:
         """`x`: packed item positions (n_items_in_batch, hidden); padding is never computed (the reference zeroes
         it after every block, and padded keys are masked, so item positions are unaffected)."""
         queries = self.attention_layernorm(x)
-        x = queries + self.attention(queries, x, mask_bias, layout)
+        x = queries + self.attention(queries, x, groups)
         return self.feed_forward(self.feed_forward_layernorm(x))
 
-    def forward_last(self, x: torch.Tensor, mask_bias: torch.Tensor, layout: _Layout) -> torch.Tensor:
-        """The block's output at the last position of the rows `layout.last_rows` only, (n_rows, hidden): keys and
+    def forward_last(self, x: torch.Tensor, groups: _AttentionGroups) -> torch.Tensor:
+        """The block's output at the last position of the rows `groups.last_rows` only, (n_rows, hidden): keys and
         values still come from every position, but the query-side path (LayerNorm, attention row, residual,
         feed-forward) runs for those positions alone."""
-        queries = self.attention_layernorm(x.index_select(0, layout.last_packed))
-        x = queries + self.attention.forward_last(queries, x, mask_bias, layout)
+        queries = self.attention_layernorm(x.index_select(0, groups.last_packed))
+        x = queries + self.attention.forward_last(queries, x, groups)
         return self.feed_forward(self.feed_forward_layernorm(x))
 
 
@@ -493,7 +573,18 @@ class BTSRModel(BTSRPreTrainedModel):
         dense = not (self.training or torch.is_grad_enabled()) and (
             1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
         )
-        layout = _Layout(is_item, dense=dense)
+        order, bounds = None, None
+        if self.config.length_grouped_attention and not dense:
+            sorted_lengths, order = torch.sort(is_item.sum(dim=1), stable=True)
+            bounds = _length_group_bounds(sorted_lengths.tolist())
+            if bounds is None:
+                order = None  # one group: the batch as it is
+            else:  # rows sorted by length, so that each group's item positions are contiguous once packed
+                input_ids, is_item = input_ids.index_select(0, order), is_item.index_select(0, order)
+                if position_offsets is not None:
+                    position_offsets = position_offsets.index_select(0, order.to(position_offsets.device))
+        layout = _Layout(is_item, dense=dense, dtype=self.item_embeddings.weight.dtype)
+        groups = _AttentionGroups(layout, bounds)
         positions = layout.index % length + (max_len - length)
         if position_offsets is not None:
             shift = position_offsets.to(positions.device).index_select(0, layout.index // length)
@@ -502,19 +593,21 @@ class BTSRModel(BTSRPreTrainedModel):
             self.config.hidden_size
         ) + self.position_embeddings(positions)
         x = self.embedding_dropout(x)
-        mask_bias = _attention_mask_bias(is_item, x.dtype)
         if user_embeddings_only:
             for block in self.blocks[:-1]:
-                x = block(x, mask_bias, layout)
-            last = self.final_layernorm(self.blocks[-1].forward_last(x, mask_bias, layout))
-            users = last.new_zeros(batch, last.shape[-1]).index_copy(0, layout.last_rows, last)
+                x = block(x, groups)
+            last = self.final_layernorm(self.blocks[-1].forward_last(x, groups))
+            rows = groups.last_rows if order is None else order.index_select(0, groups.last_rows)
+            users = last.new_zeros(batch, last.shape[-1]).index_copy(0, rows, last)
             output = BTSRModelOutput(last_hidden_state=None, user_embeddings=users)
             return output if return_dict is not False else output.to_tuple()
         for block in self.blocks:
-            x = block(x, mask_bias, layout)
+            x = block(x, groups)
         x = layout.scatter(self.final_layernorm(x))
         if layout.dense:
             x = x * is_item.unsqueeze(-1).to(x.dtype)  # padding zeroed, as in the reference
+        if order is not None:
+            x = x.index_select(0, order.argsort())  # back to the batch's own row order
         output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
         return output if return_dict is not False else output.to_tuple()
 

@@ -130,6 +130,7 @@ def make_config(
         cl4srec_crop_ratio=model_args.cl4srec_crop_ratio,
         cl4srec_mask_ratio=model_args.cl4srec_mask_ratio,
         cl4srec_reorder_ratio=model_args.cl4srec_reorder_ratio,
+        length_grouped_attention=model_args.length_grouped_attention,
     )
 
 

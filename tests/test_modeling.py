@@ -133,6 +133,72 @@ def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only)
     assert not layouts[-1].dense
 
 
+def _ragged_batch(max_len=150, lengths=(0, 3, 9, 15, 20, 40, 70, 150, 5, 33)):
+    """Rows spanning several length bins (and an empty row), in no length order."""
+    generator = torch.Generator().manual_seed(1)
+    return left_pad_sequences([torch.randint(1, 41, (n,), generator=generator).tolist() for n in lengths], max_len)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "grad", "user_embeddings_only"])
+@pytest.mark.parametrize("heads", [1, 2])
+def test_length_grouped_attention_equals_one_grid(monkeypatch, mode, heads):
+    """Attention per length group gives the states, user embeddings and gradients of one grid for the batch."""
+    import modeling_btsr.modeling_btsr as modeling
+
+    groups_seen = []
+    original = modeling._AttentionGroups
+
+    def spy(*args, **kwargs):
+        groups_seen.append(original(*args, **kwargs))
+        return groups_seen[-1]
+
+    monkeypatch.setattr(modeling, "_AttentionGroups", spy)
+    ids, mask = _ragged_batch()
+    offsets = torch.tensor([0, 2, 0, 5, 0, 1, 0, 0, 7, 3])  # prefixes at their positions: offsets follow the rows
+    results = {}
+    for grouped in (False, True):
+        model = make_model(hidden_size=16, num_attention_heads=heads, max_position_embeddings=160)
+        model.config.length_grouped_attention = grouped
+        with torch.set_grad_enabled(mode != "no_grad"):
+            out = model.btsr(ids, mask, position_offsets=offsets, user_embeddings_only=mode == "user_embeddings_only")
+        assert len(groups_seen[-1].parts) == (5 if grouped else 1)  # bins 16, 32, 64, 128, 256 (the empty row: none)
+        results[grouped] = out
+        if mode != "no_grad":
+            target = out.user_embeddings if mode == "user_embeddings_only" else out.last_hidden_state
+            (target * torch.linspace(-1, 1, target.numel()).view_as(target)).sum().backward()
+            results[grouped, "grad"] = [p.grad.clone() for p in model.parameters()]
+    one, grouped = results[False], results[True]
+    assert torch.allclose(grouped.user_embeddings, one.user_embeddings, atol=1e-5)
+    assert torch.equal(grouped.user_embeddings[0], torch.zeros(16))  # the empty row
+    if mode != "user_embeddings_only":
+        assert torch.allclose(grouped.last_hidden_state, one.last_hidden_state, atol=1e-5)
+        assert torch.equal(grouped.last_hidden_state[1, :-3], torch.zeros(147, 16))  # padding stays zero
+    if mode != "no_grad":
+        for a, b in zip(results[True, "grad"], results[False, "grad"]):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_length_grouped_training_is_seeded_and_one_bin_batches_are_untouched():
+    """Dropout draws differ from one grid's (another random stream) but repeat with the seed; a batch whose rows
+    share one length bin runs exactly as ungrouped."""
+    ids, mask = _ragged_batch()
+    states = []
+    for grouped, seed in ((True, 5), (True, 5), (False, 5)):
+        model = make_model(hidden_size=16, max_position_embeddings=160, hidden_dropout_prob=0.3).train()
+        model.config.length_grouped_attention = grouped
+        torch.manual_seed(seed)
+        states.append(model.btsr(ids, mask).last_hidden_state)
+    assert torch.equal(states[0], states[1]) and not torch.allclose(states[0], states[2])
+    same_bin = left_pad_sequences([[3] * n for n in (20, 31, 25)], 160)
+    states = []
+    for grouped in (True, False):
+        model = make_model(hidden_size=16, max_position_embeddings=160, hidden_dropout_prob=0.3).train()
+        model.config.length_grouped_attention = grouped
+        torch.manual_seed(5)
+        states.append(model.btsr(*same_bin).last_hidden_state)
+    assert torch.equal(states[0], states[1])
+
+
 def test_attention_mask_bias_equals_its_definition():
     from modeling_btsr.modeling_btsr import _attention_mask_bias
 
