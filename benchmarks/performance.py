@@ -21,6 +21,10 @@ Sections:
   Twins loss); wall time of collation + forward + backward + optimizer step, the settings interleaved batch by
   batch; labelled positions/s. Also SASRec-CE with length-bucketed batches (what a length-grouping sampler would
   gain).
+* ``grouping``: epochs with attention on one grid per batch (as long as its longest row) against attention per
+  group of rows of similar length (``length_grouped_attention``, the default): SASRec-CE on ML-1M, and SASRec-SCE
+  and BT-SR on Amazon Beauty with its reference settings (batch 1024, dropout 0.6, alpha 0.25; read from
+  ``../shared/data/beauty/Beauty.txt.gz``, skipped when absent), interleaved batch by batch.
 * ``profile``: a CE and an SCE step split into encoder forward / loss forward / loss backward / encoder backward /
   optimizer, hence the lowest SCE / CE epoch ratio reachable while the encoder is shared.
 * ``recommend``: ``recommend`` latency for one user (p50/p99 over 200 calls) and throughput for 256 users at once.
@@ -69,8 +73,8 @@ def load(path: Path):
     return split, build_train_dataset(split.train_sequences, MAX_LEN)
 
 
-def sce_buckets(examples) -> int:
-    return int(2 * math.sqrt(BATCH * examples.mean_labelled_positions))
+def sce_buckets(examples, batch_size: int = BATCH) -> int:
+    return int(2 * math.sqrt(batch_size * examples.mean_labelled_positions))
 
 
 def make_model(num_items: int, loss_type: str, alpha: float, n_buckets: int, seed: int = 0, device="cpu", **overrides):
@@ -111,7 +115,7 @@ class EpochRun:
         from data_processing import PairedTrainDataset, SequenceCollator
 
         self.device = torch.device(device)
-        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples), device=device,
+        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples, batch_size), device=device,
                                                 **overrides)  # fmt: skip
         config = self.model.config
         self.dataset = PairedTrainDataset(
@@ -257,7 +261,7 @@ def ce_logits_mb(positions: int, num_items: int) -> dict:
     return {"logits_mb": round(one), "unfused_peak_extra_mb": round(3 * one)}
 
 
-SECTIONS = ("epochs", "profile", "recommend", "memory", "objectives", "recbole", "gpu")
+SECTIONS = ("epochs", "grouping", "profile", "recommend", "memory", "objectives", "recbole", "gpu")
 
 
 def markdown(results: dict) -> str:
@@ -278,6 +282,11 @@ def markdown(results: dict) -> str:
             ("BT-SR CE labelled positions/s", r["btsr_ce_positions_per_s"], c),
             ("SASRec CE epoch, length-bucketed batches (s)", r["sasrec_ce_epoch_s_length_bucketed"], c),
         ]
+    if "grouping" in cmd:
+        c = cmd["grouping"]
+        for name, figures in r["grouping"]["speedup"].items():
+            rows.append((f"{name} epoch (s): one grid / grouped attention (speed-up)",
+                         f"{figures['one_grid_epoch_s']} / {figures['grouped_epoch_s']} ({figures['speedup']}x)", c))  # fmt: skip
     if "profile" in cmd:
         c, prof = cmd["profile"], r["profile"]
         for name in ("ce", "sce"):
@@ -396,6 +405,33 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
             "sce_over_ce": results["sce_over_ce"] <= 0.6,
         },
     }
+
+
+BEAUTY = ROOT.parent / "shared" / "data" / "beauty" / "Beauty.txt.gz"
+
+
+def section_grouping(results: dict, examples, num_items: int, max_batches) -> None:
+    """One grid against grouped attention, each pair interleaved batch by batch (same batches, same seed)."""
+    settings = {"ml-1m SASRec-CE": (examples, num_items, {"loss_type": "ce", "alpha": 0.0})}
+    if BEAUTY.exists():
+        from data_processing import build_train_dataset, leave_one_out_split, read_interactions
+
+        split = leave_one_out_split(read_interactions(BEAUTY, "s3rec"), max_len=MAX_LEN)
+        beauty = build_train_dataset(split.train_sequences, MAX_LEN)
+        reference = {"batch_size": 1024, "hidden_dropout_prob": 0.6, "attention_probs_dropout_prob": 0.6}
+        settings["beauty SASRec-SCE"] = (beauty, len(split.item_vocab), {"loss_type": "sce", "alpha": 0.0, **reference})
+        settings["beauty BT-SR"] = (beauty, len(split.item_vocab), {"loss_type": "sce", "alpha": 0.25, **reference})
+    else:
+        print(f"grouping: {BEAUTY} not found; ML-1M alone")
+    figures, speedup = {}, {}
+    for name, (data, items, setting) in settings.items():
+        pair = {grid: {**setting, "length_grouped_attention": grid == "grouped"} for grid in ("one_grid", "grouped")}
+        measured = time_epochs(data, items, pair, max_batches)
+        print(name, measured, flush=True)
+        figures[name] = measured
+        one, grouped = measured["one_grid"]["epoch_s"], measured["grouped"]["epoch_s"]
+        speedup[name] = {"one_grid_epoch_s": one, "grouped_epoch_s": grouped, "speedup": round(one / grouped, 2)}
+    results["grouping"] = {"epochs": figures, "speedup": speedup}
 
 
 GPU_EPOCHS = 20
@@ -641,6 +677,8 @@ def main():
         measured_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         if name == "epochs":
             section_epochs(results, examples, num_items, max_batches)
+        elif name == "grouping":
+            section_grouping(results, examples, num_items, max_batches)
         elif name == "profile":
             section_profile(results, examples, num_items, batches=2 if args.quick else 8)
         elif name == "recommend":

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modeling_btsr.metrics import paired_bootstrap_ci  # noqa: E402
-from reproduce import device_of as device  # noqa: E402  (the one rule for records without a `device`)
+from reproduce import computed_on as device  # noqa: E402  (the one rule for records without `device` / grouping)
 
 RESULTS = ROOT / "benchmarks" / "results"
 # The batch of each dataset's main runs (benchmarks/reproduce.py DATASETS); the alpha plots use these alone.
@@ -33,8 +33,9 @@ def setting(record: dict) -> tuple:
             record["dropout"], record["batch_size"], device(record))  # fmt: skip
 
 
-# One record per seed where a seed ran on both: the GPU's (a rule fixed before any result, see `pooled_by_seed`).
-DEVICE_PREFERENCE = ("cuda", "cpu")
+# One record per seed where a seed ran on both: the GPU's, then grouped attention's (rules fixed before any result
+# of theirs, see `pooled_by_seed`).
+DEVICE_PREFERENCE = ("cuda grouped", "cuda", "cpu grouped", "cpu")
 
 
 def pooled_by_seed(records: list[dict]) -> dict[tuple, dict[int, dict]]:
@@ -94,7 +95,10 @@ def main() -> int:
              "shared their machine with other jobs (CPU runs: the 2 cores, record field `threads`; GPU runs, device "
              "`cuda`: 16 trainings at once on one H200 and 16 cores, `benchmarks/gpu_session.sh grid`), so compare "
              "times with `benchmarks/results/performance.md` (objectives and gpu sections), not across rows here.",
-             ""]  # fmt: skip
+             "", "`device`: `cpu` or `cuda`; `grouped`: attention per group of rows of similar length "
+             "(`--length_grouped_attention`, train.py's default since it came; the same model, dropout drawn in other "
+             "shapes, so another run as another device is). Records without it ran on one grid: their recorded "
+             "commands predate the flag, so rerun them with `--length_grouped_attention False`.", ""]  # fmt: skip
     groups = defaultdict(list)
     for record in records:
         groups[setting(record)].append(record)
@@ -168,7 +172,8 @@ def _pooled_section(records: list[dict]) -> list[str]:
         return []
     return ["", "## Seeds pooled across devices", "",
             "Settings whose seeds are complete only over both machines (a GPU session ran some seeds, the CPU the "
-            "rest). One record per seed: the GPU's where a seed ran on both, a rule fixed before any result. Both "
+            "rest). One record per seed: the GPU's where a seed ran on both, a rule fixed before any result "
+            "(and a grouped-attention run before a one-grid run of the same seed, fixed before any grouped run). Both "
             "are fp32 from the same initial weights; the device changes kernels and dropout streams, so it moves a "
             "run as another seed does (ML-1M seed 0 of SASRec-CE and BT-SR ran on both: compare their rows above). "
             "Differences: against SASRec pooled by the same rule over the same seeds, per-user paired bootstrap.", "",

@@ -72,7 +72,7 @@ CONTRASTIVE_ALPHA = 0.1
 CONTRASTIVE_ALPHA_PER_POSITION = {"ml-1m": 0.001}
 
 
-def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, batch_size=None):
+def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, batch_size=None, grouped=False):
     base = DATASETS[(dataset, protocol)]
     loss = loss or base["loss"]
     if model == "bt-sr":
@@ -83,7 +83,8 @@ def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, bat
         alpha = 0.0
     return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
             "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": batch_size or base["batch_size"],
-            "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"]}  # fmt: skip
+            "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"],
+            **({"length_grouped_attention": True} if grouped else {})}  # fmt: skip
 
 
 GRIDS = ("main", "amazon", "temporal", "contrastive", "contrastive_rescaled", "batch_size", "alpha_sweep",
@@ -102,8 +103,8 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         runs = []
         for dataset in ("beauty", "sports"):
             for seed in seeds:
-                runs += [_run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6),
-                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6)]  # fmt: skip
+                runs += [_run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6, grouped=True),
+                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6, grouped=True)]  # fmt: skip
         for seed in seeds:
             runs += [_run("lastfm", "leave_one_out", "sasrec-ce", seed), _run("lastfm", "leave_one_out", "bt-sr", seed)]
         return runs
@@ -156,6 +157,17 @@ def device_of(run: dict) -> str:
     return run.get("device", "cpu")  # runs from before GPU runs have no `device`: CPU runs
 
 
+def computed_on(run: dict) -> str:
+    """The device, plus `grouped` for a run with length-grouped attention (BTSRConfig.length_grouped_attention).
+
+    Grouping computes the same model, drawing dropout noise in other shapes, so a grouped run is another run as one
+    on another device is (own id, own table row). Runs from before the setting existed carry no key and ran on one
+    grid: their commands say so (`--length_grouped_attention False`), so they still reproduce. Beauty and Sports run
+    grouped (their epochs ~5x faster, benchmarks/performance.py --sections grouping); the other grids keep one grid,
+    their seeds recorded that way."""
+    return device_of(run) + (" grouped" if run.get("length_grouped_attention") else "")
+
+
 def on_device(runs: list[dict], device: str) -> list[dict]:
     """A GPU run is another run (other kernels, other rounding): its own id, record and table row. CPU runs carry no
     `device` key, so they keep the ids they had before devices existed (their checkpoints and records stay valid)."""
@@ -172,6 +184,7 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
         "--loss_type", run["loss_type"], "--bt_alpha", str(run["bt_alpha"]), "--bt_lambda", str(run["bt_lambda"]),
         "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
         "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
+        "--length_grouped_attention", str(bool(run.get("length_grouped_attention", False))),
         "--output_dir", str(output_dir), "--save_total_limit", "2",
         *(["--use_cpu"] if device_of(run) == "cpu" else []),
     ]  # fmt: skip

@@ -199,6 +199,26 @@ def test_gpu_runs_get_their_own_ids_and_cpu_ids_do_not_change():
     assert "--use_cpu" not in reproduce.train_command(gpu[0], Path("out"))
 
 
+def test_grouped_attention_runs_get_their_own_ids_and_older_runs_keep_one_grid():
+    """Beauty and Sports run with length-grouped attention (own ids, own rows); every run recorded before the
+    setting existed keeps its id, and its command now says it ran on one grid (the train.py default changed)."""
+    from modeling_btsr.arguments import parse_arguments
+
+    reproduce = load_script("reproduce")
+    amazon = reproduce.grid("amazon", [0])
+    beauty = [r for r in amazon if r["dataset"] in ("beauty", "sports")]
+    lastfm = [r for r in amazon if r["dataset"] == "lastfm"]
+    assert beauty and all(reproduce.computed_on(r) == "cpu grouped" for r in beauty)
+    assert reproduce.run_id(lastfm[0]) == "lastfm-leave_one_out-sasrec-ce-s0-e02a7fa8"  # recorded before grouping
+    assert reproduce.run_id(reproduce.grid("main", [0])[0]) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
+    old_beauty = {k: v for k, v in beauty[0].items() if k != "length_grouped_attention"}
+    assert reproduce.run_id(old_beauty) == "beauty-leave_one_out-sasrec-sce-s0-4303a7be"  # the one-grid record's id
+    assert reproduce.computed_on(reproduce.on_device(beauty, "cuda")[0]) == "cuda grouped"
+    for run, grouped in ((beauty[0], True), (lastfm[0], False)):
+        command = reproduce.train_command(run, Path("out"))
+        assert parse_arguments(command[2:])[0].length_grouped_attention is grouped
+
+
 def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     reproduce = load_script("reproduce")
     seeds = [0, 1, 2]
