@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from modeling_btsr.metrics import paired_bootstrap_ci  # noqa: E402
 from reproduce import computed_on as device  # noqa: E402  (the one rule for records without `device` / grouping)
+from reproduce import per_user_metric  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 # The batch of each dataset's main runs (benchmarks/reproduce.py DATASETS); the alpha plots use these alone.
@@ -76,8 +77,8 @@ def difference_cells(method_runs: list[dict], base_runs: list[dict]) -> list[str
     user's metric averaged over the seeds first (users resampled, seeds kept)."""
     cells = []
     for metric in ("ndcg@10", "hr@10"):
-        a = np.mean([r["test_per_user"][metric] for r in method_runs], axis=0)
-        b = np.mean([r["test_per_user"][metric] for r in base_runs], axis=0)
+        a = np.mean([per_user_metric(r["test_per_user"], metric) for r in method_runs], axis=0)
+        b = np.mean([per_user_metric(r["test_per_user"], metric) for r in base_runs], axis=0)
         ci = paired_bootstrap_ci(a, b, seed=0)
         cells += [f"{ci.mean:+.4f}", f"[{ci.low:+.4f}, {ci.high:+.4f}]"]
     coverage = np.mean([r["test_coverage@10"] for r in method_runs]) - np.mean(

@@ -14,6 +14,8 @@ Each run is `train.py` in a subprocess with a fixed setting; its working folder 
 `$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
 session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, under
 a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per grid below and stored in every record.
+Each record keeps its users' test ranks within the top 10 (`test_per_user`, see `compact_per_user`) for paired
+per-user intervals.
 """
 
 import argparse
@@ -29,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from machine_info import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +107,8 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         for dataset in ("beauty", "sports"):
             for seed in seeds:
                 runs += [_run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6, grouped=True),
-                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6, grouped=True)]  # fmt: skip
+                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6,
+                              grouped=True)]  # fmt: skip
         for seed in seeds:
             runs += [_run("lastfm", "leave_one_out", "sasrec-ce", seed), _run("lastfm", "leave_one_out", "bt-sr", seed)]
         return runs
@@ -210,6 +214,41 @@ def exclusive(lock_file: Path, wait: bool = True):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+RANK_DIGITS = "0123456789a"  # rank@10 per user, one character each: 1-9, a = 10, 0 = not in the top 10
+
+
+def compact_per_user(per_user: dict) -> dict:
+    """Per-user test results as each user's rank of its target within the top 10 (`rank@10`, one character per user
+    in users' order, see `RANK_DIGITS`), from which HR@10 and NDCG@10 follow exactly (`per_user_metric`): a Beauty
+    record holds 22 KB here instead of ~240 KB of two float lists. Takes train.py's `eval/test_per_user.json`
+    (`hr@10`, `ndcg@10` lists) or an already compact dict; checks that the two lists are those of one rank per user."""
+    if "rank@10" in per_user:
+        return {"rank@10": per_user["rank@10"]}
+    hr, ndcg = np.asarray(per_user["hr@10"], dtype=float), np.asarray(per_user["ndcg@10"], dtype=float)
+    ranks = np.rint(2.0 ** (1.0 / np.where(ndcg > 0, ndcg, 1.0)) - 1.0).astype(int) * (ndcg > 0)
+    if ranks.min(initial=0) < 0 or ranks.max(initial=0) > 10:
+        raise ValueError("per-user ndcg@10 holds a value no rank in 1..10 gives")
+    compact = {"rank@10": "".join(RANK_DIGITS[rank] for rank in ranks)}
+    if not (np.array_equal(per_user_metric(compact, "hr@10"), hr)
+            and np.allclose(per_user_metric(compact, "ndcg@10"), ndcg, rtol=0, atol=1e-9)):  # fmt: skip
+        raise ValueError("per-user hr@10 / ndcg@10 are not those of one rank in 1..10 per user")
+    return compact
+
+
+def per_user_metric(per_user: dict, metric: str) -> np.ndarray:
+    """`hr@10` or `ndcg@10` per user, float64, from a record's `test_per_user` (see `compact_per_user`).
+
+    >>> per_user_metric({"rank@10": "013a"}, "ndcg@10").round(4).tolist()
+    [0.0, 1.0, 0.5, 0.2891]
+    """
+    ranks = np.asarray([RANK_DIGITS.index(c) for c in per_user["rank@10"]], dtype=float)
+    if metric == "hr@10":
+        return (ranks > 0).astype(float)
+    if metric == "ndcg@10":
+        return np.divide(1.0, np.log2(ranks + 1.0), out=np.zeros_like(ranks), where=ranks > 0)
+    raise ValueError(f"unknown per-user metric {metric!r}: hr@10 | ndcg@10")
+
+
 def append_record(record: dict) -> None:
     # Read-modify-write under a lock: two runners finishing at once must not drop each other's record.
     with exclusive(RESULTS.with_suffix(".lock")):
@@ -282,7 +321,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
               "threads": threads,
               "command": " ".join(command[1:]),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
-              "test_per_user": {k: per_user[k] for k in ("hr@10", "ndcg@10")},
+              "test_per_user": compact_per_user(per_user),
               "curve_eval_ndcg@10": validation_curve(folder)}  # fmt: skip
     append_record(record)
     return True

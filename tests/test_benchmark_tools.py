@@ -3,6 +3,7 @@
 import contextlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import sys
 import time
@@ -110,52 +111,76 @@ def test_validation_curve_reads_every_epoch_of_the_last_checkpoint(tmp_path):
     assert reproduce.validation_curve(tmp_path) == [0.1, 0.2, 0.12346]
 
 
-def _record(model, alpha, seed, ndcg, hr, coverage, loss="ce"):
+def _record(model, alpha, seed, ranks, coverage, loss="ce"):
+    """A record whose users' targets sit at `ranks` (one character each: 1-9, a = 10, 0 = not in the top 10)."""
     return {"dataset": "d", "protocol": "leave_one_out", "model": model, "loss_type": loss, "bt_alpha": alpha,
             "dropout": 0.1, "batch_size": 256, "seed": seed, "test_coverage@10": coverage,
-            "test_per_user": {"ndcg@10": ndcg, "hr@10": hr}}  # fmt: skip
+            "test_per_user": {"rank@10": ranks}}  # fmt: skip
+
+
+NDCG_OF_RANK = {str(r): 1.0 / math.log2(r + 1) for r in range(1, 10)} | {"a": 1.0 / math.log2(11), "0": 0.0}
+
+
+def test_per_user_results_are_stored_as_ranks_that_give_back_hr_and_ndcg():
+    reproduce = load_script("reproduce")
+    ranks = [0, 1, 2, 3, 10, 0, 7]
+    written = {"hr@10": [float(r > 0) for r in ranks], "ndcg@10": [1 / math.log2(r + 1) if r else 0.0 for r in ranks]}
+    compact = reproduce.compact_per_user(written)
+    assert compact == {"rank@10": "0123a07"}
+    assert reproduce.compact_per_user(compact) == compact
+    assert reproduce.per_user_metric(compact, "ndcg@10").tolist() == [NDCG_OF_RANK[c] for c in "0123a07"]
+    assert reproduce.per_user_metric(compact, "hr@10").tolist() == [0.0, 1, 1, 1, 1, 0, 1]
+    with pytest.raises(ValueError, match="one rank"):  # a hit with no gain: not one rank
+        reproduce.compact_per_user({"hr@10": [1.0, 1.0], "ndcg@10": [1.0, 0.0]})
+    with pytest.raises(ValueError, match="no rank in 1..10"):
+        reproduce.compact_per_user({"hr@10": [1.0], "ndcg@10": [0.2]})  # rank 31
 
 
 def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     report = load_script("report")
     rng = np.random.default_rng(0)
-    base = {s: rng.random(50).tolist() for s in (0, 1)}
-    method = {s: (np.asarray(base[s]) + 0.1).tolist() for s in (0, 1)}
+    base = {s: "".join(rng.choice(["0", "3"], 50)) for s in (0, 1)}
+    method = {s: base[s].translate(str.maketrans("03", "31")) for s in (0, 1)}  # NDCG 0 -> 0.5, 0.5 -> 1
     # Decoys first: another prediction loss, another batch size, another device (same seed 0).
-    decoys = [_record("sasrec-sce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1, loss="sce"),
-              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), batch_size=64),
-              dict(_record("sasrec-ce", 0.0, 0, [0.0] * 50, [0.0] * 50, 0.1), device="cuda")]  # fmt: skip
-    baselines = [_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5) for s in (0, 1)]
-    methods = [_record("cl4srec", 0.1, s, method[s], method[s], 0.6) for s in (0, 1)]
+    decoys = [_record("sasrec-sce", 0.0, 0, "0" * 50, 0.1, loss="sce"),
+              dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), batch_size=64),
+              dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), device="cuda")]  # fmt: skip
+    baselines = [_record("sasrec-ce", 0.0, s, base[s], 0.5) for s in (0, 1)]
+    methods = [_record("cl4srec", 0.1, s, method[s], 0.6) for s in (0, 1)]
     records = decoys + baselines + methods
     assert report.baseline_of(methods[0], records) is baselines[0]
     assert report.baseline_of(methods[1], records) is baselines[1]
     assert report.baseline_of(dict(methods[0], batch_size=1024), records) is None
     assert report.baseline_of(dict(methods[0], device="cuda"), records) is decoys[2]
-    # Pooled: per-user means over seeds, so the difference is exactly +0.1 for every user.
+    # Pooled: per-user means over seeds, so the difference is exactly +0.5 NDCG@10 for every user.
     cells = report.difference_cells(methods, baselines)
-    assert cells[0] == "+0.1000" and cells[1] == "[+0.1000, +0.1000]"
+    assert cells[0] == "+0.5000" and cells[1] == "[+0.5000, +0.5000]"
+    hit_rate = {name: np.mean([[c != "0" for c in ranks] for ranks in runs.values()])
+                for name, runs in (("method", method), ("base", base))}  # fmt: skip
+    hits = hit_rate["method"] - hit_rate["base"]
+    assert cells[2] == f"{hits:+.4f}" and hits > 0
     assert cells[-1] == "+0.1000"
 
 
 def test_report_pools_seeds_across_devices_one_record_per_seed_gpu_first():
     report = load_script("report")
     rng = np.random.default_rng(1)
-    base = {s: rng.random(40).tolist() for s in (0, 1, 2)}
+    base = {s: "".join(rng.choice(["0", "3"], 40)) for s in (0, 1, 2)}
+    up = str.maketrans("03", "31")  # each user's NDCG@10 +0.5
 
     def on_gpu(record):
         return dict(record, device="cuda")
 
     # SASRec: seeds 0-2 on the GPU, seed 0 on the CPU too (the GPU's is the one pooled).
-    baselines = [on_gpu(_record("sasrec-ce", 0.0, s, base[s], base[s], 0.5)) for s in (0, 1, 2)]
-    cpu_twin = _record("sasrec-ce", 0.0, 0, [1.0] * 40, [1.0] * 40, 0.9)
-    # The method: seeds 0, 1 on the GPU, seed 2 on the CPU; each user +0.2 above its seed's SASRec.
-    methods = [on_gpu(_record("duorec", 0.1, s, (np.asarray(base[s]) + 0.2).tolist(), base[s], 0.7)) for s in (0, 1)]
-    methods.append(_record("duorec", 0.1, 2, (np.asarray(base[2]) + 0.2).tolist(), base[2], 0.4))
+    baselines = [on_gpu(_record("sasrec-ce", 0.0, s, base[s], 0.5)) for s in (0, 1, 2)]
+    cpu_twin = _record("sasrec-ce", 0.0, 0, "1" * 40, 0.9)
+    # The method: seeds 0, 1 on the GPU, seed 2 on the CPU; each user +0.5 above its seed's SASRec.
+    methods = [on_gpu(_record("duorec", 0.1, s, base[s].translate(up), 0.7)) for s in (0, 1)]
+    methods.append(_record("duorec", 0.1, 2, base[2].translate(up), 0.4))
     records = [cpu_twin, *baselines, *methods]
     for record in records:
         record.update({metric: record.get(metric, 0.0) for metric in report.METRICS})
-        record["test_ndcg@10"] = float(np.mean(record["test_per_user"]["ndcg@10"]))
+        record["test_ndcg@10"] = float(np.mean([NDCG_OF_RANK[c] for c in record["test_per_user"]["rank@10"]]))
     pooled = report.pooled_by_seed(records)
     assert pooled[report.setting(baselines[0])[:-1]][0] is baselines[0]  # the GPU record, though the CPU's came first
     lines = report._pooled_section(records)
@@ -163,9 +188,9 @@ def test_report_pools_seeds_across_devices_one_record_per_seed_gpu_first():
     assert len(rows) == 1 and "| duorec |" in rows[0]  # SASRec is complete on the GPU alone: not repeated
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[7] == "0 cuda, 1 cuda, 2 cpu"
-    expected_ndcg = np.mean([np.mean(m["test_per_user"]["ndcg@10"]) for m in methods])
+    expected_ndcg = np.mean([NDCG_OF_RANK[c] for m in methods for c in m["test_per_user"]["rank@10"]])
     assert cells[9] == f"{expected_ndcg:.4f}"
-    assert cells[8 + len(report.METRICS)] == "+0.2000"  # against SASRec seeds 0-2 (GPU), not the CPU twin
+    assert cells[8 + len(report.METRICS)] == "+0.5000"  # against SASRec seeds 0-2 (GPU), not the CPU twin
     assert cells[-1] == f"{np.mean([0.7, 0.7, 0.4]) - 0.5:+.4f}"
     assert report._pooled_section(baselines + methods[:2]) == []  # nothing to pool
 
@@ -174,7 +199,7 @@ def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     report = load_script("report")
     monkeypatch.setattr(report, "RESULTS", tmp_path)
-    records = [dict(_record(m, a, 0, [0.0], [0.0], 0.5), **{"test_hr@10": 0.1, "test_ndcg@10": 0.1,
+    records = [dict(_record(m, a, 0, "0", 0.5), **{"test_hr@10": 0.1, "test_ndcg@10": 0.1,
                                                              "test_hr@10_tail": 0.0})
                for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2), ("cl4srec", 0.1), ("duorec", 0.1))]  # fmt: skip
     report._alpha_plots(records)
