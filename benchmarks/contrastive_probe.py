@@ -54,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_model  # noqa: E402
 from reproduce import (  # noqa: E402
-    CONTRASTIVE, DATASETS, SHARED, WORK, _run, exclusive, last_complete_checkpoint, train_command,
+    DATASETS, SHARED, WORK, _run, exclusive, last_complete_checkpoint, train_command,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +94,25 @@ def probe_run(label: str, epochs: int, data: tuple[str, str] = ("ml-1m", "leave_
 
 def probe_command(label: str, epochs: int, output_dir: Path, data: tuple[str, str] = ("ml-1m", "leave_one_out")):
     return train_command(probe_run(label, epochs, data), output_dir) + VARIANTS[label][2]
+
+
+def probe_settings(command: list[str]) -> dict:
+    """The settings a probe record states, as train.py's own parser reads them from the run's command (one source
+    of truth: no flag or default is read twice). `similarity` and `infonce_temperature` apply to InfoNCE runs
+    alone (`-` and `None` otherwise)."""
+    from modeling_btsr.arguments import parse_arguments
+
+    model_args, _, training_args, _ = parse_arguments(command[2:])
+    infonce = model_args.ssl_objective == "infonce" and model_args.bt_alpha > 0
+    return {
+        "bt_alpha": model_args.bt_alpha,
+        "similarity": model_args.infonce_similarity if infonce else "-",
+        "view_span": model_args.ssl_view_span,
+        "batch_size": training_args.per_device_train_batch_size,
+        "max_len": model_args.max_len,
+        "dropout": model_args.dropout,
+        "infonce_temperature": model_args.infonce_temperature if infonce else None,
+    }
 
 
 def curves(output_dir: Path) -> dict:
@@ -312,21 +331,11 @@ def main() -> int:
             return 1
         results = json.loads((output_dir / "all_results.json").read_text())
         found = curves(output_dir)
-        model, _, extra = VARIANTS[label]
-        similarity = "cosine" if "cosine" in extra else ("dot" if model in CONTRASTIVE else "-")
-        view_span = extra[extra.index("--ssl_view_span") + 1] if "--ssl_view_span" in extra else "sequence"
         record = {
             "dataset": data[0],
             "protocol": data[1],
             "variant": label,
-            "bt_alpha": probe_run(label, args.epochs, data)["bt_alpha"],
-            "similarity": similarity,
-            "view_span": view_span,
-            "batch_size": probe_run(label, args.epochs, data)["batch_size"],
-            "max_len": int(extra[extra.index("--max_len") + 1]) if "--max_len" in extra else 200,
-            "dropout": probe_run(label, args.epochs, data)["dropout"],
-            "infonce_temperature": float(extra[extra.index("--infonce_temperature") + 1])
-            if "--infonce_temperature" in extra else (1.0 if model in CONTRASTIVE else None),
+            **probe_settings(command),
             "epochs": args.epochs,
             "seconds_per_epoch": round(results["train_seconds"] / args.epochs, 1),
             "wall_seconds": round(time.time() - start),

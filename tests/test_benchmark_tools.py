@@ -307,6 +307,11 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     assert model_args.max_len == (50 if "len-50" in label else 200)
     assert model_args.dropout == (0.5 if "dropout-0.5" in label else 0.1)
     assert model_args.infonce_temperature == (10.0 if "tau-10" in label else 1.0)
+    # The record states those settings as the parser read them; InfoNCE's own settings only where it runs.
+    stated = probe.probe_settings(command)
+    assert stated == {"bt_alpha": alpha, "similarity": similarity if alpha else "-", "view_span": span,
+                      "batch_size": batch, "max_len": model_args.max_len, "dropout": model_args.dropout,
+                      "infonce_temperature": model_args.infonce_temperature if alpha else None}  # fmt: skip
 
 
 def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_state(tmp_path):
