@@ -115,8 +115,8 @@ class EpochRun:
         from data_processing import PairedTrainDataset, SequenceCollator
 
         self.device = torch.device(device)
-        self.model, self.optimizer = make_model(num_items, loss_type, alpha, sce_buckets(examples, batch_size), device=device,
-                                                **overrides)  # fmt: skip
+        n_buckets = sce_buckets(examples, batch_size)
+        self.model, self.optimizer = make_model(num_items, loss_type, alpha, n_buckets, device=device, **overrides)
         config = self.model.config
         self.dataset = PairedTrainDataset(
             examples, seed=0, with_pairs=alpha > 0, view_maker=config.view_maker,

@@ -167,7 +167,7 @@ def computed_on(run: dict) -> str:
     Grouping computes the same model, drawing dropout noise in other shapes, so a grouped run is another run as one
     on another device is (own id, own table row). Runs from before the setting existed carry no key and ran on one
     grid: their commands say so (`--length_grouped_attention False`), so they still reproduce. Beauty and Sports run
-    grouped (their epochs ~5x faster, benchmarks/performance.py --sections grouping); the other grids keep one grid,
+    grouped (their epochs ~4x faster, benchmarks/performance.py --sections grouping); the other grids keep one grid,
     their seeds recorded that way."""
     return device_of(run) + (" grouped" if run.get("length_grouped_attention") else "")
 

@@ -306,9 +306,10 @@ def _length_group_bounds(sorted_lengths: list[int]) -> list[tuple[int, int, int]
     """Row groups for attention: `(row_start, row_end, grid_len)` per group of the rows, sorted by length, whose
     lengths fall in one power-of-two bin (lengths up to `ATTENTION_GROUP_MIN_LEN` share the first), `grid_len`
     the group's longest row. Empty rows (length 0) join no group: they have no position to compute. `None` when
-    every non-empty row falls in one bin (one grid, as ungrouped). A row of a grid at most twice its length (four
-    times, at the first bin) wastes at most 3/4 of its attention cells on padding, against most of them on one
-    grid for short-history data; few groups keep the per-group overhead small.
+    every non-empty row falls in one bin (one grid, as ungrouped). A row in a grid at most twice its length wastes
+    at most 3/4 of its attention cells on padding (the first bin's grids, at most 16 long, are cheap whatever their
+    padding), against nearly all of them on one 200-long grid for short-history data; a handful of groups keeps the
+    per-group overhead small.
 
     >>> _length_group_bounds([0, 3, 9, 16, 17, 40, 200])
     [(1, 4, 16), (4, 5, 17), (5, 6, 40), (6, 7, 200)]
