@@ -287,6 +287,10 @@ def markdown(results: dict) -> str:
         for name, figures in r["grouping"]["speedup"].items():
             rows.append((f"{name} epoch (s): one grid / grouped attention (speed-up)",
                          f"{figures['one_grid_epoch_s']} / {figures['grouped_epoch_s']} ({figures['speedup']}x)", c))  # fmt: skip
+        for name, figures in r["grouping"].get("attention_cells", {}).items():
+            rows.append((f"{name} rows: median / longest length; attention cells per item, one grid / grouped",
+                         f"{figures['median_length']:g} / {figures['max_length']}; {figures['one_grid_cells_per_item']}"
+                         f" / {figures['grouped_cells_per_item']} ({figures['one_grid_over_grouped']}x)", c))  # fmt: skip
     if "profile" in cmd:
         c, prof = cmd["profile"], r["profile"]
         for name in ("ce", "sce"):
@@ -423,15 +427,35 @@ def section_grouping(results: dict, examples, num_items: int, max_batches) -> No
         settings["beauty BT-SR"] = (beauty, len(split.item_vocab), {"loss_type": "sce", "alpha": 0.25, **reference})
     else:
         print(f"grouping: {BEAUTY} not found; ML-1M alone")
-    figures, speedup = {}, {}
+    figures, speedup, cells = {}, {}, {}
     for name, (data, items, setting) in settings.items():
+        cells[name] = attention_cells(data, setting.get("batch_size", BATCH))
         pair = {grid: {**setting, "length_grouped_attention": grid == "grouped"} for grid in ("one_grid", "grouped")}
         measured = time_epochs(data, items, pair, max_batches)
         print(name, measured, flush=True)
         figures[name] = measured
         one, grouped = measured["one_grid"]["epoch_s"], measured["grouped"]["epoch_s"]
         speedup[name] = {"one_grid_epoch_s": one, "grouped_epoch_s": grouped, "speedup": round(one / grouped, 2)}
-    results["grouping"] = {"epochs": figures, "speedup": speedup}
+    results["grouping"] = {"epochs": figures, "speedup": speedup, "attention_cells": cells}
+
+
+def attention_cells(examples, batch_size: int) -> dict:
+    """Why grouping pays: the training rows' lengths, and the (query, key) cells attention computes over an epoch of
+    the benchmark's batches on one grid per batch (rows x longest row squared) and per length group, per item
+    position."""
+    from modeling_btsr.modeling_btsr import _length_group_bounds
+
+    lengths = np.asarray([len(ids) for ids in examples.dataset["input_ids"]])
+    one_grid = grouped = 0
+    for rows in batch_orders(examples.dataset, lengths, length_bucketed=False, batch_size=batch_size):
+        batch = np.sort(lengths[rows])
+        one_grid += len(batch) * int(batch[-1]) ** 2
+        bounds = _length_group_bounds(batch.tolist()) or [(0, len(batch), int(batch[-1]))]
+        grouped += sum((end - start) * grid_len**2 for start, end, grid_len in bounds)
+    items = int(lengths.sum())
+    return {"median_length": float(np.median(lengths)), "max_length": int(lengths.max()),
+            "one_grid_cells_per_item": round(one_grid / items, 1), "grouped_cells_per_item": round(grouped / items, 1),
+            "one_grid_over_grouped": round(one_grid / grouped, 1)}  # fmt: skip
 
 
 GPU_EPOCHS = 20

@@ -96,7 +96,7 @@ class BTSRConfig(PreTrainedConfig):
             A speed setting. Attention of a batch whose rows differ much in length runs per group of rows of
             similar length, each on its own grid (its longest row's length), instead of on one grid as long as the
             batch's longest row; every row attends to the same keys either way. It matters for short-history data
-            (Amazon Beauty: median 4 training items, longest 200). Only the draw of dropout noise differs (the same
+            (Amazon Beauty: training rows of median length 3, longest 200). Only the draw of dropout noise differs (the same
             distribution); outputs without dropout are equal up to float rounding. `False` keeps one grid.
 
     Example:
