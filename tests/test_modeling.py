@@ -96,6 +96,20 @@ def test_more_left_padding_leaves_last_state_unchanged():
     assert torch.equal(full[0, :7], torch.zeros_like(full[0, :7]))
 
 
+def _instances_of(monkeypatch, class_name: str) -> list:
+    """Every instance of `modeling_btsr.modeling_btsr.<class_name>` built from now on, in order."""
+    import modeling_btsr.modeling_btsr as modeling
+
+    built, original = [], getattr(modeling, class_name)
+
+    def spy(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(modeling, class_name, spy)
+    return built
+
+
 @pytest.mark.parametrize("user_embeddings_only", [False, True])
 def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only):
     """Nearly unpadded inference batches skip the packing: the same values at item positions, zeros at padding."""
@@ -105,14 +119,7 @@ def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only)
     ids = torch.randint(1, 41, (5, 12))
     ids[1, :3] = 0  # padding, and an empty row: its user embedding is zero either way
     ids[4] = 0
-    layouts = []
-    original = modeling._Layout
-
-    def spy(*args, **kwargs):
-        layouts.append(original(*args, **kwargs))
-        return layouts[-1]
-
-    monkeypatch.setattr(modeling, "_Layout", spy)
+    layouts = _instances_of(monkeypatch, "_Layout")
     outputs = {}
     for name, threshold in (("packed", -1.0), ("dense", 1.0)):
         monkeypatch.setattr(modeling, "DENSE_LAYOUT_MAX_PADDING", threshold)
@@ -143,16 +150,7 @@ def _ragged_batch(max_len=150, lengths=(0, 3, 9, 15, 20, 40, 70, 150, 5, 33)):
 @pytest.mark.parametrize("heads", [1, 2])
 def test_length_grouped_attention_equals_one_grid(monkeypatch, mode, heads):
     """Attention per length group gives the states, user embeddings and gradients of one grid for the batch."""
-    import modeling_btsr.modeling_btsr as modeling
-
-    groups_seen = []
-    original = modeling._AttentionGroups
-
-    def spy(*args, **kwargs):
-        groups_seen.append(original(*args, **kwargs))
-        return groups_seen[-1]
-
-    monkeypatch.setattr(modeling, "_AttentionGroups", spy)
+    groups_seen = _instances_of(monkeypatch, "_AttentionGroups")
     ids, mask = _ragged_batch()
     offsets = torch.tensor([0, 2, 0, 5, 0, 1, 0, 0, 7, 3])  # prefixes at their positions: offsets follow the rows
     results = {}
