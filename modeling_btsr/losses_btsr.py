@@ -312,60 +312,134 @@ def scalable_cross_entropy_loss(
         position_index = (centres @ detached.T).topk(bucket_size_x, dim=1).indices  # (n_b, b_x)
         item_index = _chunked_topk(centres, item_embeddings.detach(), bucket_size_y)  # (n_b, b_y)
 
-    bucket_hidden = hidden[position_index]  # (n_b, b_x, d)
-    bucket_targets = targets[position_index] - 1  # (n_b, b_x), 0-based item rows
-    exclude = item_index.unsqueeze(1) == bucket_targets.unsqueeze(2)  # (n_b, b_x, b_y): the target's own column
-    target_logits = (hidden * item_embeddings[targets - 1]).sum(dim=-1)[position_index]  # (n_b, b_x)
-    lse = _BucketLogSumExp.apply(bucket_hidden, item_embeddings[item_index], target_logits, exclude)
-    if target_logits.dtype in (torch.float16, torch.bfloat16):
-        target_logits = target_logits.float()
-    bucket_losses = lse - target_logits
+    return bucket_cross_entropy(hidden, targets, item_embeddings, position_index, item_index)
 
-    per_position = torch.full((n_positions,), float("-inf"), device=hidden.device, dtype=bucket_losses.dtype)
-    per_position = per_position.scatter_reduce(
-        0, position_index.reshape(-1), bucket_losses.reshape(-1), reduce="amax", include_self=True
-    )
+
+def bucket_cross_entropy(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    position_index: torch.Tensor,
+    item_index: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCE's loss on given buckets: `position_index` (n_b, b_x) picked positions and `item_index` (n_b, b_y)
+    candidate item rows (0-based, distinct within a bucket) per bucket. Returns `(sum, count)` as
+    :func:`scalable_cross_entropy_loss` does (each picked position's maximum over the buckets that picked it)."""
+    per_position = _BucketMaxCrossEntropy.apply(hidden, item_embeddings, targets - 1, position_index, item_index)
     picked = torch.isfinite(per_position)
     return per_position[picked].sum(), picked.sum()
 
 
-class _BucketLogSumExp(torch.autograd.Function):
-    r"""Per bucket `c` and picked position `n`: `log(e^{t_{c,n}} + \sum_{j \in Y_c, j \ne y_n} e^{x_n \cdot w_j})`.
+def _target_columns(item_index: torch.Tensor, bucket_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each bucket's candidate list holds a position's own target: `(hit, column)`, both `(n_b, b_x)`.
 
-    The same value and gradient as `logsumexp(cat([logits.masked_fill(exclude, -inf), t], -1), -1)`, without the
-    concatenated copy, the out-of-place mask and logsumexp's separate passes: the `(n_b, b_x, b_y)` logits are
-    turned into probabilities in place and kept for backward, where `d lse / d logits = probs` and
-    `d lse / d t = p_t`. Half precision is computed in float32 (as the reference form did).
+    `item_index` (n_b, b_y) holds distinct rows per bucket; `bucket_targets` (n_b, b_x) the picked positions' target
+    rows. A sorted search per bucket, so no `(n_b, b_x, b_y)` comparison is built.
+    """
+    sorted_items, order = item_index.sort(dim=1)
+    slot = torch.searchsorted(sorted_items, bucket_targets).clamp_max_(item_index.shape[1] - 1)
+    hit = sorted_items.gather(1, slot) == bucket_targets
+    return hit, order.gather(1, slot)
+
+
+# Devices whose backward loops over buckets with one small product per bucket and winning row set (CPU: no launch
+# cost, and only the winning rows are multiplied); elsewhere the winning rows are put back into a zero block and
+# multiplied with two batched products.
+_PER_BUCKET_BACKWARD_DEVICES = ("cpu",)
+
+
+class _BucketMaxCrossEntropy(torch.autograd.Function):
+    r"""SCE's per-position loss `(N,)`: the maximum over the buckets `c` that picked position `n` of
+    `log(e^{t_n} + \sum_{j \in Y_c, j \ne y_n} e^{x_n \cdot w_j}) - t_n` with `t_n = x_n \cdot w_{y_n}`, and
+    `-inf` where no bucket picked `n`.
+
+    The same value and gradient as gathering `hidden[position_index]` and `items[item_index]`, a masked
+    `logsumexp(cat([logits, t], -1), -1) - t` and a `scatter_reduce` maximum with autograd. Only the winning bucket
+    of a position receives gradient, so only its row of softmax probabilities (`d loss / d logits`; `p_t - 1` for
+    `t`) is kept: `N_picked x b_y` values instead of the `(n_b, b_x, b_y)` block (on ML-1M about a fifth), and
+    backward multiplies only those rows. Where a position's maximum is reached in several buckets, one of them
+    (identical buckets give identical rows) carries the whole gradient, which equals autograd's even split between
+    identical copies. Half precision is computed in float32.
     """
 
     @staticmethod
-    def forward(ctx, bucket_hidden, bucket_items, target_logits, exclude):
-        dtype = torch.promote_types(bucket_hidden.dtype, torch.float32)
-        logits = torch.bmm(bucket_hidden, bucket_items.transpose(1, 2))  # (n_b, b_x, b_y)
-        logits = logits.to(dtype).masked_fill_(exclude, float("-inf"))
-        target = target_logits.to(dtype).unsqueeze(-1)
-        shift = torch.maximum(logits.amax(dim=-1, keepdim=True), target)
-        probs = logits.sub_(shift).exp_()
-        target_exp = (target - shift).exp_()
-        sums = probs.sum(dim=-1, keepdim=True).add_(target_exp)
-        probs.div_(sums)
-        ctx.save_for_backward(probs, target_exp.div_(sums).squeeze(-1), bucket_hidden, bucket_items)
-        ctx.target_dtype = target_logits.dtype
-        return (shift + sums.log()).squeeze(-1)
+    def forward(ctx, hidden, item_embeddings, target_rows, position_index, item_index):
+        dtype = torch.promote_types(hidden.dtype, torch.float32)
+        n_positions, device = hidden.shape[0], hidden.device
+        n_buckets, bucket_size_x = position_index.shape
+        bucket_size_y = item_index.shape[1]
+        bucket_items = item_embeddings[item_index]  # (n_b, b_y, d)
+        target_items = item_embeddings[target_rows]  # (N, d)
+        target_logits = (hidden * target_items).sum(dim=-1).to(dtype)[position_index].unsqueeze(-1)  # (n_b, b_x, 1)
+        logits = torch.bmm(hidden[position_index], bucket_items.transpose(1, 2)).to(dtype)  # (n_b, b_x, b_y)
+        hit, column = _target_columns(item_index, target_rows[position_index])
+        cells = torch.arange(n_buckets * bucket_size_x, device=device)
+        logits.view(-1).index_fill_(0, (cells.view_as(column) * bucket_size_y + column)[hit], float("-inf"))
+        shift = torch.maximum(logits.amax(dim=-1, keepdim=True), target_logits)
+        unnormalised = logits.sub_(shift).exp_()
+        target_exp = (target_logits - shift).exp_()
+        sums = unnormalised.sum(dim=-1, keepdim=True).add_(target_exp)
+        bucket_losses = (shift + sums.log() - target_logits).view(-1)  # (n_b * b_x,)
+        flat_positions = position_index.reshape(-1)
+        per_position = torch.full((n_positions,), float("-inf"), device=device, dtype=dtype)
+        per_position.scatter_reduce_(0, flat_positions, bucket_losses, reduce="amax")
+        # One winning cell per picked position (the last in bucket order where the maximum is tied), in bucket order.
+        is_max = bucket_losses == per_position[flat_positions]
+        winner = torch.full((n_positions,), -1, device=device, dtype=torch.long)
+        winner.scatter_reduce_(0, flat_positions[is_max], cells[is_max], reduce="amax")
+        winners = winner[winner >= 0].sort().values  # (W,) cells
+        winner_sums = sums.view(-1)[winners]
+        probs = unnormalised.view(-1, bucket_size_y)[winners].div_(winner_sums.unsqueeze(-1))  # (W, b_y)
+        target_prob = target_exp.view(-1)[winners].div_(winner_sums)
+        ctx.save_for_backward(
+            probs, target_prob, winners, flat_positions[winners], hidden, bucket_items, target_items, target_rows,
+            item_index,
+        )  # fmt: skip
+        ctx.shape = (n_buckets, bucket_size_x, item_embeddings.shape[0])
+        return per_position
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_lse):
-        probs, target_prob, bucket_hidden, bucket_items = ctx.saved_tensors
-        grad_lse = grad_lse.to(probs.dtype)
-        grad_logits = probs * grad_lse.unsqueeze(-1)
+    def backward(ctx, grad_per_position):
+        (probs, target_prob, winners, positions, hidden, bucket_items, target_items, target_rows,
+         item_index) = ctx.saved_tensors  # fmt: skip
+        n_buckets, bucket_size_x, n_items = ctx.shape
+        dtype, dim = probs.dtype, hidden.shape[1]  # gradients are summed in float32 (or float64) at least
+        scale = grad_per_position.to(dtype)[positions]  # (W,)
+        grad_logits = probs * scale.unsqueeze(-1)  # (W, b_y)
+        grad_target = ((target_prob - 1) * scale).unsqueeze(-1)  # (W, 1)
+        winner_hidden = hidden[positions].to(dtype)  # (W, d)
+        items = bucket_items.to(dtype)
+        if hidden.device.type in _PER_BUCKET_BACKWARD_DEVICES:
+            rows_hidden = torch.empty(positions.shape[0], dim, device=hidden.device, dtype=dtype)
+            per_bucket_items = torch.zeros(n_buckets, items.shape[1], dim, device=hidden.device, dtype=dtype)
+            counts = torch.bincount(winners // bucket_size_x, minlength=n_buckets).tolist()
+            start = 0
+            for bucket, count in enumerate(counts):
+                if count:
+                    rows = slice(start, start + count)
+                    torch.mm(grad_logits[rows], items[bucket], out=rows_hidden[rows])
+                    torch.mm(grad_logits[rows].T, winner_hidden[rows], out=per_bucket_items[bucket])
+                    start += count
+        else:
+            block = torch.zeros(n_buckets * bucket_size_x, items.shape[1], device=hidden.device, dtype=dtype)
+            block[winners] = grad_logits
+            block = block.view(n_buckets, bucket_size_x, -1)
+            rows_hidden = torch.bmm(block, items).view(-1, dim)[winners]
+            bucket_hidden = torch.zeros(n_buckets * bucket_size_x, dim, device=hidden.device, dtype=dtype)
+            bucket_hidden[winners] = winner_hidden
+            per_bucket_items = torch.bmm(block.transpose(1, 2), bucket_hidden.view(n_buckets, bucket_size_x, dim))
         grad_hidden = grad_items = None
         if ctx.needs_input_grad[0]:
-            grad_hidden = torch.bmm(grad_logits.to(bucket_items.dtype), bucket_items)
+            grad_hidden = torch.zeros(hidden.shape, device=hidden.device, dtype=dtype)
+            grad_hidden[positions] = rows_hidden + grad_target * target_items[positions].to(dtype)
+            grad_hidden = grad_hidden.to(hidden.dtype)
         if ctx.needs_input_grad[1]:
-            grad_items = torch.bmm(grad_logits.transpose(1, 2).to(bucket_hidden.dtype), bucket_hidden)
-        grad_target = (target_prob * grad_lse).to(ctx.target_dtype) if ctx.needs_input_grad[2] else None
-        return grad_hidden, grad_items, grad_target, None
+            grad_items = torch.zeros(n_items, dim, device=hidden.device, dtype=dtype)
+            grad_items.index_add_(0, item_index.reshape(-1), per_bucket_items.view(-1, dim))
+            grad_items.index_add_(0, target_rows[positions], grad_target * winner_hidden)
+            grad_items = grad_items.to(bucket_items.dtype)
+        return grad_hidden, grad_items, None, None, None
 
 
 def _sample_negatives(seen: torch.Tensor, num_items: int, num_negatives: int, generator=None) -> torch.Tensor:

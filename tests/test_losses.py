@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from modeling_btsr import barlow_twins_loss, cross_entropy_loss, sampled_bce_loss, scalable_cross_entropy_loss
-from modeling_btsr.losses_btsr import _chunked_topk, _sample_negatives
+from modeling_btsr import losses_btsr
+from modeling_btsr.losses_btsr import _chunked_topk, _sample_negatives, bucket_cross_entropy
 from tests.distributed import assert_two_processes_match_one
 
 
@@ -101,6 +102,79 @@ def test_sce_bucket_max_and_unpicked_positions():
     assert total.item() == pytest.approx(sum(best.values()), rel=1e-10)
     with pytest.raises(ValueError, match="cannot exceed"):
         scalable_cross_entropy_loss(hidden, targets, items, 1, 5, 31)
+
+
+def _sce_written_out(hidden, targets, items, position_index, item_index):
+    """SCE on given buckets with plain autograd ops: gathers, a masked logsumexp over the concatenated target
+    logit, and the maximum over buckets (the form `_BucketMaxCrossEntropy` replaces)."""
+    bucket_hidden, bucket_items = hidden[position_index], items[item_index]
+    logits = torch.einsum("cxd,cyd->cxy", bucket_hidden, bucket_items)
+    own = item_index.unsqueeze(1) == (targets - 1)[position_index].unsqueeze(2)
+    target = (hidden * items[targets - 1]).sum(-1)[position_index]
+    lse = torch.logsumexp(torch.cat([logits.masked_fill(own, float("-inf")), target.unsqueeze(-1)], -1), -1)
+    per_position = torch.full((hidden.shape[0],), float("-inf"), dtype=lse.dtype)
+    per_position = per_position.scatter_reduce(0, position_index.reshape(-1), (lse - target).reshape(-1), "amax")
+    return per_position[torch.isfinite(per_position)].sum()
+
+
+def _sce_buckets(hidden, items, n_buckets, bucket_size_x, bucket_size_y, gen):
+    centres = torch.randn(n_buckets, hidden.shape[1], generator=gen, dtype=hidden.dtype) * hidden.shape[1] ** -0.25
+    with torch.no_grad():
+        positions = (centres @ hidden.T).topk(bucket_size_x, dim=1).indices
+        candidates = (centres @ items.T).topk(bucket_size_y, dim=1).indices
+    return positions, candidates
+
+
+@pytest.mark.parametrize("per_bucket_backward", [True, False], ids=["per-bucket", "batched"])
+def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, monkeypatch):
+    """Several overlapping buckets (positions picked by several, targets inside and outside the candidate lists),
+    then every bucket twice (a tie in each maximum): loss and both gradients equal plain autograd's, with the CPU's
+    per-bucket backward and with the batched one other devices use."""
+    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(60, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(25, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, 26, (60,), generator=gen)
+    state = gen.get_state()
+    total, picked = scalable_cross_entropy_loss(hidden, targets, items, 6, 20, 9, generator=gen)
+    gen.set_state(state)
+    positions, candidates = _sce_buckets(hidden, items, 6, 20, 9, gen)
+    reference = _sce_written_out(hidden, targets, items, positions, candidates)
+    assert torch.allclose(total, reference, rtol=1e-12)
+    own_target_listed = candidates.unsqueeze(1) == (targets - 1)[positions].unsqueeze(2)
+    assert own_target_listed.any() and not own_target_listed.any(-1).all()  # both cases are exercised
+    weights = torch.randn(2, generator=gen, dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(weights[0] * total, [hidden, items]),
+                         torch.autograd.grad(weights[0] * reference, [hidden, items], retain_graph=True)):  # fmt: skip
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    # A tie: every bucket twice, so each position's maximum is reached twice; autograd's amax splits the gradient
+    # between the copies, and the total is the one-copy gradient.
+    twice = bucket_cross_entropy(hidden, targets, items, positions.repeat(2, 1), candidates.repeat(2, 1))
+    assert torch.allclose(twice[0], total, rtol=1e-14) and int(twice[1]) == int(picked)
+    reference_twice = _sce_written_out(hidden, targets, items, positions.repeat(2, 1), candidates.repeat(2, 1))
+    for got, want, one_copy in zip(torch.autograd.grad(twice[0] * weights[1], [hidden, items]),
+                                   torch.autograd.grad(reference_twice * weights[1], [hidden, items]),
+                                   torch.autograd.grad(reference * weights[1], [hidden, items])):  # fmt: skip
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(got, one_copy, rtol=1e-10, atol=1e-12)
+
+
+def test_sce_half_precision_is_float32_and_close():
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(50, 16, generator=gen, requires_grad=True)
+    items = torch.randn(40, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(1, 41, (50,), generator=gen)
+    full = scalable_cross_entropy_loss(hidden, targets, items, 1, 50, 40)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = scalable_cross_entropy_loss(hidden.bfloat16(), targets, items, 1, 50, 40)[0]
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(full.item(), rel=2e-2)
+    grads = torch.autograd.grad(half, [hidden, items])
+    want = torch.autograd.grad(full, [hidden, items])
+    assert grads[0].dtype == grads[1].dtype == torch.float32
+    for got, ref in zip(grads, want):
+        assert (got - ref).norm() < 0.05 * ref.norm()
 
 
 def test_chunked_topk_matches_full():
