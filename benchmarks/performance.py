@@ -26,7 +26,8 @@ Sections:
   and BT-SR on Amazon Beauty with its reference settings (batch 1024, dropout 0.6, alpha 0.25; read from
   ``../shared/data/beauty/Beauty.txt.gz``, skipped when absent), interleaved batch by batch.
 * ``profile``: a CE and an SCE step split into encoder forward / loss forward / loss backward / encoder backward /
-  optimizer, hence the lowest SCE / CE epoch ratio reachable while the encoder is shared.
+  optimizer, hence the lowest SCE / CE epoch ratio reachable while the encoder is shared; and the SCE loss alone
+  under torch.profiler (its top operators, and how many bucket cells are a position's winning bucket).
 * ``recommend``: ``recommend`` latency for one user (p50/p99 over 200 calls) and throughput for 256 users at once.
 * ``memory``: peak RSS of a fresh process doing one training step (optimizer state included) for catalogues of
   10k, 100k and 1M items (synthetic item ids over the real ML-1M sequence shapes), also with activation
@@ -300,6 +301,12 @@ def markdown(results: dict) -> str:
                                                                "encoder_backward", "optimizer")), c))  # fmt: skip
         rows.append(("SCE / CE step (profiled batches)", prof["sce_over_ce_step"], c))
         rows.append(("SCE / CE floor if SCE's loss cost nothing", prof["sce_over_ce_floor_if_sce_loss_were_free"], c))
+        if "sce_loss" in prof:
+            sce = prof["sce_loss"]
+            rows.append(("SCE loss alone, fwd+bwd, top operators (self ms per batch)",
+                         ", ".join(f"{op} {ms}" for op, ms in sce["operators_self_ms_per_batch"].items()), c))
+            rows.append(("SCE bucket cells (n_b x b_x) / winning cells (the rows backward multiplies)",
+                         f"{sce['bucket_cells']:,} / {sce['winning_cells']:,}", c))  # fmt: skip
     if "recommend" in cmd:
         c = cmd["recommend"]
         rows += [
@@ -512,6 +519,34 @@ def profile_step(run: "EpochRun", index: int) -> dict:
     return {part: marks[i + 1] - marks[i] for i, part in enumerate(parts)}
 
 
+def sce_loss_operators(run: "EpochRun", index: int, repeats: int = 3, top: int = 8) -> dict:
+    """SCE's loss alone (forward + backward into the hidden states and item embeddings) on batch `index` of `run`,
+    under torch.profiler: the `top` operators by self CPU time (ms per batch), and how many of the bucket cells
+    (`n_b x b_x`) are some position's winning bucket, the only cells whose row of probabilities backward uses."""
+    from torch.profiler import profile
+
+    batch = run.collate([run.dataset[int(i)] for i in run.batches[index]])
+    model = run.model
+    with torch.no_grad():
+        hidden = model.btsr(batch["input_ids"]).last_hidden_state
+    hidden.requires_grad_()
+    with profile() as prof:
+        for _ in range(repeats):
+            loss, picked, _ = model.prediction_loss(hidden, batch["labels"], batch["input_ids"])
+            loss.backward()
+    operators = sorted(prof.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    labelled = int((batch["labels"] != -100).sum())
+    config = model.config
+    return {
+        "operators_self_ms_per_batch": {
+            event.key: round(event.self_cpu_time_total / 1000 / repeats, 1) for event in operators[:top]
+        },
+        "labelled_positions": labelled,
+        "bucket_cells": config.sce_n_buckets * min(config.sce_bucket_size_x, labelled),
+        "winning_cells": int(picked),
+    }
+
+
 def section_profile(results: dict, examples, num_items: int, batches: int = 8) -> None:
     """Where a CE and an SCE step spend their time (same batches, interleaved): the SCE / CE epoch ratio cannot go
     below (shared encoder + optimizer) / CE step, however cheap SCE's loss is."""
@@ -534,6 +569,7 @@ def section_profile(results: dict, examples, num_items: int, batches: int = 8) -
         "batches": batches,
         "sce_over_ce_step": round(profile["sce"]["step"] / profile["ce"]["step"], 3),
         "sce_over_ce_floor_if_sce_loss_were_free": round(floor, 3),
+        "sce_loss": sce_loss_operators(runs["sce"], 0),
         "note": "median seconds per batch of 256 (collation excluded); loss_* = the prediction loss alone "
                 "(CE: chunked full softmax over 3,416 items; SCE: bucketed), encoder_* = the shared SASRec encoder",
     }  # fmt: skip
