@@ -401,6 +401,12 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_per_position):
+        # Gradients are formed in float32 even where backward is called inside an autocast region.
+        with torch.autocast(device_type=grad_per_position.device.type, enabled=False):
+            return _BucketMaxCrossEntropy._gradients(ctx, grad_per_position)
+
+    @staticmethod
+    def _gradients(ctx, grad_per_position):
         (probs, target_prob, winners, positions, hidden, bucket_items, target_items, target_rows,
          item_index) = ctx.saved_tensors  # fmt: skip
         n_buckets, bucket_size_x, n_items = ctx.shape

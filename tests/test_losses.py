@@ -160,7 +160,9 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
         assert torch.allclose(got, one_copy, rtol=1e-10, atol=1e-12)
 
 
-def test_sce_half_precision_is_float32_and_close():
+@pytest.mark.parametrize("per_bucket_backward", [True, False], ids=["per-bucket", "batched"])
+def test_sce_half_precision_is_float32_and_close(per_bucket_backward, monkeypatch):
+    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
     gen = torch.Generator().manual_seed(2)
     hidden = torch.randn(50, 16, generator=gen, requires_grad=True)
     items = torch.randn(40, 16, generator=gen, requires_grad=True)
@@ -168,9 +170,10 @@ def test_sce_half_precision_is_float32_and_close():
     full = scalable_cross_entropy_loss(hidden, targets, items, 1, 50, 40)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = scalable_cross_entropy_loss(hidden.bfloat16(), targets, items, 1, 50, 40)[0]
-    assert half.dtype == torch.float32
+        assert half.dtype == torch.float32
+        # backward inside the autocast region too (as a hand-written training loop may call it)
+        grads = torch.autograd.grad(half, [hidden, items])
     assert half.item() == pytest.approx(full.item(), rel=2e-2)
-    grads = torch.autograd.grad(half, [hidden, items])
     want = torch.autograd.grad(full, [hidden, items])
     assert grads[0].dtype == grads[1].dtype == torch.float32
     for got, ref in zip(grads, want):
