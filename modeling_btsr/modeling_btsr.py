@@ -215,7 +215,7 @@ class _Layout:
 
     With `dense=True` every grid position is a packed row (padding included): `gather` and `scatter` are then
     reshapes, and padded rows carry values that no item position reads (padded keys are masked, padded queries are
-    dropped), zeroed where the grid is returned.
+    dropped), zeroed where the grid is returned. `is_item` (batch, seq_len) is the grid's mask of item positions.
     """
 
     def __init__(self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32):
@@ -226,29 +226,29 @@ class _Layout:
             self.index = torch.arange(self.batch * self.length, device=is_item.device)
         else:
             self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
-        self._is_item = is_item
+        self.is_item = is_item
 
     @functools.cached_property
     def mask_bias(self) -> torch.Tensor:
         """The grid's additive attention mask (see `_attention_mask_bias`), built once and shared by all blocks."""
-        return _attention_mask_bias(self._is_item, self.dtype)
+        return _attention_mask_bias(self.is_item, self.dtype)
 
     @functools.cached_property
     def all_rows(self) -> bool:
         """Whether every row ends in an item (no empty row)."""
-        return bool(self._is_item[:, -1].all())
+        return bool(self.is_item[:, -1].all())
 
     @functools.cached_property
     def last_rows(self) -> torch.Tensor:
         """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
-        return self._is_item[:, -1].nonzero().squeeze(1)
+        return self.is_item[:, -1].nonzero().squeeze(1)
 
     @functools.cached_property
     def last_packed(self) -> torch.Tensor:
         """The packed row of each of `last_rows`' last position."""
         if self.dense:
             return self.last_rows * self.length + (self.length - 1)
-        return (self._is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)  # a row's last packed row
+        return (self.is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)  # a row's last packed row
 
     def gather(self, grid: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len, d) -> (n_items, d)."""
@@ -284,7 +284,7 @@ class _AttentionGroups:
             return
         self.parts, self._first_rows, packed_start = [], [], 0
         for row_start, row_end, grid_len in bounds:
-            group = _Layout(layout._is_item[row_start:row_end, layout.length - grid_len :], dtype=layout.dtype)
+            group = _Layout(layout.is_item[row_start:row_end, layout.length - grid_len :], dtype=layout.dtype)
             self.parts.append((packed_start, packed_start + len(group.index), group))
             self._first_rows.append(row_start)
             packed_start += len(group.index)
