@@ -99,7 +99,9 @@ def main() -> int:
              "", "`device`: `cpu` or `cuda`; `grouped`: attention per group of rows of similar length "
              "(`--length_grouped_attention`, train.py's default since it came; the same model, dropout drawn in other "
              "shapes, so another run as another device is). Records without it ran on one grid: their recorded "
-             "commands predate the flag, so rerun them with `--length_grouped_attention False`.", ""]  # fmt: skip
+             "commands predate the flag, so rerun them with `--length_grouped_attention False`. "
+             "`.venv/bin/python benchmarks/reproduce.py --command RUN_ID` prints the command that reruns any record "
+             "(`run_id` in accuracy.json), that flag included.", ""]  # fmt: skip
     groups = defaultdict(list)
     for record in records:
         groups[setting(record)].append(record)

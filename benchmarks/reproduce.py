@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 1 2 --time_budget_min 120
     .venv/bin/python benchmarks/reproduce.py --grid temporal
     .venv/bin/python benchmarks/reproduce.py --list                 # what each grid holds and what is recorded
+    .venv/bin/python benchmarks/reproduce.py --command RUN_ID       # the train.py command that reruns a record
     # two runners side by side, one thread each (more runs per hour on 2 cores than one runner with 2 threads):
     .venv/bin/python benchmarks/reproduce.py --grid main --seeds 0 --threads 1 &
     .venv/bin/python benchmarks/reproduce.py --grid contrastive --only ml-100k --threads 1
@@ -194,6 +195,36 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+RECORD_ONLY_KEYS = ("run_id", "epochs", "best_epoch", "train_seconds", "resumed_from_epoch", "machine", "threads",
+                    "command", "test_per_user", "curve_eval_ndcg@10")  # fmt: skip
+
+
+def run_of_record(record: dict) -> dict:
+    """The run settings a record was made from (what `run_id` hashes): the record less what the run produced."""
+    run = {k: v for k, v in record.items() if k not in RECORD_ONLY_KEYS and not k.startswith(("eval_", "test_"))}
+    if run_id(run) != record.get("run_id"):
+        raise ValueError(f"record {record.get('run_id')!r}: its settings hash to {run_id(run)!r}")
+    return run
+
+
+def rerun_command(wanted: str, seeds=range(5)) -> str:
+    """The train.py command (from the repository root) that reruns run `wanted`, a recorded run's id or one of
+    `--list`'s, with its checkpoints in `outputs/<run id>`. Built from the run's settings, so records whose stored
+    `command` predates `--length_grouped_attention` get the value they ran with."""
+    recorded = [run_of_record(r) for r in load_records() if r.get("run_id") == wanted]
+    everything = grids(list(GRIDS), list(seeds))
+    candidates = recorded or [run for device in ("cpu", "cuda") for run in on_device(everything, device)]
+    for run in candidates:
+        if run_id(run) == wanted:
+            command = train_command(run, Path("outputs") / wanted)[2:]
+            shared = os.path.relpath(SHARED, ROOT)
+            command = [shared if part == str(SHARED) else part for part in command]
+            return " ".join([".venv/bin/python", "train.py", *command])
+    raise SystemExit(
+        f"reproduce.py: no recorded run and no run in any grid (seeds {list(seeds)}) is {wanted!r}; see --list"
+    )
+
+
 def load_records() -> list[dict]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
@@ -351,7 +382,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training (default: all)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)")
+    parser.add_argument("--command", metavar="RUN_ID", default=None,
+                        help="print the train.py command that reruns this run (a record's run_id), run nothing")
     args = parser.parse_args()
+    if args.command is not None:
+        print(rerun_command(args.command))
+        return 0
     runs = on_device(grids(args.grid, args.seeds), args.device)
     runs = [run for run in runs if args.only is None or args.only in run_id(run)]
     recorded = {r["run_id"] for r in load_records()}

@@ -244,6 +244,34 @@ def test_grouped_attention_runs_get_their_own_ids_and_older_runs_keep_one_grid()
         assert parse_arguments(command[2:])[0].length_grouped_attention is grouped
 
 
+def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
+    """`reproduce.py --command RUN_ID` rebuilds a record's train.py command from its settings: every committed record
+    maps back to its id, and the command gives the record's settings, one grid for a record made before grouping
+    (its stored command lacks the flag), grouped for a grouped one, and a pending grid run too."""
+    from modeling_btsr.arguments import parse_arguments
+
+    reproduce = load_script("reproduce")
+    records = reproduce.load_records()
+    assert records
+    seen_grouped = set()
+    for record in records:
+        run = reproduce.run_of_record(record)
+        model, _, training, _ = parse_arguments(reproduce.rerun_command(record["run_id"]).split()[2:])
+        assert model.length_grouped_attention is bool(run.get("length_grouped_attention", False))
+        assert (training.seed, training.per_device_train_batch_size, model.dropout, model.bt_alpha) == (
+            run["seed"], run["batch_size"], run["dropout"], run["bt_alpha"])
+        seen_grouped.add(model.length_grouped_attention)
+    assert seen_grouped == {True, False}
+    reproduce.RESULTS = tmp_path / "accuracy.json"  # nothing recorded: the grids alone
+    pending = reproduce.grid("amazon", [4])[0]
+    assert "--seed 4" in reproduce.rerun_command(reproduce.run_id(pending))
+    with pytest.raises(SystemExit, match="no recorded run and no run in any grid"):
+        reproduce.rerun_command("ml-1m-leave_one_out-sasrec-ce-s0-00000000")
+    tampered = {**records[0], "dropout": 0.9}
+    with pytest.raises(ValueError, match="hash to"):
+        reproduce.run_of_record(tampered)
+
+
 def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     reproduce = load_script("reproduce")
     seeds = [0, 1, 2]
