@@ -357,9 +357,11 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
     `logsumexp(cat([logits, t], -1), -1) - t` and a `scatter_reduce` maximum with autograd. Only the winning bucket
     of a position receives gradient, so only its row of softmax probabilities (`d loss / d logits`; `p_t - 1` for
     `t`) is kept: `N_picked x b_y` values instead of the `(n_b, b_x, b_y)` block (on ML-1M about a fifth), and
-    backward multiplies only those rows. Where a position's maximum is reached in several buckets, one of them
-    (identical buckets give identical rows) carries the whole gradient, which equals autograd's even split between
-    identical copies. Half precision is computed in float32.
+    backward multiplies only those rows; the item rows it needs are gathered again there rather than kept. Where a
+    position's maximum is reached in several buckets, the last of them carries the whole gradient: for identical
+    buckets (identical rows) that equals autograd's even split between the copies; for different buckets whose
+    losses tie exactly (measure zero in float32) it is another subgradient of the maximum. Half precision is
+    computed in float32.
     """
 
     @staticmethod
@@ -368,15 +370,13 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
         n_positions, device = hidden.shape[0], hidden.device
         n_buckets, bucket_size_x = position_index.shape
         bucket_size_y = item_index.shape[1]
-        bucket_items = item_embeddings[item_index]  # (n_b, b_y, d)
-        target_items = item_embeddings[target_rows]  # (N, d)
-        target_logits = (hidden * target_items).sum(dim=-1).to(dtype)[position_index].unsqueeze(-1)  # (n_b, b_x, 1)
-        logits = torch.bmm(hidden[position_index], bucket_items.transpose(1, 2)).to(dtype)  # (n_b, b_x, b_y)
+        target_logits = (hidden * item_embeddings[target_rows]).sum(dim=-1).to(dtype)[position_index].unsqueeze(-1)
+        logits = torch.bmm(hidden[position_index], item_embeddings[item_index].transpose(1, 2)).to(dtype)
         hit, column = _target_columns(item_index, target_rows[position_index])
         cells = torch.arange(n_buckets * bucket_size_x, device=device)
         logits.view(-1).index_fill_(0, (cells.view_as(column) * bucket_size_y + column)[hit], float("-inf"))
         shift = torch.maximum(logits.amax(dim=-1, keepdim=True), target_logits)
-        unnormalised = logits.sub_(shift).exp_()
+        unnormalised = logits.sub_(shift).exp_()  # (n_b, b_x, b_y)
         target_exp = (target_logits - shift).exp_()
         sums = unnormalised.sum(dim=-1, keepdim=True).add_(target_exp)
         bucket_losses = (shift + sums.log() - target_logits).view(-1)  # (n_b * b_x,)
@@ -391,11 +391,9 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
         winner_sums = sums.view(-1)[winners]
         probs = unnormalised.view(-1, bucket_size_y)[winners].div_(winner_sums.unsqueeze(-1))  # (W, b_y)
         target_prob = target_exp.view(-1)[winners].div_(winner_sums)
-        ctx.save_for_backward(
-            probs, target_prob, winners, flat_positions[winners], hidden, bucket_items, target_items, target_rows,
-            item_index,
-        )  # fmt: skip
-        ctx.shape = (n_buckets, bucket_size_x, item_embeddings.shape[0])
+        ctx.save_for_backward(probs, target_prob, winners, flat_positions[winners], hidden, item_embeddings,
+                              target_rows, item_index)  # fmt: skip
+        ctx.bucket_size_x = bucket_size_x
         return per_position
 
     @staticmethod
@@ -407,44 +405,53 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def _gradients(ctx, grad_per_position):
-        (probs, target_prob, winners, positions, hidden, bucket_items, target_items, target_rows,
-         item_index) = ctx.saved_tensors  # fmt: skip
-        n_buckets, bucket_size_x, n_items = ctx.shape
+        probs, target_prob, winners, positions, hidden, item_embeddings, target_rows, item_index = ctx.saved_tensors
+        need_hidden, need_items = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        n_buckets, bucket_size_y = item_index.shape
+        bucket_size_x, device = ctx.bucket_size_x, hidden.device
         dtype, dim = probs.dtype, hidden.shape[1]  # gradients are summed in float32 (or float64) at least
         scale = grad_per_position.to(dtype)[positions]  # (W,)
         grad_logits = probs * scale.unsqueeze(-1)  # (W, b_y)
         grad_target = ((target_prob - 1) * scale).unsqueeze(-1)  # (W, 1)
         winner_hidden = hidden[positions].to(dtype)  # (W, d)
-        items = bucket_items.to(dtype)
-        if hidden.device.type in _PER_BUCKET_BACKWARD_DEVICES:
-            rows_hidden = torch.empty(positions.shape[0], dim, device=hidden.device, dtype=dtype)
-            per_bucket_items = torch.zeros(n_buckets, items.shape[1], dim, device=hidden.device, dtype=dtype)
+        bucket_items = item_embeddings[item_index].to(dtype)  # (n_b, b_y, d)
+        rows_hidden = per_bucket_items = None
+        if device.type in _PER_BUCKET_BACKWARD_DEVICES:
+            if need_hidden:
+                rows_hidden = torch.empty(positions.shape[0], dim, device=device, dtype=dtype)
+            if need_items:
+                per_bucket_items = torch.zeros(n_buckets, bucket_size_y, dim, device=device, dtype=dtype)
             counts = torch.bincount(winners // bucket_size_x, minlength=n_buckets).tolist()
             start = 0
             for bucket, count in enumerate(counts):
                 if count:
                     rows = slice(start, start + count)
-                    torch.mm(grad_logits[rows], items[bucket], out=rows_hidden[rows])
-                    torch.mm(grad_logits[rows].T, winner_hidden[rows], out=per_bucket_items[bucket])
+                    if need_hidden:
+                        torch.mm(grad_logits[rows], bucket_items[bucket], out=rows_hidden[rows])
+                    if need_items:
+                        torch.mm(grad_logits[rows].T, winner_hidden[rows], out=per_bucket_items[bucket])
                     start += count
         else:
-            block = torch.zeros(n_buckets * bucket_size_x, items.shape[1], device=hidden.device, dtype=dtype)
+            block = torch.zeros(n_buckets * bucket_size_x, bucket_size_y, device=device, dtype=dtype)
             block[winners] = grad_logits
-            block = block.view(n_buckets, bucket_size_x, -1)
-            rows_hidden = torch.bmm(block, items).view(-1, dim)[winners]
-            bucket_hidden = torch.zeros(n_buckets * bucket_size_x, dim, device=hidden.device, dtype=dtype)
-            bucket_hidden[winners] = winner_hidden
-            per_bucket_items = torch.bmm(block.transpose(1, 2), bucket_hidden.view(n_buckets, bucket_size_x, dim))
+            block = block.view(n_buckets, bucket_size_x, bucket_size_y)
+            if need_hidden:
+                rows_hidden = torch.bmm(block, bucket_items).view(-1, dim)[winners]
+            if need_items:
+                bucket_hidden = torch.zeros(n_buckets * bucket_size_x, dim, device=device, dtype=dtype)
+                bucket_hidden[winners] = winner_hidden
+                per_bucket_items = torch.bmm(block.transpose(1, 2), bucket_hidden.view(n_buckets, bucket_size_x, dim))
         grad_hidden = grad_items = None
-        if ctx.needs_input_grad[0]:
-            grad_hidden = torch.zeros(hidden.shape, device=hidden.device, dtype=dtype)
-            grad_hidden[positions] = rows_hidden + grad_target * target_items[positions].to(dtype)
+        winner_targets = target_rows[positions]
+        if need_hidden:
+            grad_hidden = torch.zeros(hidden.shape, device=device, dtype=dtype)
+            grad_hidden[positions] = rows_hidden + grad_target * item_embeddings[winner_targets].to(dtype)
             grad_hidden = grad_hidden.to(hidden.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_items = torch.zeros(n_items, dim, device=hidden.device, dtype=dtype)
+        if need_items:
+            grad_items = torch.zeros(item_embeddings.shape, device=device, dtype=dtype)
             grad_items.index_add_(0, item_index.reshape(-1), per_bucket_items.view(-1, dim))
-            grad_items.index_add_(0, target_rows[positions], grad_target * winner_hidden)
-            grad_items = grad_items.to(bucket_items.dtype)
+            grad_items.index_add_(0, winner_targets, grad_target * winner_hidden)
+            grad_items = grad_items.to(item_embeddings.dtype)
         return grad_hidden, grad_items, None, None, None
 
 

@@ -161,6 +161,30 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
 
 
 @pytest.mark.parametrize("per_bucket_backward", [True, False], ids=["per-bucket", "batched"])
+def test_sce_one_side_gradients_and_an_empty_batch(per_bucket_backward, monkeypatch):
+    """Only the hidden states or only the item embeddings needing a gradient gives that gradient alone, equal to
+    the written-out form's; a batch without labelled positions gives a zero loss, count and gradient."""
+    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
+    gen = torch.Generator().manual_seed(9)
+    hidden = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    items = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    targets = torch.randint(1, 21, (30,), generator=gen)
+    positions, candidates = _sce_buckets(hidden, items, 4, 12, 8, gen)
+    for side in (0, 1):
+        inputs = [hidden.clone().requires_grad_(side == 0), items.clone().requires_grad_(side == 1)]
+        total = bucket_cross_entropy(inputs[0], targets, inputs[1], positions, candidates)[0]
+        reference = _sce_written_out(inputs[0], targets, inputs[1], positions, candidates)
+        (got,) = torch.autograd.grad(total, inputs[side])
+        (want,) = torch.autograd.grad(reference, inputs[side])
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    empty = torch.zeros(0, 6, dtype=torch.float64, requires_grad=True)
+    total, picked = scalable_cross_entropy_loss(empty, targets[:0], items.requires_grad_(), 3, 5, 4)
+    assert total.item() == 0 and int(picked) == 0
+    grads = torch.autograd.grad(total / picked.clamp_min(1), [empty, items])
+    assert grads[0].shape == (0, 6) and not grads[1].any()
+
+
+@pytest.mark.parametrize("per_bucket_backward", [True, False], ids=["per-bucket", "batched"])
 def test_sce_half_precision_is_float32_and_close(per_bucket_backward, monkeypatch):
     monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
     gen = torch.Generator().manual_seed(2)
