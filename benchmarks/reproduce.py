@@ -26,6 +26,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -195,31 +196,38 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-RECORD_ONLY_KEYS = ("run_id", "epochs", "best_epoch", "train_seconds", "resumed_from_epoch", "machine", "threads",
-                    "command", "test_per_user", "curve_eval_ndcg@10")  # fmt: skip
+# The settings `_run` and `on_device` put in a run (what `run_id` hashes); a record adds what the run produced.
+RUN_KEYS = ("dataset", "protocol", "model", "loss_type", "bt_alpha", "bt_lambda", "dropout", "batch_size", "seed",
+            "max_epochs", "patience", "length_grouped_attention", "device")  # fmt: skip
 
 
 def run_of_record(record: dict) -> dict:
-    """The run settings a record was made from (what `run_id` hashes): the record less what the run produced."""
-    run = {k: v for k, v in record.items() if k not in RECORD_ONLY_KEYS and not k.startswith(("eval_", "test_"))}
+    """The run settings a record was made from: its `RUN_KEYS`, checked against its `run_id`."""
+    run = {k: record[k] for k in RUN_KEYS if k in record}
     if run_id(run) != record.get("run_id"):
-        raise ValueError(f"record {record.get('run_id')!r}: its settings hash to {run_id(run)!r}")
+        raise ValueError(f"record {record.get('run_id')!r}: its settings {run} hash to {run_id(run)!r}, "
+                         "not to its run_id (a run setting missing from reproduce.RUN_KEYS?)")  # fmt: skip
     return run
 
 
 def rerun_command(wanted: str, seeds=range(5)) -> str:
-    """The train.py command (from the repository root) that reruns run `wanted`, a recorded run's id or one of
-    `--list`'s, with its checkpoints in `outputs/<run id>`. Built from the run's settings, so records whose stored
-    `command` predates `--length_grouped_attention` get the value they ran with."""
-    recorded = [run_of_record(r) for r in load_records() if r.get("run_id") == wanted]
+    """The shell command (from the repository root) that reruns run `wanted`, a recorded run's id or one of
+    `--list`'s, with its checkpoints in `outputs/<run id>`: train.py with the run's settings (so records whose stored
+    `command` predates `--length_grouped_attention` get the value they ran with), and the environment the runner
+    gave it (one visible GPU for a GPU run; the recorded intra-op threads)."""
+    records = [r for r in load_records() if r.get("run_id") == wanted]
     everything = grids(list(GRIDS), list(seeds))
-    candidates = recorded or [run for device in ("cpu", "cuda") for run in on_device(everything, device)]
+    candidates = [run_of_record(r) for r in records] or [
+        run for device in ("cpu", "cuda") for run in on_device(everything, device)]  # fmt: skip
     for run in candidates:
         if run_id(run) == wanted:
-            command = train_command(run, Path("outputs") / wanted)[2:]
             shared = os.path.relpath(SHARED, ROOT)
-            command = [shared if part == str(SHARED) else part for part in command]
-            return " ".join([".venv/bin/python", "train.py", *command])
+            command = [shared if part == str(SHARED) else part
+                       for part in train_command(run, Path("outputs") / wanted)[2:]]  # fmt: skip
+            env = ["CUDA_VISIBLE_DEVICES=0"] if device_of(run) != "cpu" else []
+            threads = records[0].get("threads") if records else None
+            env += [f"OMP_NUM_THREADS={threads}"] if threads else []
+            return shlex.join([*env, ".venv/bin/python", "train.py", *command])
     raise SystemExit(
         f"reproduce.py: no recorded run and no run in any grid (seeds {list(seeds)}) is {wanted!r}; see --list"
     )
@@ -386,7 +394,10 @@ def main() -> int:
                         help="print the train.py command that reruns this run (a record's run_id), run nothing")
     args = parser.parse_args()
     if args.command is not None:
-        print(rerun_command(args.command))
+        try:
+            print(rerun_command(args.command, sorted({*range(5), *args.seeds})))
+        except ValueError as error:
+            raise SystemExit(f"reproduce.py: {error}") from None
         return 0
     runs = on_device(grids(args.grid, args.seeds), args.device)
     runs = [run for run in runs if args.only is None or args.only in run_id(run)]

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import multiprocessing
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -256,7 +257,9 @@ def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
     seen_grouped = set()
     for record in records:
         run = reproduce.run_of_record(record)
-        model, _, training, _ = parse_arguments(reproduce.rerun_command(record["run_id"]).split()[2:])
+        command = shlex.split(reproduce.rerun_command(record["run_id"]))
+        assert ("CUDA_VISIBLE_DEVICES=0" in command) is (run.get("device") == "cuda")
+        model, _, training, _ = parse_arguments(command[command.index("train.py") + 1 :])
         assert model.length_grouped_attention is bool(run.get("length_grouped_attention", False))
         assert (training.seed, training.per_device_train_batch_size, model.dropout, model.bt_alpha) == (
             run["seed"], run["batch_size"], run["dropout"], run["bt_alpha"])
@@ -267,9 +270,9 @@ def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
     assert "--seed 4" in reproduce.rerun_command(reproduce.run_id(pending))
     with pytest.raises(SystemExit, match="no recorded run and no run in any grid"):
         reproduce.rerun_command("ml-1m-leave_one_out-sasrec-ce-s0-00000000")
-    tampered = {**records[0], "dropout": 0.9}
+    assert reproduce.run_of_record({**records[0], "train_loss": 1.0}) == reproduce.run_of_record(records[0])
     with pytest.raises(ValueError, match="hash to"):
-        reproduce.run_of_record(tampered)
+        reproduce.run_of_record({**records[0], "dropout": 0.9})
 
 
 def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
