@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU session, in two steps that each fit a short lease of a CUDA machine:
 #
-#   bash benchmarks/gpu_session.sh check              # versions, a 3-epoch ML-1M GPU training, the 20-epoch timing
+#   bash benchmarks/gpu_session.sh check              # versions, SCE's GPU backward checked, a 3-epoch ML-1M GPU
+#                                                     # training, the 20-epoch timing
 #   bash benchmarks/gpu_session.sh grid SECONDS N [GRID ...]   # N runners over the grids (default ml-1m) on the GPU
 #
 # `check` writes benchmarks/results/performance.json's `gpu` section (performance.py --sections gpu) and reports the
@@ -37,6 +38,11 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_dev
 print('transformers', transformers.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__,
       'evaluate', evaluate.__version__, 'hub', h.__version__, 'pyarrow', pyarrow.__version__, 'numpy', numpy.__version__)" \
         || exit 3
+    # SCE's batched backward (the path every non-CPU device takes) against the CPU's per-bucket one.
+    timeout 120 python3 benchmarks/gpu_checks.py --device cuda > "$out/gpu_checks.log" 2>&1
+    rc=$?
+    cat "$out/gpu_checks.log"
+    [ $rc -eq 0 ] || { echo "SCE's GPU backward check failed (exit $rc)"; exit 6; }
     # A real train.py run on the GPU (Trainer, evaluation every epoch, checkpoints): fails fast if anything is off,
     # and its seconds per epoch size the grid step.
     timeout 240 python3 train.py --dataset ml-1m --data_root "$BTSR_SHARED_DATA" --split leave_one_out --loss_type ce \

@@ -371,3 +371,20 @@ def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_s
     alike = probe.norms(str(tmp_path / "alike"), data, n_users=64)
     assert alike["last_state_mean_cosine"] == pytest.approx(1.0, abs=1e-3) and alike["last_state_dot_std"] == 0.0
     assert alike["last_state_norm"] == pytest.approx(float((torch.arange(16.0) / 4).norm()), abs=1e-3)
+
+
+def test_gpu_checks_compare_the_batched_sce_backward_and_catch_a_wrong_one(monkeypatch, capsys):
+    """benchmarks/gpu_checks.py, run here with the CPU standing in for the GPU: the batched backward agrees with the
+    per-bucket one; a batched backward that is 1% off is reported (exit 1)."""
+    gpu_checks = load_script("gpu_checks")
+    losses_btsr = gpu_checks.losses_btsr
+    assert gpu_checks.main(["--device", "cpu"]) == 0
+    exact = losses_btsr._BucketMaxCrossEntropy._gradients
+
+    def off_when_batched(ctx, grad):
+        grad_hidden, *rest = exact(ctx, grad)
+        return (grad_hidden * 1.01 if not losses_btsr._PER_BUCKET_BACKWARD_DEVICES else grad_hidden), *rest
+
+    monkeypatch.setattr(losses_btsr._BucketMaxCrossEntropy, "_gradients", staticmethod(off_when_batched))
+    assert gpu_checks.main(["--device", "cpu"]) == 1
+    assert "relative error above" in capsys.readouterr().err
