@@ -16,7 +16,8 @@ Each run is `train.py` in a subprocess with a fixed setting; its working folder 
 session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, under
 a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per grid below and stored in every record.
 Each record keeps its users' test ranks within the top 10 (`test_per_user`, see `compact_per_user`) for paired
-per-user intervals.
+per-user intervals, and the commits its sessions ran (`code_versions`: more than one for a run resumed across a code
+change).
 """
 
 import argparse
@@ -302,6 +303,28 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
+def code_version() -> str:
+    """The commit the runner's checkout is at, `+local` when the code a training imports differs from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    local = git("status", "--porcelain", "--untracked-files=no", "--", "train.py", "modeling_btsr", "data_processing")
+    return commit + ("+local" if local else "")
+
+
+def note_code_version(folder: Path) -> list[str]:
+    """Appends this session's code version to the run's `code_versions.txt` (when it differs from the last one) and
+    returns them all: a run resumed across sessions may have trained part of its epochs with other code (same
+    settings, other float rounding, so not quite the numbers one uninterrupted run would give)."""
+    path = folder / "code_versions.txt"
+    versions, current = (path.read_text().split() if path.exists() else []), code_version()
+    if not versions or versions[-1] != current:
+        versions.append(current)
+        path.write_text("\n".join(versions) + "\n")
+    return versions
+
+
 def validation_curve(folder: Path) -> list[float]:
     """Validation NDCG@10 after each epoch (a resumed run's earlier sessions included), from the last checkpoint's
     log history: shows whether a run was still improving when its cap or patience stopped it."""
@@ -334,6 +357,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
         command += ["--resume_from_checkpoint", str(checkpoint)]
         print(f"  resuming from {checkpoint.name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
+    note_code_version(folder)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     if device_of(run) != "cpu":
         # One GPU per run: with several visible the Trainer would split each batch over them (DataParallel), and
@@ -359,6 +383,7 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
               "machine": machine(device_of(run)),
               "threads": threads,
               "command": " ".join(command[1:]),
+              "code_versions": note_code_version(folder),
               **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
               "test_per_user": compact_per_user(per_user),
               "curve_eval_ndcg@10": validation_curve(folder)}  # fmt: skip

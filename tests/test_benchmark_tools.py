@@ -388,3 +388,14 @@ def test_gpu_checks_compare_the_batched_sce_backward_and_catch_a_wrong_one(monke
     monkeypatch.setattr(losses_btsr._BucketMaxCrossEntropy, "_gradients", staticmethod(off_when_batched))
     assert gpu_checks.main(["--device", "cpu"]) == 1
     assert "relative error above" in capsys.readouterr().err
+
+
+def test_a_run_notes_each_code_version_it_trained_with(tmp_path, monkeypatch):
+    reproduce = load_script("reproduce")
+    assert reproduce.code_version().split("+")[0] not in ("", "unknown")  # a git checkout: a commit
+    versions = iter(["aaaa", "aaaa", "bbbb+local"])
+    monkeypatch.setattr(reproduce, "code_version", lambda: next(versions))
+    assert reproduce.note_code_version(tmp_path) == ["aaaa"]
+    assert reproduce.note_code_version(tmp_path) == ["aaaa"]  # the same code again (a resumed session): noted once
+    assert reproduce.note_code_version(tmp_path) == ["aaaa", "bbbb+local"]
+    assert (tmp_path / "code_versions.txt").read_text() == "aaaa\nbbbb+local\n"
