@@ -48,7 +48,8 @@ def _loss_and_grads(problem: dict, device: str, autocast_dtype: torch.dtype | No
     hidden = problem["hidden"].to(device).requires_grad_()
     items = problem["items"].to(device).requires_grad_()
     moved = [problem[k].to(device) for k in ("targets", "positions", "candidates")]
-    with torch.autocast(device, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+    with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.bfloat16,
+                        enabled=autocast_dtype is not None):  # fmt: skip
         states = hidden.to(autocast_dtype) if autocast_dtype is not None else hidden
         total, picked = losses_btsr.bucket_cross_entropy(states, moved[0], items, moved[1], moved[2])
     grads = torch.autograd.grad(total / picked, [hidden, items])
@@ -58,8 +59,8 @@ def _loss_and_grads(problem: dict, device: str, autocast_dtype: torch.dtype | No
 def compare_sce(device: str) -> list[str]:
     """Mismatches between the batched backward on `device` and the CPU's per-bucket one; empty when all agree."""
     problems = []
-    for label, dtype, autocast_dtype, tolerance in (("float64", torch.float64, None, 1e-10),
-                                                     ("bf16 autocast", torch.float32, torch.bfloat16, 2e-2)):  # fmt: skip
+    cases = (("float64", torch.float64, None, 1e-10), ("bf16 autocast", torch.float32, torch.bfloat16, 2e-2))
+    for label, dtype, autocast_dtype, tolerance in cases:
         problem = _problem(dtype)
         with _backward_path("cpu", per_bucket=True):  # the reference: float, the CPU's per-bucket path
             want = _loss_and_grads(problem, "cpu")

@@ -217,9 +217,8 @@ def rerun_command(wanted: str, seeds=range(5)) -> str:
     `command` predates `--length_grouped_attention` get the value they ran with), and the environment the runner
     gave it (one visible GPU for a GPU run; the recorded intra-op threads)."""
     records = [r for r in load_records() if r.get("run_id") == wanted]
-    everything = grids(list(GRIDS), list(seeds))
     candidates = [run_of_record(r) for r in records] or [
-        run for device in ("cpu", "cuda") for run in on_device(everything, device)]  # fmt: skip
+        run for device in ("cpu", "cuda") for run in on_device(grids(list(GRIDS), list(seeds)), device)]  # fmt: skip
     for run in candidates:
         if run_id(run) == wanted:
             shared = os.path.relpath(SHARED, ROOT)
