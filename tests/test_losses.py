@@ -87,9 +87,7 @@ def test_sce_bucket_max_and_unpicked_positions():
     total, picked = scalable_cross_entropy_loss(hidden, targets, items, 3, 5, 7, generator=gen)
     # Recompute by hand with the same centres.
     gen.set_state(state)
-    centres = torch.randn(3, 8, generator=gen, dtype=torch.float64) * 8**-0.25
-    pos = (centres @ hidden.T).topk(5, dim=1).indices
-    its = (centres @ items.T).topk(7, dim=1).indices
+    pos, its = _sce_buckets(hidden, items, 3, 5, 7, gen)
     best = {}
     for c in range(3):
         for n in pos[c].tolist():
