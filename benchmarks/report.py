@@ -194,26 +194,41 @@ def _alpha_plots(records: list[dict]) -> None:
     except ImportError:
         print("matplotlib not installed (pip install -e .[bench]): plots skipped")
         return
-    for dataset, on in sorted({(r["dataset"], device(r)) for r in records}):
+    for dataset in sorted({r["dataset"] for r in records}):
+        lines = _sweep_lines(records, dataset)
+        if len({a for alphas, _ in lines.values() for a in alphas}) < 3:
+            continue
+        fig, axes = plt.subplots(1, 4, figsize=(14, 3))
+        for axis, metric in zip(axes, ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail")):
+            for (on, seeds), (alphas, runs) in lines.items():
+                # CPU and GPU runs are not averaged together: one line per device, each over its own seeds.
+                axis.plot(alphas, [np.mean([r[metric] for r in runs if r["bt_alpha"] == a]) for a in alphas], "o-",
+                          label=f"{on}, seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}")
+            axis.set_xlabel("alpha")
+            axis.set_title(metric)
+        axes[0].legend(fontsize="small")
+        fig.suptitle(f"{dataset}: accuracy and coverage against alpha")
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"alpha_sweep_{dataset}.png", dpi=100)
+        plt.close(fig)
+
+
+def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, tuple[int, ...]], tuple[list[float], list]]:
+    """The alpha sweep of one dataset, one line per device: `{(device, seeds): (alphas, runs)}`.
+
+    A line holds SASRec-CE (alpha 0) and BT-SR-CE at the default dropout and batch, over the seeds run at every one
+    of its alphas (a point averaged over 3 seeds beside one of a single seed is no sweep), and needs 2 alphas."""
+    lines = {}
+    for on in sorted({device(r) for r in records if r["dataset"] == dataset}):
         runs = [r for r in records if r["dataset"] == dataset and device(r) == on and r["loss_type"] == "ce"
                 and r["dropout"] == 0.1
                 and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
                 and r["batch_size"] == DEFAULT_BATCH.get(dataset, r["batch_size"])]  # the batch_size grid aside
         alphas = sorted({r["bt_alpha"] for r in runs})
-        # Only the seeds run at every alpha: a point averaged over 3 seeds beside one of a single seed is no sweep.
         seeds = set.intersection(*({r["seed"] for r in runs if r["bt_alpha"] == a} for a in alphas)) if alphas else set()
-        runs = [r for r in runs if r["seed"] in seeds]
-        if len(alphas) < 3 or not seeds:
-            continue
-        fig, axes = plt.subplots(1, 4, figsize=(14, 3))
-        for axis, metric in zip(axes, ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail")):
-            axis.plot(alphas, [np.mean([r[metric] for r in runs if r["bt_alpha"] == a]) for a in alphas], "o-")
-            axis.set_xlabel("alpha")
-            axis.set_title(metric)
-        suffix = "" if on == "cpu" else f"_{on}"  # CPU and GPU runs are not averaged together
-        fig.suptitle(f"{dataset} ({on}, seeds {', '.join(map(str, sorted(seeds)))}): accuracy and coverage against alpha")
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"alpha_sweep_{dataset}{suffix}.png", dpi=100)
+        if len(alphas) >= 2 and seeds:
+            lines[on, tuple(sorted(seeds))] = alphas, [r for r in runs if r["seed"] in seeds]
+    return lines
 
 
 if __name__ == "__main__":
