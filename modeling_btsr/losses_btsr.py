@@ -16,6 +16,7 @@ __all__ = [
     "infonce_loss",
     "cross_entropy_loss",
     "scalable_cross_entropy_loss",
+    "bucket_cross_entropy",
     "sampled_bce_loss",
     "gather_with_grad",
 ]
@@ -324,7 +325,11 @@ def bucket_cross_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SCE's loss on given buckets: `position_index` (n_b, b_x) picked positions and `item_index` (n_b, b_y)
     candidate item rows (0-based, distinct within a bucket) per bucket. Returns `(sum, count)` as
-    :func:`scalable_cross_entropy_loss` does (each picked position's maximum over the buckets that picked it)."""
+    :func:`scalable_cross_entropy_loss` does (each picked position's maximum over the buckets that picked it).
+
+    Shapes: `hidden` (positions, hidden), `targets` (positions,) 1-based item ids, `item_embeddings` (items, hidden)
+    whose row r is item id r + 1. Public so that a caller with its own bucketing (or a test) gets the same value and
+    gradients as SCE without its random projections."""
     per_position = _BucketMaxCrossEntropy.apply(hidden, item_embeddings, targets - 1, position_index, item_index)
     picked = torch.isfinite(per_position)
     return per_position[picked].sum(), picked.sum()
