@@ -422,3 +422,28 @@ def test_a_run_notes_each_code_version_it_trained_with(tmp_path, monkeypatch):
     assert reproduce.note_code_version(tmp_path) == ["aaaa"]  # the same code again (a resumed session): noted once
     assert reproduce.note_code_version(tmp_path) == ["aaaa", "bbbb+local"]
     assert (tmp_path / "code_versions.txt").read_text() == "aaaa\nbbbb+local\n"
+
+
+def test_performance_render_marks_ce_at_1m_items_as_computed_and_lists_step_times(tmp_path, monkeypatch):
+    """`--render_only` rewrites performance.md from performance.json: CE at 1M items is the computed size of its
+    logits (positions x items x 4 bytes), said to be computed; each catalogue's SCE / CE step times are rows."""
+    performance = load_script("performance")
+    monkeypatch.setattr(performance, "RESULTS", tmp_path)
+    machine = {"cpu_model": "cpu", "cores": 2, "torch": "t", "omp_wait_policy": "PASSIVE", "threads": 2}
+    memory = {"sce_10k": {"peak_mb": 10, "step_s": 0.5}, "ce_10k": {"peak_mb": 9, "step_s": 2.0},
+              "sce_1m": {"peak_mb": 30, "step_s": 3.0},
+              "ce_1m": {"computed": True, "positions": 1000, **performance.ce_logits_mb(1000, 1_000_000)}}  # fmt: skip
+    results = {"sections": {"memory": {"command": "cmd", "measured_at": "t", "machine": machine,
+                                       "load_average_start": [0], "load_average_end": [0]}},
+               "memory": memory, "sce_1m_items_peak_mb": 30, "ce_1m_items_peak_mb": None, "benchmark_wall_s": 7.0}  # fmt: skip
+    (tmp_path / "performance.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys, "argv", ["performance.py", "--render_only"])
+    performance.main()
+    written = json.loads((tmp_path / "performance.json").read_text())
+    assert written["ce_1m_items_peak_mb"] == round(1000 * 1_000_000 * 4 / 2**20) == 3815
+    assert written["ce_1m_items_peak_mb_is"].startswith("computed, not run")
+    assert written["benchmark_wall_s"] == 7.0  # the measuring run's wall time, not the render's
+    table = (tmp_path / "performance.md").read_text()
+    assert "| one training step, 10k items, SCE / CE (s) | 0.5 / 2.0 |" in table
+    assert "| one training step, 1m items, SCE / CE (s) | 3.0 / not run |" in table
+    assert "| CE peak RSS, 1m items (MB) | 3815 (computed, not run" in table
