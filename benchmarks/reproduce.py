@@ -14,7 +14,7 @@
 Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
 `$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
 session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, under
-a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per grid below and stored in every record.
+a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per dataset below (and by --list) and stored in every record.
 Each record keeps its users' test ranks within the top 10 (`test_per_user`, see `compact_per_user`) for paired
 per-user intervals, and the commits its sessions ran (`code_versions`: more than one for a run resumed across a code
 change).
@@ -403,8 +403,18 @@ def machine(device: str = "cpu") -> str:
     return f"{name or 'GPU (nvidia-smi gave no name)'} (torch {importlib.metadata.version('torch')}), {host}"
 
 
+def caps_text() -> str:
+    """The epoch cap and early-stopping patience of every dataset's runs (also stored in each record)."""
+    lines = ["epoch caps (every run of a dataset; also in each record as max_epochs / patience):"]
+    for (dataset, protocol), base in DATASETS.items():
+        lines.append(f"  {dataset} {protocol}: at most {base['epochs']} epochs, stopped after {base['patience']} "
+                     "epochs without a better validation NDCG@10")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=caps_text())
     parser.add_argument("--grid", nargs="+", default=["main"], choices=GRIDS,
                         help="one or more grids, run in that order (a run in several is run once)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -428,7 +438,8 @@ def main() -> int:
     recorded = {r["run_id"] for r in load_records()}
     if args.list:
         for run in runs:
-            print(("done    " if run_id(run) in recorded else "pending ") + run_id(run))
+            print(("done    " if run_id(run) in recorded else "pending ") + run_id(run)
+                  + f"  (cap {run['max_epochs']} epochs, patience {run['patience']})")
         return 0
     deadline = time.time() + args.time_budget_min * 60
     for run in runs:

@@ -447,3 +447,16 @@ def test_performance_render_marks_ce_at_1m_items_as_computed_and_lists_step_time
     assert "| one training step, 10k items, SCE / CE (s) | 0.5 / 2.0 |" in table
     assert "| one training step, 1m items, SCE / CE (s) | 3.0 / not run |" in table
     assert "| CE peak RSS, 1m items (MB) | 3815 (computed, not run" in table
+
+
+def test_reproduce_states_every_datasets_epoch_cap_in_help_and_list(monkeypatch, capsys):
+    reproduce = load_script("reproduce")
+    monkeypatch.setattr(reproduce, "DATASETS", dict(reproduce.DATASETS))
+    base = reproduce.DATASETS["ml-1m", "leave_one_out"]
+    reproduce.DATASETS["ml-1m", "leave_one_out"] = dict(base, epochs=123, patience=7)
+    assert "ml-1m leave_one_out: at most 123 epochs, stopped after 7 epochs" in reproduce.caps_text()
+    assert "sports leave_one_out: at most 300 epochs" in reproduce.caps_text()
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--list", "--grid", "main", "--seeds", "0"])
+    reproduce.main()
+    listed = capsys.readouterr().out.splitlines()
+    assert listed and all(line.endswith("(cap 123 epochs, patience 7)") for line in listed)
