@@ -460,3 +460,21 @@ def test_reproduce_states_every_datasets_epoch_cap_in_help_and_list(monkeypatch,
     reproduce.main()
     listed = capsys.readouterr().out.splitlines()
     assert listed and all(line.endswith("(cap 123 epochs, patience 7)") for line in listed)
+
+
+def test_report_pairs_bt_sr_with_sasrec_at_another_dropout():
+    """The second baseline row (SASRec at the authors' dropout 0.3) gets differences of its own: BT-SR at dropout
+    0.1 minus it, per seed and pooled; SASRec at BT-SR's own dropout and the contrastive runs stay out."""
+    report = load_script("report")
+    bt_sr = [_record("bt-sr", 0.2, seed, ranks, 0.6) for seed, ranks in ((0, "1100"), (1, "1000"))]
+    authors = [dict(_record("sasrec-ce", 0.0, seed, "2000", 0.7), dropout=0.3) for seed in (0, 1)]
+    others = [_record("sasrec-ce", 0.0, 0, "0000", 0.1), _record("cl4srec", 0.1, 0, "1111", 0.1)]
+    rows = [line for line in report._other_dropout_section(bt_sr + authors + others) if line.startswith("| d |")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[9] for c in cells] == ["0", "1", "all (2)"]
+    assert all(c[2] == "bt-sr" and c[5] == "0.1" and c[6] == "0.3" for c in cells)
+    seed0 = (2 * NDCG_OF_RANK["1"] - NDCG_OF_RANK["2"]) / 4
+    seed1 = (NDCG_OF_RANK["1"] - NDCG_OF_RANK["2"]) / 4
+    assert cells[0][10] == f"{seed0:+.4f}" and cells[1][10] == f"{seed1:+.4f}"
+    assert cells[2][10] == f"{(seed0 + seed1) / 2:+.4f}" and cells[2][-1] == "-0.1000"
+    assert report._other_dropout_section(bt_sr + others) == []
