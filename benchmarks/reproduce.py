@@ -17,7 +17,8 @@ session end) resumes from its last complete checkpoint the next time. Records ar
 a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per dataset below (and by --list) and stored in every record.
 Each record keeps its users' test ranks within the top 10 (`test_per_user`, see `compact_per_user`) for paired
 per-user intervals, and the commits its sessions ran (`code_versions`: more than one for a run resumed across a code
-change).
+change; records finished before 2026-11-28 predate the field). `train_seconds` are the last session's, from
+`resumed_from_epoch` on (a killed session leaves no time behind).
 """
 
 import argparse
