@@ -68,7 +68,8 @@ def main() -> int:
         metrics = evaluate_ranking(model, split.test.contexts, split.test.targets, prefix="test")
         timings.append(time.perf_counter() - started)
     result = {
-        "command": ".venv/bin/python benchmarks/evaluation_speed.py" + (f" {args.model_folder}" if args.model_folder else "")
+        "command": ".venv/bin/python benchmarks/evaluation_speed.py"
+        + (f" {args.model_folder}" if args.model_folder else "")
         + (" --profile" if args.profile else ""),
         "machine": f"{os.cpu_count()} cores, torch {torch.__version__}, 2 threads",
         "users": len(split.test),

@@ -153,24 +153,24 @@ def main() -> int:
 def _other_dropout_section(records: list[dict]) -> list[str]:
     """BT-SR minus SASRec trained at another dropout (ML-1M: the authors' baseline setting, dropout 0.3), paired by
     seed and device as above: the second baseline row, with its own differences."""
+    same = ("dataset", "protocol", "loss_type", "batch_size", "seed")
     pairs = defaultdict(list)
-    for record in records:
-        if record["model"] != "bt-sr":
-            continue
+    for record in (r for r in records if r["model"] == "bt-sr"):
         for other in records:
-            if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and other["dropout"] != record["dropout"]
-                    and device(other) == device(record)
-                    and all(other[k] == record[k] for k in ("dataset", "protocol", "loss_type", "batch_size", "seed"))):
-                pairs[setting(record), other["dropout"]].append((record, other))  # fmt: skip
+            if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and device(other) == device(record)
+                    and other["dropout"] != record["dropout"] and all(other[k] == record[k] for k in same)):
+                pairs[setting(record), other["dropout"]].append((record, other))
     rows = []
     for (key, base_dropout), found in sorted(pairs.items()):
-        dataset, protocol, model, loss, alpha, dropout, batch, on = key
         found.sort(key=lambda pair: pair[0]["seed"])
-        groups = [(str(m["seed"]), [(m, b)]) for m, b in found] + ([(f"all ({len(found)})", found)] if len(found) > 1 else [])
+        groups = [(str(method["seed"]), [(method, base)]) for method, base in found]
+        if len(found) > 1:
+            groups.append((f"all ({len(found)})", found))
+        dataset, protocol, model, loss, alpha, dropout, batch, on = key
         for seed, chosen in groups:
-            rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {base_dropout} | {batch} | "
-                        f"{on} | {seed} | " + " | ".join(difference_cells([m for m, _ in chosen], [b for _, b in chosen]))
-                        + " |")  # fmt: skip
+            cells = difference_cells([method for method, _ in chosen], [base for _, base in chosen])
+            rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {base_dropout} | "
+                        f"{batch} | {on} | {seed} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["", "## BT-SR minus SASRec at another dropout (the authors' baseline setting)", "",
