@@ -213,21 +213,31 @@ def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
     assert (tmp_path / "alpha_sweep_d.png").exists()
 
 
-def test_report_alpha_sweep_draws_each_device_over_its_own_seeds(tmp_path, monkeypatch):
-    """A sweep split across devices (ML-1M: alpha 0.1 and 0.4 on the GPU, 0.8 on the CPU) is one figure with one
-    line per device; no line averages CPU and GPU runs, and a seed missing at one alpha leaves its line."""
-    pytest.importorskip("matplotlib")
-    report = load_script("report")
+def _split_sweep():
+    """ML-1M's shape: alpha 0.1 and 0.4 on the GPU (seeds 0-1, seed 2 at alpha 0 only), 0.8 on the CPU (seed 0)."""
     metrics = {"test_hr@10": 0.1, "test_ndcg@10": 0.1, "test_hr@10_tail": 0.0}
     cpu = [dict(_record(m, a, 0, "0", 0.5), **metrics) for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.8))]
     gpu = [dict(_record(m, a, s, "0", 0.5), **metrics, device="cuda")
            for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.1), ("bt-sr", 0.4)) for s in (0, 1)]  # fmt: skip
-    gpu.append(dict(gpu[0], seed=2))  # seed 2 at alpha 0 only: not in the sweep
+    return cpu, gpu + [dict(gpu[0], seed=2)]
+
+
+def test_report_alpha_sweep_lines_are_per_device_over_each_devices_own_seeds():
+    """A sweep split across devices gets one line per device; no line mixes CPU and GPU runs, and a seed missing
+    at one alpha leaves its device's line."""
+    report = load_script("report")
+    cpu, gpu = _split_sweep()
     lines = report._sweep_lines(cpu + gpu, "d")
     assert {key: alphas for key, (alphas, _) in lines.items()} == {("cpu", (0,)): [0.0, 0.8],
                                                                   ("cuda", (0, 1)): [0.0, 0.1, 0.4]}
     assert all(report.device(r) == on for (on, _), (_, runs) in lines.items() for r in runs)
     assert len(lines["cuda", (0, 1)][1]) == 6
+
+
+def test_report_alpha_sweep_split_across_devices_is_one_figure(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    report = load_script("report")
+    cpu, gpu = _split_sweep()
     for folder, runs in (("one", cpu + gpu), ("two", cpu + gpu[:2])):  # two: alphas 0 and 0.8 only, no sweep
         monkeypatch.setattr(report, "RESULTS", tmp_path / folder)
         report.RESULTS.mkdir()
