@@ -65,11 +65,15 @@ def baseline_of(record: dict, records: list[dict]) -> dict | None:
     """The SASRec run a method is compared with: same dataset, protocol, prediction loss, dropout, batch, seed and
     device, SSL weight 0."""
     for other in records:
-        if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and device(other) == device(record)
-                and all(other[k] == record[k] for k in ("dataset", "protocol", "loss_type", "dropout", "batch_size",
-                                                        "seed"))):  # fmt: skip
+        if is_sasrec_twin(other, record, ("dataset", "protocol", "loss_type", "dropout", "batch_size", "seed")):
             return other
     return None
+
+
+def is_sasrec_twin(other: dict, record: dict, same: tuple[str, ...]) -> bool:
+    """Whether `other` is a SASRec run (SSL weight 0) on `record`'s device that agrees with it on the `same` keys."""
+    return (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and device(other) == device(record)
+            and all(other[k] == record[k] for k in same))  # fmt: skip
 
 
 def difference_cells(method_runs: list[dict], base_runs: list[dict]) -> list[str]:
@@ -157,8 +161,7 @@ def _other_dropout_section(records: list[dict]) -> list[str]:
     pairs = defaultdict(list)
     for record in (r for r in records if r["model"] == "bt-sr"):
         for other in records:
-            if (other["model"].startswith("sasrec") and other["bt_alpha"] == 0 and device(other) == device(record)
-                    and other["dropout"] != record["dropout"] and all(other[k] == record[k] for k in same)):
+            if is_sasrec_twin(other, record, same) and other["dropout"] != record["dropout"]:
                 pairs[setting(record), other["dropout"]].append((record, other))
     rows = []
     for (key, base_dropout), found in sorted(pairs.items()):
