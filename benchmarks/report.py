@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from modeling_btsr.metrics import paired_bootstrap_ci  # noqa: E402
 from reproduce import computed_on as device  # noqa: E402  (the one rule for records without `device` / grouping)
-from reproduce import per_user_metric  # noqa: E402
+from reproduce import eval_exclusion, per_user_metric  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 # The batch of each dataset's main runs (benchmarks/reproduce.py DATASETS); the alpha plots use these alone.
@@ -39,15 +39,25 @@ def setting(record: dict) -> tuple:
 DEVICE_PREFERENCE = ("cuda grouped", "cuda", "cpu grouped", "cpu")
 
 
+def pooled_key(record: dict) -> tuple:
+    """A record's setting without the device, but with its seen-item exclusion: the two protocols never pool."""
+    return setting(record)[:-1] + (eval_exclusion(record),)
+
+
 def pooled_by_seed(records: list[dict]) -> dict[tuple, dict[int, dict]]:
     """Records per setting without the device, one per seed (`DEVICE_PREFERENCE` decides a seed run on both).
 
     GPU and CPU runs are both fp32 from the same initial weights; the device changes kernels and dropout streams, so
     it moves a run as another seed does (ML-1M seed 0 ran on both: the main table shows by how much)."""
     pooled = defaultdict(dict)
-    for record in sorted(records, key=lambda r: DEVICE_PREFERENCE.index(device(r)), reverse=True):
-        pooled[setting(record)[:-1]][record["seed"]] = record  # the preferred device is written last and stays
+    for record in sorted(records, key=lambda r: DEVICE_PREFERENCE.index(hardware(r)), reverse=True):
+        pooled[pooled_key(record)][record["seed"]] = record  # the preferred device is written last and stays
     return pooled
+
+
+def hardware(record: dict) -> str:
+    """The device and attention layout alone (`computed_on` without the exclusion mark)."""
+    return device(record).removesuffix(" window-excl")
 
 
 def fmt(value) -> str:
@@ -188,21 +198,23 @@ def _pooled_section(records: list[dict]) -> list[str]:
     pooled = pooled_by_seed(records)
     rows = []
     for key, by_seed in sorted(pooled.items()):
-        per_device = [{r["seed"] for r in records if setting(r)[:-1] == key and device(r) == on}
+        per_device = [{r["seed"] for r in records if pooled_key(r) == key and hardware(r) == on}
                       for on in DEVICE_PREFERENCE]  # fmt: skip
         if len(by_seed) <= max(len(seeds) for seeds in per_device):
             continue  # one device already holds every seed: nothing to pool
         runs = [by_seed[seed] for seed in sorted(by_seed)]
         seeds = ", ".join(f"{r['seed']} {device(r)}" for r in runs)
         cells = [fmt(np.nanmean([r.get(m, np.nan) for r in runs])) for m in METRICS]
-        dataset, protocol, model, loss, alpha, dropout, batch = key
+        dataset, protocol, model, loss, alpha, dropout, batch, exclusion = key
         base_seeds = next((v for k, v in pooled.items() if k[2].startswith("sasrec") and k[4] == 0
-                           and (k[0], k[1], k[3], k[5], k[6]) == (dataset, protocol, loss, dropout, batch)), {})  # fmt: skip
+                           and (k[0], k[1], k[3], k[5], k[6], k[7]) == (dataset, protocol, loss, dropout, batch,
+                                                                        exclusion)), {})  # fmt: skip
         if alpha > 0 and all(seed in base_seeds for seed in by_seed):
             cells += difference_cells(runs, [base_seeds[seed] for seed in sorted(by_seed)])
         else:
             cells += ["—"] * 5
-        rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {batch} | {seeds} | "
+        mark = " (window-excl)" if exclusion == "window" else ""
+        rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {batch} | {seeds}{mark} | "
                     + " | ".join(cells) + " |")  # fmt: skip
     if not rows:
         return []

@@ -91,7 +91,7 @@ def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, bat
     return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
             "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": batch_size or base["batch_size"],
             "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"],
-            **({"length_grouped_attention": True} if grouped else {})}  # fmt: skip
+            **({"length_grouped_attention": True} if grouped else {}), "eval_exclusion": "history"}  # fmt: skip
 
 
 GRIDS = ("main", "amazon", "temporal", "contrastive", "contrastive_rescaled", "batch_size", "alpha_sweep",
@@ -165,6 +165,16 @@ def device_of(run: dict) -> str:
     return run.get("device", "cpu")  # runs from before GPU runs have no `device`: CPU runs
 
 
+# How a record's evaluation excluded seen items: "history" (every item of the user's history, as recommend() does;
+# every run since the fix) or "window" (only the last max_len items: every record made before it, marked so in
+# accuracy.json). Records of the two never share a table row or a paired difference (see `computed_on`).
+EVAL_EXCLUSIONS = ("history", "window")
+
+
+def eval_exclusion(record: dict) -> str:
+    return record.get("eval_exclusion", "window")
+
+
 def computed_on(run: dict) -> str:
     """The device, plus `grouped` for a run with length-grouped attention (BTSRConfig.length_grouped_attention).
 
@@ -172,8 +182,10 @@ def computed_on(run: dict) -> str:
     on another device is (own id, own table row). Runs from before the setting existed carry no key and ran on one
     grid: their commands say so (`--length_grouped_attention False`), so they still reproduce. Beauty and Sports run
     grouped (their epochs ~4x faster, benchmarks/performance.py --sections grouping); the other grids keep one grid,
-    their seeds recorded that way."""
-    return device_of(run) + (" grouped" if run.get("length_grouped_attention") else "")
+    their seeds recorded that way. A record measured with window-only exclusion says so (`window-excl`): another
+    protocol, never pooled or paired with a run that excludes the whole history."""
+    grouped = " grouped" if run.get("length_grouped_attention") else ""
+    return device_of(run) + grouped + (" window-excl" if eval_exclusion(run) == "window" else "")
 
 
 def on_device(runs: list[dict], device: str) -> list[dict]:
@@ -200,12 +212,13 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
 
 # The settings `_run` and `on_device` put in a run (what `run_id` hashes); a record adds what the run produced.
 RUN_KEYS = ("dataset", "protocol", "model", "loss_type", "bt_alpha", "bt_lambda", "dropout", "batch_size", "seed",
-            "max_epochs", "patience", "length_grouped_attention", "device")  # fmt: skip
+            "max_epochs", "patience", "length_grouped_attention", "device", "eval_exclusion")  # fmt: skip
 
 
 def run_of_record(record: dict) -> dict:
-    """The run settings a record was made from: its `RUN_KEYS`, checked against its `run_id`."""
-    run = {k: record[k] for k in RUN_KEYS if k in record}
+    """The run settings a record was made from: its `RUN_KEYS`, checked against its `run_id`. A record marked
+    `eval_exclusion: window` was hashed before the field existed, so the mark is not part of its id."""
+    run = {k: record[k] for k in RUN_KEYS if k in record and not (k == "eval_exclusion" and record[k] == "window")}
     if run_id(run) != record.get("run_id"):
         raise ValueError(f"record {record.get('run_id')!r}: its settings {run} hash to {run_id(run)!r}, "
                          "not to its run_id (a run setting missing from reproduce.RUN_KEYS?)")  # fmt: skip

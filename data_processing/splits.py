@@ -56,8 +56,9 @@ class EvalSplit:
 
     Attributes:
         user_ids: raw user ids, sorted, shape ``(U,)``.
-        contexts: ``U`` int64 arrays of item indices, chronological (most recent last), each already truncated to
-            its last ``max_len`` items and never empty.
+        contexts: ``U`` int64 arrays of item indices, chronological (most recent last), never empty: everything
+            the user has seen before the target, however long. The model reads the last ``max_len`` of them; the
+            evaluation excludes all of them from the candidates, as ``recommend()`` does.
         targets: int64 array ``(U,)``, the item index to predict after the context.
     """
 
@@ -161,19 +162,27 @@ def _per_user(user: np.ndarray, values: np.ndarray, num_users: int) -> list[np.n
     return np.split(values, np.cumsum(counts)[:-1])
 
 
-def _eval_splits(user_ids: list, sequences: list[np.ndarray], max_len: int) -> tuple[EvalSplit, EvalSplit]:
+def _eval_splits(user_ids: list, sequences: list[np.ndarray]) -> tuple[EvalSplit, EvalSplit]:
     """Validation: context ``seq[:-2]``, target ``seq[-2]``; test: context ``seq[:-1]``, target ``seq[-1]``."""
     valid = EvalSplit(
         user_ids=list(user_ids),
-        contexts=[np.ascontiguousarray(s[:-2][-max_len:], dtype=np.int64) for s in sequences],
+        contexts=[np.ascontiguousarray(s[:-2], dtype=np.int64) for s in sequences],
         targets=np.asarray([s[-2] for s in sequences], dtype=np.int64),
     )
     test = EvalSplit(
         user_ids=list(user_ids),
-        contexts=[np.ascontiguousarray(s[:-1][-max_len:], dtype=np.int64) for s in sequences],
+        contexts=[np.ascontiguousarray(s[:-1], dtype=np.int64) for s in sequences],
         targets=np.asarray([s[-1] for s in sequences], dtype=np.int64),
     )
     return valid, test
+
+
+def _beyond_window(valid: EvalSplit, test: EvalSplit, max_len: int) -> dict:
+    """Context items older than the model's window: excluded from the candidates, never read by the encoder."""
+    return {
+        name: int(sum(max(len(c) - max_len, 0) for c in split.contexts))
+        for name, split in (("valid", valid), ("test", test))
+    }
 
 
 def _py(value: Any) -> Any:
@@ -194,15 +203,15 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
     3. Training = the other users' interactions (all ``< t*``), keeping users with ``>= 2`` of them.
     4. Items are indexed on the training data; test-period interactions with an item unseen in training are dropped.
     5. Evaluated users = test users with ``>= 3`` remaining test-period interactions ``s_1..s_m`` (sorted by time):
-       validation = (context ``s_1..s_{m-2}``, target ``s_{m-1}``), test = (context ``s_1..s_{m-1}``, target ``s_m``),
-       contexts cut to their last ``max_len`` items.
+       validation = (context ``s_1..s_{m-2}``, target ``s_{m-1}``), test = (context ``s_1..s_{m-1}``, target ``s_m``);
+       the model reads the last ``max_len`` items of a context, the evaluation excludes all of them.
 
     Check on ML-100K: ``t* = 891717885``, 1,611 items, 830 training users, 80,161 training interactions, 92 evaluated
     users (tested in ``tests/test_splits.py``).
 
     Args:
         df: interactions with ``user_id``, ``item_id`` and a numeric ``timestamp``, rows in file order.
-        max_len: the longest evaluation context kept (most recent items).
+        max_len: the model's window (most recent items read); counted in ``stats``, contexts are not cut.
         quantile: ``q`` above, in ``(0, 1]``.
         source: the data's name for error messages.
 
@@ -266,11 +275,7 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
     eval_sequences = [s for s in _per_user(user[eval_rows], index[eval_rows], U) if len(s)]
     train_user_ids = [data.user_ids[u] for u in train_codes]
     eval_user_ids = [data.user_ids[u] for u in eval_codes]
-    valid, test = _eval_splits(eval_user_ids, eval_sequences, max_len)
-
-    # Rows of an evaluated user older than both contexts' windows are used nowhere: count them.
-    lengths = np.fromiter((len(s) for s in eval_sequences), dtype=np.int64, count=len(eval_sequences))
-    beyond_max_len = int(np.maximum(lengths - 2 - max_len, 0).sum())
+    valid, test = _eval_splits(eval_user_ids, eval_sequences)
 
     num_input_items = len(pd.unique(data.item))
     stats = {
@@ -287,13 +292,13 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
         "num_train_interactions": int(train_rows.sum()),
         "num_test_users": len(eval_user_ids),
         "num_valid_users": len(eval_user_ids),
-        "num_eval_interactions": int(eval_rows.sum()) - beyond_max_len,
+        "num_eval_interactions": int(eval_rows.sum()),
+        "eval_context_items_beyond_max_len": _beyond_window(valid, test, max_len),
         "removed_rows": {
             "test_user_history_before_t_star": int(history_dropped.sum()),
             "train_user_single_interaction": int(too_short_rows.sum()),
             "test_item_not_in_training": int(unseen_rows.sum()),
             "test_user_fewer_than_3_test_interactions": int(too_few_rows.sum()),
-            "eval_context_beyond_max_len": beyond_max_len,
         },
         "removed_users": {
             "train_user_single_interaction": int(too_short_user.sum()),
@@ -318,8 +323,9 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
 
     The catalogue is every item in the input (3,416 for the SASRec ML-1M file), including items that occur only as
     a target. Every user with ``>= 3`` interactions is evaluated; users with fewer cannot be split and are dropped
-    and counted under ``removed_users["fewer_than_3_interactions"]``. Contexts are cut to their last ``max_len``
-    items; training sequences are not cut.
+    and counted under ``removed_users["fewer_than_3_interactions"]``. Neither contexts nor training sequences are
+    cut: the model reads the last ``max_len`` items, the evaluation excludes the whole context, and
+    ``stats["eval_context_items_beyond_max_len"]`` counts the context items older than the window.
 
     Raises:
         DataError: bad columns or values, or no user with ``>= 3`` interactions.
@@ -339,7 +345,7 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
     kept_rows = is_kept[user]
     sequences = [s for s in _per_user(user[kept_rows], vocab.lookup(data.item[kept_rows]), U) if len(s)]
     user_ids = [data.user_ids[u] for u in np.flatnonzero(is_kept)]
-    valid, test = _eval_splits(user_ids, sequences, max_len)
+    valid, test = _eval_splits(user_ids, sequences)
     train_sequences = [np.ascontiguousarray(s[:-2]) for s in sequences]
 
     num_eval = 2 * len(user_ids)
@@ -356,6 +362,7 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
         "num_test_users": len(user_ids),
         "num_valid_users": len(user_ids),
         "num_eval_interactions": num_eval,
+        "eval_context_items_beyond_max_len": _beyond_window(valid, test, max_len),
         "removed_rows": {"fewer_than_3_interactions": int((~kept_rows).sum())},
         "removed_users": {"fewer_than_3_interactions": int((~is_kept).sum())},
         "removed_items": {},

@@ -35,7 +35,7 @@ from .metrics import (
     ndcg_at_k,
     popularity_buckets,
 )
-from .modeling_btsr import BTSRModel, left_pad_sequences
+from .modeling_btsr import BTSRModel, exclude_seen_items_, left_pad_sequences
 
 __all__ = ["evaluate_ranking", "most_popular_ranking", "ranking_metrics", "BUCKET_NAMES", "DEFAULT_KS"]
 
@@ -133,8 +133,7 @@ def _score_shard(
         target_score = (users * items[target_column].float()).sum(dim=1)
         b = len(rows)
         if exclude_context:
-            # Full (untruncated) contexts: an item the user has seen is never recommended, even one older than
-            # the model's window.
+            # The whole context, not the encoder's window: `exclude_seen_items_` is recommend()'s definition too.
             seen, _ = left_pad_sequences(batch)
             seen = seen.to(device)
             target_seen = (seen == target[:, None]).any(dim=1)
@@ -147,13 +146,7 @@ def _score_shard(
             size = chunk.shape[0]
             scores = users @ chunk.T  # (batch, chunk)
             if exclude_context:
-                # Min-scatter -inf onto the context items of this chunk and +inf (no-op) elsewhere: no boolean
-                # indexing, so no host sync on accelerators, and clamped out-of-chunk indices cannot undo an
-                # exclusion whatever the write order.
-                local = seen - 1 - c0
-                inside = (seen > 0) & (local >= 0) & (local < size)
-                fill = torch.where(inside, float("-inf"), float("inf")).to(scores.dtype)
-                scores.scatter_reduce_(1, local.clamp(0, size - 1), fill, reduce="amin")
+                exclude_seen_items_(scores, seen, first_item=c0 + 1)
             # count_nonzero: `bool.sum` first copies the mask to int64 (5x slower here, and 8 bytes a score).
             at_or_above += torch.count_nonzero(scores >= target_score[:, None], dim=1)
             # Pessimistic ties: every *other* item at or above the target counts; the target itself is taken

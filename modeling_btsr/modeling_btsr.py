@@ -39,6 +39,7 @@ __all__ = [
     "BTSRSequentialRecommendationOutput",
     "ITEM_VOCAB_NAME",
     "left_pad_sequences",
+    "exclude_seen_items_",
 ]
 
 ITEM_VOCAB_NAME = "item_vocab.json"
@@ -86,6 +87,41 @@ def left_pad_sequences(
         ids[row_of, column] = values
         mask[row_of, column] = 1
     return ids, mask
+
+
+def exclude_seen_items_(scores: torch.Tensor, seen: torch.Tensor, first_item: int = 1) -> torch.Tensor:
+    """Sets to `-inf`, in place, the score of every item a user has seen: the one definition of "seen" that
+    `BTSRModel.recommend` and the full-ranking evaluation share.
+
+    A user has seen every item of the history given, however long; the encoder reads only its last
+    `max_position_embeddings` items, but an item older than that window is still never recommended (the
+    leave-one-out protocol, as in the authors' `downvote_seen_items`).
+
+    Args:
+        scores (`torch.FloatTensor` of shape `(batch, n)`): scores of items `first_item .. first_item + n - 1`
+            (a chunk of the catalogue, or all of it).
+        seen (`torch.LongTensor` of shape `(batch, length)`): each user's whole history as item indices, `0` for
+            padding (`left_pad_sequences(histories)` without a `max_len`); items outside the chunk are ignored.
+        first_item: the item index of column 0 of `scores`.
+
+    Returns:
+        `scores`, modified in place.
+
+    Example: items 1..4, one user who has seen items 4 and 1; a chunk holding items 3..4.
+
+    >>> scores = torch.zeros(1, 4)
+    >>> exclude_seen_items_(scores, torch.tensor([[0, 4, 1]])).tolist()
+    [[-inf, 0.0, 0.0, -inf]]
+    >>> exclude_seen_items_(torch.zeros(1, 2), torch.tensor([[0, 4, 1]]), first_item=3).tolist()
+    [[0.0, -inf]]
+    """
+    size = scores.shape[1]
+    local = seen - first_item
+    inside = (seen > 0) & (local >= 0) & (local < size)
+    # Min-scatter -inf onto the seen items and +inf (a no-op) elsewhere: no boolean indexing, so no host sync on
+    # accelerators, and clamped out-of-chunk indices cannot undo an exclusion whatever the write order.
+    fill = torch.where(inside, float("-inf"), float("inf")).to(scores.dtype)
+    return scores.scatter_reduce_(1, local.clamp(0, max(size - 1, 0)), fill, reduce="amin")
 
 
 @dataclass
@@ -641,7 +677,8 @@ class BTSRModel(BTSRPreTrainedModel):
             histories: one sequence of raw item ids per user, oldest first. Only the last
                 `max_position_embeddings` items are read.
             k: list length; larger than the catalogue returns every item that can be recommended.
-            exclude_seen: never recommend an item of the user's own history.
+            exclude_seen: never recommend an item of the user's own history, the whole of it (see
+                `exclude_seen_items_`).
             unknown_items: `"error"` (default) raises `KeyError` naming the id and the user; `"skip"` drops
                 unknown ids with a warning.
             batch_size: users scored at once; scoring and top-k run on the model's device.
@@ -687,12 +724,7 @@ class BTSRModel(BTSRPreTrainedModel):
                 users = self._encode_indices([indexed[i] for i in rows], batch_size)
                 scores = (users @ items.T).float()
                 if exclude_seen:
-                    seen, _ = left_pad_sequences([indexed[i] for i in rows])
-                    seen = seen.to(device)
-                    # Column 0 of the padded table is item 1; padding (0) maps to a dummy column dropped below.
-                    scores = torch.cat([scores, scores.new_zeros(len(rows), 1)], dim=1)
-                    scores.scatter_(1, (seen - 1).remainder(num_items + 1), float("-inf"))
-                    scores = scores[:, :num_items]
+                    exclude_seen_items_(scores, left_pad_sequences([indexed[i] for i in rows])[0].to(device))
                 top_scores, top_index = scores.topk(k, dim=1)
                 for i, user_scores, user_index in zip(rows, top_scores.tolist(), top_index.tolist()):
                     keep = [j for j, s in enumerate(user_scores) if s != float("-inf")]

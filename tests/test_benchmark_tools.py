@@ -116,7 +116,7 @@ def _record(model, alpha, seed, ranks, coverage, loss="ce"):
     """A record whose users' targets sit at `ranks` (one character each: 1-9, a = 10, 0 = not in the top 10)."""
     return {"dataset": "d", "protocol": "leave_one_out", "model": model, "loss_type": loss, "bt_alpha": alpha,
             "dropout": 0.1, "batch_size": 256, "seed": seed, "test_coverage@10": coverage,
-            "test_per_user": {"rank@10": ranks}}  # fmt: skip
+            "test_per_user": {"rank@10": ranks}, "eval_exclusion": "history"}  # fmt: skip
 
 
 NDCG_OF_RANK = {str(r): 1.0 / math.log2(r + 1) for r in range(1, 10)} | {"a": 1.0 / math.log2(11), "0": 0.0}
@@ -183,7 +183,7 @@ def test_report_pools_seeds_across_devices_one_record_per_seed_gpu_first():
         record.update({metric: record.get(metric, 0.0) for metric in report.METRICS})
         record["test_ndcg@10"] = float(np.mean([NDCG_OF_RANK[c] for c in record["test_per_user"]["rank@10"]]))
     pooled = report.pooled_by_seed(records)
-    assert pooled[report.setting(baselines[0])[:-1]][0] is baselines[0]  # the GPU record, though the CPU's came first
+    assert pooled[report.pooled_key(baselines[0])][0] is baselines[0]  # the GPU record, though the CPU's came first
     lines = report._pooled_section(records)
     rows = [line for line in lines if line.startswith("| d |")]
     assert len(rows) == 1 and "| duorec |" in rows[0]  # SASRec is complete on the GPU alone: not repeated
@@ -194,6 +194,23 @@ def test_report_pools_seeds_across_devices_one_record_per_seed_gpu_first():
     assert cells[8 + len(report.METRICS)] == "+0.5000"  # against SASRec seeds 0-2 (GPU), not the CPU twin
     assert cells[-1] == f"{np.mean([0.7, 0.7, 0.4]) - 0.5:+.4f}"
     assert report._pooled_section(baselines + methods[:2]) == []  # nothing to pool
+    # A seed measured with window-only exclusion (before the fix) is another protocol: never pooled in.
+    old = [dict(m, eval_exclusion="window") for m in methods]
+    assert report._pooled_section(baselines + methods[:2] + old[2:]) == []
+
+
+def test_window_exclusion_records_never_pair_with_history_ones():
+    report = load_script("report")
+    reproduce = load_script("reproduce")
+    base = _record("sasrec-ce", 0.0, 0, "1" * 10, 0.5)
+    method = _record("bt-sr", 0.2, 0, "2" * 10, 0.6)
+    old_base, old_method = (dict(r, eval_exclusion="window") for r in (base, method))
+    legacy = {k: v for k, v in old_method.items() if k != "eval_exclusion"}  # records from before the field
+    assert report.baseline_of(method, [old_base, base]) is base
+    assert report.baseline_of(old_method, [base, old_base]) is old_base
+    assert report.baseline_of(legacy, [base]) is None
+    assert report.setting(method) != report.setting(old_method) == report.setting(legacy)
+    assert reproduce.computed_on(old_method) == "cpu window-excl" and reproduce.computed_on(method) == "cpu"
 
 
 def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
@@ -251,8 +268,11 @@ def test_gpu_runs_get_their_own_ids_and_cpu_ids_do_not_change():
     cpu = reproduce.grid("main", [0])
     gpu = reproduce.on_device(cpu, "cuda")
     assert reproduce.on_device(cpu, "cpu") == cpu
-    # A CPU id is a hash of the run's settings alone: this one was recorded before devices existed.
-    assert reproduce.run_id(cpu[0]) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
+    # A CPU id is a hash of the run's settings alone: this one (less the exclusion mark, which came after it) was
+    # recorded before devices existed; the same run evaluated with whole-history exclusion is another run.
+    legacy = {k: v for k, v in cpu[0].items() if k != "eval_exclusion"}
+    assert reproduce.run_id(legacy) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
+    assert cpu[0]["eval_exclusion"] == "history" and reproduce.run_id(cpu[0]) != reproduce.run_id(legacy)
     assert all(reproduce.run_id(g).startswith(reproduce.run_id(c)[:-8] + "cuda-") for c, g in zip(cpu, gpu))
     assert "--use_cpu" in reproduce.train_command(cpu[0], Path("out"))
     assert "--use_cpu" not in reproduce.train_command(gpu[0], Path("out"))
@@ -268,9 +288,12 @@ def test_grouped_attention_runs_get_their_own_ids_and_older_runs_keep_one_grid()
     beauty = [r for r in amazon if r["dataset"] in ("beauty", "sports")]
     lastfm = [r for r in amazon if r["dataset"] == "lastfm"]
     assert beauty and all(reproduce.computed_on(r) == "cpu grouped" for r in beauty)
-    assert reproduce.run_id(lastfm[0]) == "lastfm-leave_one_out-sasrec-ce-s0-e02a7fa8"  # recorded before grouping
-    assert reproduce.run_id(reproduce.grid("main", [0])[0]) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
-    old_beauty = {k: v for k, v in beauty[0].items() if k != "length_grouped_attention"}
+    def legacy(run, *keys):  # the run as recorded before these settings existed
+        return {k: v for k, v in run.items() if k not in ("eval_exclusion", *keys)}
+
+    assert reproduce.run_id(legacy(lastfm[0])) == "lastfm-leave_one_out-sasrec-ce-s0-e02a7fa8"  # before grouping
+    assert reproduce.run_id(legacy(reproduce.grid("main", [0])[0])) == "ml-1m-leave_one_out-sasrec-ce-s0-8839bbb3"
+    old_beauty = legacy(beauty[0], "length_grouped_attention")
     assert reproduce.run_id(old_beauty) == "beauty-leave_one_out-sasrec-sce-s0-4303a7be"  # the one-grid record's id
     assert reproduce.computed_on(reproduce.on_device(beauty, "cuda")[0]) == "cuda grouped"
     for run, grouped in ((beauty[0], True), (lastfm[0], False)):

@@ -417,3 +417,54 @@ def test_two_accelerate_processes_equal_one(small, tmp_path):
         assert_metrics_equal(out["metrics"], reference)
         assert out["rank"] == reference_users["rank"].tolist()
         assert out["topk"] == reference_users["topk"].tolist()
+
+
+def test_long_histories_split_evaluation_brute_force_and_recommend_agree():
+    """Histories far longer than the window, through the split: the evaluation excludes every item the user has
+    seen (not only the window's), exactly as an independent ranking and `recommend()` on the raw history do."""
+    import pandas as pd
+
+    from data_processing import leave_one_out_split
+
+    max_len, num_raw_items, n_users = 5, 40, 23
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(n_users):
+        length = int(rng.integers(3, 36))  # most users have far more than max_len items
+        # Distinct items per user, drawn from a catalogue of 40 raw ids (100, 101, ...): many seen items are
+        # older than the window and would outrank the target if they stayed rankable.
+        rows += [(user, 100 + int(i)) for i in rng.permutation(num_raw_items)[:length]]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    split = leave_one_out_split(df, max_len=max_len)
+    assert max(len(c) for c in split.test.contexts) > 5 * max_len  # the case this test is about
+    model = _make_model(num_items=len(split.item_vocab), max_len=max_len, seed=4)
+    model.set_item_vocab({"item_ids": split.item_vocab.item_ids})
+    _, per_user = evaluate_ranking(model, split.test.contexts, split.test.targets, ks=(10,), return_per_user=True)
+
+    # Independent ranking: score every item from the window, drop every item of the whole raw history.
+    item_ids = split.item_vocab.item_ids
+    items = model.item_embedding_matrix().detach().double().numpy()
+    raw_histories = []
+    for u, (context, target) in enumerate(zip(split.test.contexts, split.test.targets)):
+        history = [item_ids[i - 1] for i in context]  # raw ids, oldest first
+        raw_histories.append(history)
+        window = [item_ids.index(raw) + 1 for raw in history[-max_len:]]
+        with torch.no_grad():
+            user = model(torch.tensor([window])).user_embeddings.double().numpy()[0]
+        scores = items @ user
+        seen = {item_ids.index(raw) for raw in history}
+        candidates = [j for j in range(len(item_ids)) if j not in seen]
+        target_column = int(target) - 1
+        assert target_column in candidates  # distinct items per user: the target is never seen before
+        rank = 1 + sum(scores[j] >= scores[target_column] for j in candidates if j != target_column)
+        assert per_user["rank"][u] == rank, f"user {u}"
+        expected_top = sorted(candidates, key=lambda j: -scores[j])[:10]
+        assert [item_ids[j - 1] for j in per_user["topk"][u] if j] == [item_ids[j] for j in expected_top]
+
+    recommended = model.recommend(raw_histories, k=10)
+    assert recommended == [[item_ids[j - 1] for j in row if j] for row in per_user["topk"]]
+    for u, listed in enumerate(recommended):
+        target = item_ids[int(split.test.targets[u]) - 1]
+        assert (per_user["rank"][u] <= 10) == (target in listed)
+        if target in listed:
+            assert listed.index(target) + 1 == per_user["rank"][u]

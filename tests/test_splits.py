@@ -49,11 +49,8 @@ def check_accounting(df: pd.DataFrame, split) -> None:
     if split.protocol == "temporal":
         assert s["num_train_users"] + s["num_test_users"] + sum(s["removed_users"].values()) == s["num_input_users"]
         assert not set(split.train_user_ids) & set(split.test.user_ids)
-        # test-period rows used by evaluation: union of the two context windows plus the test target
-        used = sum(len(c) + 1 for c in split.test.contexts) + sum(
-            1 for v, t in zip(split.valid.contexts, split.test.contexts) if len(v) == len(t)
-        )
-        assert used == s["num_eval_interactions"]
+        # test-period rows used by evaluation: the whole test context (it holds the validation one) and its target
+        assert sum(len(c) + 1 for c in split.test.contexts) == s["num_eval_interactions"]
     else:
         assert s["num_test_users"] + sum(s["removed_users"].values()) == s["num_input_users"]
         assert split.train_user_ids == split.test.user_ids
@@ -63,16 +60,18 @@ def check_accounting(df: pd.DataFrame, split) -> None:
 
 
 def check_eval_structure(split, max_len: int) -> None:
-    """Validation target = last item of the test context; contexts nested; dtypes and truncation."""
+    """Validation target = last item of the test context; contexts whole (never cut to the window), nested;
+    dtypes; the items beyond the window counted."""
     for vctx, vt, tctx, tt in zip(split.valid.contexts, split.valid.targets, split.test.contexts, split.test.targets):
         assert vctx.dtype == np.int64 and tctx.dtype == np.int64
-        assert 1 <= len(vctx) <= max_len and 1 <= len(tctx) <= max_len
+        assert len(vctx) >= 1 and len(tctx) == len(vctx) + 1
         assert tctx[-1] == vt  # the test context includes the validation target, as its most recent item
-        # both windows end at the same place before the validation target: tctx[:-1] is a suffix of vctx
-        assert len(vctx) >= len(tctx) - 1
-        assert np.array_equal(vctx[len(vctx) - (len(tctx) - 1):], tctx[:-1])
+        assert np.array_equal(tctx[:-1], vctx)
     for c in split.test.contexts + split.valid.contexts:
         assert c.min() >= 1 and c.max() <= len(split.item_vocab)
+    beyond = split.stats["eval_context_items_beyond_max_len"]
+    assert beyond["valid"] == sum(max(len(c) - max_len, 0) for c in split.valid.contexts)
+    assert beyond["test"] == sum(max(len(c) - max_len, 0) for c in split.test.contexts)
 
 
 def reference_temporal(df: pd.DataFrame, max_len: int, q: float = 0.95):
@@ -152,7 +151,7 @@ def test_temporal_ml100k_matches_independent_pandas(ml100k):
     expected = []
     for user, g in period.groupby("user_id"):
         seq = mapping[g["item_id"].to_numpy()].tolist()
-        expected.append((user, seq[-2], seq[-1], tuple(seq[:-2][-max_len:]), tuple(seq[:-1][-max_len:])))
+        expected.append((user, seq[-2], seq[-1], tuple(seq[:-2]), tuple(seq[:-1])))
     got = [
         (u, int(vt), int(tt), tuple(vc.tolist()), tuple(tc.tolist()))
         for u, vt, tt, vc, tc in zip(
@@ -183,8 +182,9 @@ def test_leave_one_out_ml100k(ml100k):
     for seq, vctx, tctx, vt, tt in zip(
         split.train_sequences, split.valid.contexts, split.test.contexts, split.valid.targets, split.test.targets
     ):
-        assert np.array_equal(vctx, seq[-50:])
-        assert np.array_equal(tctx, np.append(seq, vt)[-50:])
+        assert np.array_equal(vctx, seq)  # the whole history, though the model reads 50
+        assert np.array_equal(tctx, np.append(seq, vt))
+    assert split.stats["eval_context_items_beyond_max_len"]["test"] > 0  # ML-100K has users past 50 items
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -206,7 +206,8 @@ def test_leave_one_out_hand_made():
     assert raw(split, split.valid.targets) == [30, 10]
     assert raw(split, split.test.targets) == [40, 40]
     assert [raw(split, c) for c in split.valid.contexts] == [[10, 20], [30]]
-    assert [raw(split, c) for c in split.test.contexts] == [[20, 30], [30, 10]]  # max_len = 2 keeps the last two
+    assert [raw(split, c) for c in split.test.contexts] == [[10, 20, 30], [30, 10]]  # whole, though max_len = 2
+    assert split.stats["eval_context_items_beyond_max_len"] == {"valid": 0, "test": 1}
     assert split.stats["removed_users"] == {"fewer_than_3_interactions": 1}
     assert split.stats["removed_rows"] == {"fewer_than_3_interactions": 2}
     check_accounting(df, split)
@@ -275,18 +276,18 @@ def test_temporal_hand_made():
         "train_user_single_interaction": 1,
         "test_item_not_in_training": 1,
         "test_user_fewer_than_3_test_interactions": 1,
-        "eval_context_beyond_max_len": 0,
     }
     assert split.stats["removed_items"] == {"not_in_training": 2}
     check_accounting(df, split)
 
 
-def test_temporal_context_truncation_counted():
+def test_temporal_context_kept_whole_and_beyond_window_counted():
     users = [1, 1] + [2] * 6
     df = pd.DataFrame({"user_id": users, "item_id": [1, 2, 1, 2, 1, 2, 1, 2], "timestamp": [0, 0] + [5] * 6})
     split = temporal_split(df, max_len=2, quantile=0.5)
-    assert [len(c) for c in split.test.contexts] == [2] and [len(c) for c in split.valid.contexts] == [2]
-    assert split.stats["removed_rows"]["eval_context_beyond_max_len"] == 6 - 2 - 2
+    assert [len(c) for c in split.test.contexts] == [5] and [len(c) for c in split.valid.contexts] == [4]
+    assert split.stats["eval_context_items_beyond_max_len"] == {"valid": 4 - 2, "test": 5 - 2}
+    assert "eval_context_beyond_max_len" not in split.stats["removed_rows"]  # every row is used now
     check_accounting(df, split)
 
 
@@ -408,8 +409,8 @@ def test_temporal_property(df, max_len, q):
     for k, u in enumerate(split.test.user_ids):
         seq = evaluated[u]
         # contexts hold only interactions strictly earlier (in (time, row) order) than their target
-        assert raw(split, split.valid.contexts[k]) == seq[:-2][-max_len:]
-        assert raw(split, split.test.contexts[k]) == seq[:-1][-max_len:]
+        assert raw(split, split.valid.contexts[k]) == seq[:-2]
+        assert raw(split, split.test.contexts[k]) == seq[:-1]
         assert raw(split, [split.valid.targets[k]]) == [seq[-2]]
         assert raw(split, [split.test.targets[k]]) == [seq[-1]]
     # no training row at or after t*, no test user in training
@@ -422,9 +423,7 @@ def test_temporal_property(df, max_len, q):
     for u, s in zip(split.train_user_ids, split.train_sequences):
         used.update((u, i) for i in raw(split, s))
     for k, u in enumerate(split.test.user_ids):
-        v, t = split.valid.contexts[k], split.test.contexts[k]
-        window = raw(split, v[:1]) + raw(split, t) if len(v) == len(t) else raw(split, t)
-        used.update((u, i) for i in window + raw(split, [split.test.targets[k]]))
+        used.update((u, i) for i in raw(split, split.test.contexts[k]) + raw(split, [split.test.targets[k]]))
     assert not used - Counter(zip(df["user_id"], df["item_id"]))
 
 
@@ -442,8 +441,8 @@ def test_leave_one_out_property(df, max_len):
     for k, u in enumerate(split.train_user_ids):
         seq = expected[u]
         assert raw(split, split.train_sequences[k]) == seq[:-2]  # training never sees either target
-        assert raw(split, split.valid.contexts[k]) == seq[:-2][-max_len:]
-        assert raw(split, split.test.contexts[k]) == seq[:-1][-max_len:]
+        assert raw(split, split.valid.contexts[k]) == seq[:-2]
+        assert raw(split, split.test.contexts[k]) == seq[:-1]
         assert raw(split, [split.valid.targets[k], split.test.targets[k]]) == seq[-2:]
     check_accounting(df, split)
     check_eval_structure(split, max_len)

@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Re-evaluates a finished run folder with today's evaluation: the test (and validation) metrics of its saved model.
+
+    .venv/bin/python benchmarks/reevaluate.py outputs/btsr-ml-latest-small
+    .venv/bin/python benchmarks/reevaluate.py RUN_FOLDER --data_root ../shared/data --dry_run
+
+Made for the fix of seen-item exclusion: runs evaluated before it excluded only the last `max_len` items of a long
+history from the candidates (`eval_exclusion: window`), while `recommend()` excludes all of them. The saved model is
+the one selected on validation under the old rule; this recomputes its metrics under the whole-history rule
+(`eval_exclusion: history`) on the same data, read again with the settings of the run's recorded command. The model
+selection itself is not redone (a rerun is needed for that); the output says so (`selected_under`).
+
+`all_results.json` keeps the old figures under `window_exclusion` and gets the new ones in their place;
+`eval/test_per_user.json` is rewritten. Nothing is written with `--dry_run`.
+"""
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHOWN = ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10")
+
+
+def recorded_arguments(results: dict, data_root: str | None) -> list[str]:
+    """The train.py arguments of the run, from the `command` its all_results.json records."""
+    command = results.get("command")
+    if not command:
+        raise SystemExit("reevaluate.py: all_results.json records no command, so the run's data cannot be rebuilt")
+    argv = shlex.split(command)
+    argv = argv[argv.index("train.py") + 1 :] if "train.py" in argv else argv[1:]
+    argv = [a for a in argv if not a.endswith("train.py")]
+    if data_root is not None:
+        argv += ["--data_root", data_root]
+    return argv
+
+
+def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, dict]:
+    """`(results, metrics, per_user)`: the run's all_results.json, the new metrics, the new per-user test arrays."""
+    from modeling_btsr import BTSRForSequentialRecommendation
+    from modeling_btsr.arguments import parse_arguments
+    from modeling_btsr.evaluation import evaluate_ranking, most_popular_ranking
+    from modeling_btsr.pipeline import prepare_data
+
+    results = json.loads((folder / "all_results.json").read_text())
+    _, data_args, _, _ = parse_arguments(recorded_arguments(results, data_root))
+    model = BTSRForSequentialRecommendation.from_pretrained(folder).eval()
+    data = prepare_data(data_args, model.config.max_position_embeddings)
+    if len(data.item_user_counts) != model.config.num_items:
+        raise SystemExit(f"reevaluate.py: the data has {len(data.item_user_counts)} items, the model "
+                         f"{model.config.num_items}: not the data this run was trained on")  # fmt: skip
+    split = data.split
+    valid = evaluate_ranking(model, split.valid.contexts, split.valid.targets, item_user_counts=data.item_user_counts)
+    test, per_user = evaluate_ranking(model, split.test.contexts, split.test.targets,
+                                      item_user_counts=data.item_user_counts, prefix="test", return_per_user=True)  # fmt: skip
+    mostpop = most_popular_ranking(split.test.contexts, split.test.targets, data.item_interaction_counts,
+                                   prefix="test_mostpop")  # fmt: skip
+    return results, {**valid, **test, **mostpop}, per_user
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # fmt: skip
+    parser.add_argument("folder", type=Path, help="a train.py output folder (model, all_results.json)")
+    parser.add_argument("--data_root", default=None, help="where the named datasets are, if not where they were")
+    parser.add_argument("--dry_run", action="store_true", help="print the figures, write nothing")
+    args = parser.parse_args()
+    if not (args.folder / "all_results.json").is_file():
+        raise SystemExit(f"reevaluate.py: {args.folder / 'all_results.json'} not found (not a finished run folder)")
+    results, metrics, per_user = reevaluate(args.folder, args.data_root)
+    old = results.get("window_exclusion", results) if results.get("eval_exclusion") == "history" else results
+    print(f"{args.folder}: {results.get('protocol')} split, {int(metrics['test_num_users'])} users")
+    print(f"  {'metric':<18}{'window (before)':>16}{'history (after)':>16}")
+    for name in SHOWN:
+        print(f"  {name:<18}{old.get(name, float('nan')):>16.4f}{metrics[name]:>16.4f}")
+    if args.dry_run:
+        return 0
+    if results.get("eval_exclusion") != "history":
+        results["window_exclusion"] = {k: v for k, v in results.items() if k.startswith(("eval_", "test_"))}
+    results.update({k: v for k, v in metrics.items()})
+    results["eval_exclusion"] = "history"
+    results["selected_under"] = results.get("selected_under", "window")
+    (args.folder / "all_results.json").write_text(json.dumps(results, indent=2))
+    per_user_file = args.folder / "eval" / "test_per_user.json"
+    saved = json.loads(per_user_file.read_text()) if per_user_file.exists() else {}
+    saved.update({k: per_user[k].tolist() for k in ("hr@10", "ndcg@10")})
+    per_user_file.parent.mkdir(exist_ok=True)
+    per_user_file.write_text(json.dumps(saved))
+    print(f"updated {args.folder / 'all_results.json'} (old figures under window_exclusion)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
