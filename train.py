@@ -7,7 +7,8 @@
     accelerate launch --multi_gpu --num_processes 2 train.py --use_cpu ...
 
 Every Trainer flag works (`--max_steps`, `--seed`, `--per_device_train_batch_size`, `--report_to`, ...); settings
-resolve as command line > --config file > dataset preset > defaults (see `python train.py --help`).
+resolve as command line > --config file > dataset preset > defaults, and are saved with their sources in the output
+folder's run_settings.json (see `python train.py --help`).
 """
 
 import logging
@@ -21,6 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv=None) -> int:
+    import datasets
     from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
     from transformers.utils import logging as hf_logging
 
@@ -31,10 +33,19 @@ def main(argv=None) -> int:
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     hf_logging.set_verbosity_warning()
+    # One progress bar, the Trainer's: none per checkpoint save, model load or datasets.map.
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     try:
-        model_args, data_args, training_args, settings = parse_arguments(argv)
+        settings = parse_arguments(argv)
+        model_args, data_args, training_args, hub = settings
+        if training_args.process_index != 0:  # under several processes only the main one speaks
+            logging.getLogger().setLevel(logging.WARNING)
+            hf_logging.set_verbosity_error()
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        results = run_training(model_args, data_args, training_args, command=command, hub=settings)
+        results = run_training(
+            model_args, data_args, training_args, command=command, hub=hub, settings=settings
+        )
     except (DataError, NonFiniteLossError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

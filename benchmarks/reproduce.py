@@ -438,10 +438,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training (default: all)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)")
-    parser.add_argument("--command", metavar="RUN_ID", default=None,
-                        help="print the train.py command that reruns this run (a record's run_id), run nothing")
+    parser.add_argument("--command", metavar="RUN_ID|FOLDER", default=None,
+                        help="print the train.py command that reruns this run (a record's run_id, or a run folder "
+                             "or its run_settings.json), run nothing")
     args = parser.parse_args()
     if args.command is not None:
+        settings_file = Path(args.command) / "run_settings.json" if Path(args.command).is_dir() else Path(args.command)
+        if settings_file.name == "run_settings.json" and settings_file.is_file():  # a run folder of any train.py run
+            from modeling_btsr.arguments import settings_command
+
+            print(settings_command(json.loads(settings_file.read_text())))
+            return 0
         try:
             print(rerun_command(args.command, sorted({*range(5), *args.seeds})))
         except ValueError as error:

@@ -433,6 +433,29 @@ def _training_rows(results: dict) -> list[tuple[str, str]]:
     return rows
 
 
+# The training settings a reader of a card asks for first, from the run's run_settings.json.
+_TRAINING_SETTINGS = (
+    ("learning_rate", "Adam learning rate"), ("adam_beta1", "Adam beta1"), ("adam_beta2", "Adam beta2"),
+    ("weight_decay", "weight decay"), ("max_grad_norm", "gradient clipping (0 = none)"),
+    ("lr_scheduler_type", "learning-rate schedule"), ("per_device_train_batch_size", "batch size per device"),
+    ("gradient_accumulation_steps", "gradient accumulation steps"), ("num_train_epochs", "epoch cap"),
+    ("max_steps", "step cap (-1 = none)"), ("patience", "early-stopping patience (evaluations)"),
+    ("seed", "seed"), ("preset", "preset"),
+)  # fmt: skip
+
+
+def _settings_rows(settings: dict | None) -> list[tuple[str, str, str]]:
+    """`(setting, value, where it came from)` for the main training settings of a run's run_settings.json."""
+    if not settings:
+        return []
+    values, sources = settings.get("settings", {}), settings.get("sources", {})
+    rows = []
+    for name, meaning in _TRAINING_SETTINGS:
+        if name in values and values[name] is not None:
+            rows.append((f"`{name}` ({meaning})", _num(values[name]), sources.get(name, "default")))
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------------------
@@ -451,6 +474,7 @@ def build_model_card(
     reference: dict | None = None,
     reference_label: str = "SASRec (α = 0)",
     reference_stats: dict | None = None,
+    settings: dict | None = None,
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -472,6 +496,7 @@ def build_model_card(
         reference_label: the column's header, naming what differs (default `"SASRec (α = 0)"`).
         reference_stats: the reference run's `dataset_stats.json`; when given, its dataset and catalogue size must
             be this run's.
+        settings: the run's `run_settings.json` (every setting and its source), for the training-settings table.
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
@@ -541,6 +566,7 @@ def build_model_card(
         bucket_rows=bucket_rows,
         other_metrics=_other_test_metrics(results),
         training_rows=_training_rows(results),
+        settings_rows=_settings_rows(settings),
         command=command.strip() if command else None,
         example_history=repr(list(history)) if history else "[1, 2, 3]",
         example_is_placeholder=not history,
@@ -607,6 +633,8 @@ def write_model_card(
         kwargs["reference_stats"] = _read_json(Path(reference_folder), "dataset_stats.json")
     command = command or results.get("command") or stats.get("command")
     kwargs.setdefault("example_history", _example_history(folder))
+    if "settings" not in kwargs and (folder / "run_settings.json").is_file():  # folders from before it lack it
+        kwargs["settings"] = _read_json(folder, "run_settings.json")
     # A folder named after the model (outputs/btsr-ml1m) names the card when there is no repo id yet.
     if repo_id is None and folder.resolve().name.startswith("btsr"):
         kwargs.setdefault("model_name", folder.resolve().name)

@@ -167,7 +167,7 @@ def push_folder_to_hub(
         private: create the repository as private (an existing repository keeps its visibility).
         commit_message: default `"Upload BT-SR model"`.
         api: an `huggingface_hub.HfApi` (injectable for tests); default `HfApi()`.
-        revision: branch to commit to (default: the main branch).
+        revision: branch to commit to (default: the main branch); created from main when it does not exist.
         delete_stale: delete, in the same commit, the repository's model files (`STALE_MODEL_FILE_PATTERNS`:
             weights, configs and results JSON, code) that the folder no longer has, so that an old
             `pytorch_model.bin` or a code file renamed since the last push cannot shadow the new model. Other files
@@ -179,6 +179,8 @@ def push_folder_to_hub(
     files = prepare_upload_folder(folder)
     api = HfApi() if api is None else api
     api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, token=token, repo_type="model", exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
     if delete_stale:
         existing = api.list_repo_files(repo_id, revision=revision, repo_type="model", token=token)

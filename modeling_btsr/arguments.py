@@ -1,289 +1,754 @@
-"""Command-line arguments of `train.py`, dataset presets, and how settings resolve.
+"""The settings of `train.py`: one parser, presets and config files layered as its defaults, checks before any data
+is read, and the resolved settings saved with where each came from.
 
-Settings resolve as: command line > `--config file.yaml|json` > dataset preset > the defaults below. Every field
-has a default and a help text that doubles as `--help`.
+Precedence: command line > `--config FILE` > preset (`--preset`, else the dataset's own) > the defaults below.
+The model settings are `BTSRConfig`'s own fields (`--max_len` is `max_position_embeddings`; `--dropout` sets both
+dropouts); the training settings are `transformers.TrainingArguments` with this project's defaults (the authors'
+Adam 1e-3, betas 0.9 / 0.98, no clipping, no decay, a constant rate). Abbreviated or unknown flags are errors.
 """
 
+import argparse
+import difflib
+import importlib.util
 import json
+import math
+import os
+import shlex
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
+from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
+from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
 
-from .configuration_btsr import INFONCE_SIMILARITIES, LOSS_TYPES, SSL_OBJECTIVES, VIEW_MAKERS, VIEW_SPANS
+from data_processing import PROTOCOLS, DataError
+from data_processing.readers import DATA_FORMATS, KNOWN_DATASETS
 
-__all__ = ["ModelArguments", "DataArguments", "PRESETS", "TRAINING_DEFAULTS", "HUB_SETTINGS", "parse_arguments"]
+from .configuration_btsr import BTSRConfig
 
-HUB_SETTINGS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "hub_strategy")
+__all__ = [
+    "ModelArguments",
+    "DataArguments",
+    "BTSRTrainingArguments",
+    "HubArguments",
+    "PRESETS",
+    "DATASET_PRESETS",
+    "HUB_SETTINGS",
+    "RUN_SETTINGS_NAME",
+    "SettingsError",
+    "ResolvedSettings",
+    "TRAINING_FLAGS_SHOWN",
+    "build_parser",
+    "parse_arguments",
+    "run_settings",
+    "resolve_settings",
+    "config_kwargs",
+    "settings_command",
+    "write_run_settings",
+]
+
+RUN_SETTINGS_NAME = "run_settings.json"
 
 
-@dataclass
-class ModelArguments:
-    """BT-SR model and loss settings (names as in :class:`~modeling_btsr.BTSRConfig`)."""
+class SettingsError(DataError):
+    """A setting that cannot be used; the message names the flag, file or key, on one line."""
 
-    loss_type: str = field(default="ce", metadata={"help": f"Prediction loss: {' | '.join(LOSS_TYPES)}."})
-    bt_alpha: float = field(
-        default=0.2, metadata={"help": "Weight of the self-supervised loss (BT or InfoNCE); 0 trains SASRec."}
-    )
-    bt_lambda: float = field(default=0.05, metadata={"help": "Off-diagonal weight inside the Barlow Twins loss."})
-    hidden_size: int = field(default=64, metadata={"help": "Embedding width d."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
-    num_attention_heads: int = field(default=1, metadata={"help": "Attention heads per block."})
-    max_len: int = field(default=200, metadata={"help": "Most recent items read per sequence (max_len)."})
-    dropout: float = field(default=0.1, metadata={"help": "Dropout on embeddings, feed-forward and attention."})
-    sce_n_buckets: int | None = field(default=None, metadata={"help": "SCE buckets n_b (default: spec formula)."})
-    sce_bucket_size_x: int | None = field(default=None, metadata={"help": "SCE positions per bucket b_x."})
-    sce_bucket_size_y: int = field(default=256, metadata={"help": "SCE items per bucket b_y."})
-    sce_mix_x: bool = field(default=False, metadata={"help": "SCE centres as mixtures of the batch's states."})
-    bce_num_negatives: int = field(default=256, metadata={"help": "Sampled negatives per sequence for BCE."})
-    ssl_objective: str = field(
-        default="barlow_twins", metadata={"help": f"Self-supervised loss: {' | '.join(SSL_OBJECTIVES)}."}
-    )
-    infonce_temperature: float = field(default=1.0, metadata={"help": "InfoNCE temperature tau."})
-    infonce_similarity: str = field(
-        default="dot", metadata={"help": f"InfoNCE similarity: {' | '.join(INFONCE_SIMILARITIES)}."}
-    )
-    view_maker: str = field(
-        default="same_target",
-        metadata={"help": f"Views of the self-supervised loss: {' | '.join(VIEW_MAKERS)}."},
-    )
-    ssl_view_span: str = field(
-        default="sequence",
-        metadata={
-            "help": f"What the self-supervised views encode: {' | '.join(VIEW_SPANS)} (the whole sequence, whose "
-            "last state is ranked; or a prefix ending at a random position, as RecBole's per-prefix samples, "
-            "re-encoded on its own or in place, at its positions in the sequence)."
-        },
-    )
-    cl4srec_crop_ratio: float = field(default=0.6, metadata={"help": "CL4SRec crop ratio eta (share kept)."})
-    cl4srec_mask_ratio: float = field(default=0.3, metadata={"help": "CL4SRec mask ratio gamma."})
-    cl4srec_reorder_ratio: float = field(default=0.6, metadata={"help": "CL4SRec reorder ratio beta."})
-    length_grouped_attention: bool = field(
-        default=True,
-        metadata={
-            "help": "Attention per group of rows of similar length, not on one grid as long as the batch's longest "
-            "row: the same model, much faster on short-history data; only dropout's random draws differ."
-        },
-    )
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model settings, derived from BTSRConfig's fields
+# ---------------------------------------------------------------------------------------------------------------------
+
+_FROM_DATA = ("num_items",)  # set from the data's catalogue, never by hand
+_RENAMED = {"max_position_embeddings": "max_len"}
+_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # both set by --dropout, as the reference does
+_SSL_PREFIXES = ("bt_", "ssl_", "infonce_", "view_", "cl4srec_")
+
+
+def _flag_type(annotation):
+    """The parser's type for a config annotation: `float | int` (kept for JSON round trips) reads as a float."""
+    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType")) and set(get_args(annotation)) == {
+        float,
+        int,
+    }:
+        return float
+    return annotation
+
+
+def _model_fields() -> list[tuple[str, object, object]]:
+    hints = BTSRConfig.__dict__["__annotations__"]  # the fields BTSRConfig declares, not PreTrainedConfig's
+    declared = {f.name: f for f in fields(BTSRConfig)}
+    specs = []
+    for name in hints:
+        if name in _FROM_DATA or name == _DROPOUTS[1]:
+            continue
+        source = declared[name]
+        help_text = source.metadata.get("help", "")
+        flag = "dropout" if name == _DROPOUTS[0] else _RENAMED.get(name, name)
+        if flag == "dropout":
+            help_text = "Dropout on embeddings, feed-forward and attention weights (both of the config's dropouts)."
+        default = source.default if source.default is not MISSING else source.default_factory()
+        specs.append((flag, _flag_type(hints[name]), field(default=default, metadata={"help": help_text})))
+    return specs
+
+
+def _is_ssl(flag: str) -> bool:
+    return flag.startswith(_SSL_PREFIXES)
+
+
+_MODEL_SPECS = _model_fields()
+ModelArguments = make_dataclass("ModelArguments", _MODEL_SPECS)
+ModelArguments.__doc__ = "BT-SR model, loss and self-supervised settings: `BTSRConfig`'s fields (see `config_kwargs`)."
+# The same fields in two groups, for --help only.
+_ArchitectureArguments = make_dataclass(
+    "ArchitectureArguments", [s for s in _MODEL_SPECS if not _is_ssl(s[0])], namespace={"_argument_group_name": "model"}
+)
+_SSLArguments = make_dataclass(
+    "SSLArguments",
+    [s for s in _MODEL_SPECS if _is_ssl(s[0])],
+    namespace={"_argument_group_name": "self-supervised loss (Barlow Twins, or InfoNCE for CL4SRec / DuoRec)"},
+)
+
+
+def config_kwargs(model_args) -> dict:
+    """`BTSRConfig` keyword arguments from `ModelArguments` (everything but `num_items`)."""
+    kwargs = {}
+    config_name = {flag: name for name, flag in _RENAMED.items()}
+    for spec in fields(ModelArguments):
+        value = getattr(model_args, spec.name)
+        if spec.name == "dropout":
+            kwargs.update(dict.fromkeys(_DROPOUTS, value))
+        else:
+            kwargs[config_name.get(spec.name, spec.name)] = value
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data, training and Hub settings
+# ---------------------------------------------------------------------------------------------------------------------
+
+DatasetName = Literal[tuple(KNOWN_DATASETS)]  # type: ignore[valid-type]
 
 
 @dataclass
 class DataArguments:
     """Data, protocol and run settings."""
 
-    dataset: str = field(
+    _argument_group_name = "data and protocol"
+
+    dataset: DatasetName = field(
         default="ml-latest-small",
-        metadata={"help": "Named dataset: ml-latest-small (embedded), ml-100k, ml-1m, ml-1m-raw, beauty, sports, lastfm."},
+        metadata={"help": "Named dataset (ml-latest-small ships with the package; the others are read from --data_root)."},
     )
-    data_path: str | None = field(default=None, metadata={"help": "Your interaction file (overrides --dataset)."})
-    data_format: str | None = field(
-        default=None, metadata={"help": "csv | tsv | parquet | movielens_csv | ml1m_dat | ml100k_udata | sasrec | s3rec"}
+    data_path: str | None = field(default=None, metadata={"help": "Your interaction file (instead of --dataset)."})
+    data_format: Literal[DATA_FORMATS] | None = field(  # type: ignore[valid-type]
+        default=None, metadata={"help": "Format of --data_path (default: guessed from the file name)."}
     )
-    data_root: str | None = field(default=None, metadata={"help": "Folder of the named datasets (../shared/data)."})
+    data_root: str | None = field(
+        default=None, metadata={"help": "Folder of the named datasets (default: $BTSR_DATA_ROOT, else ../shared/data)."}
+    )
     download: bool = field(
         default=False, metadata={"help": "With --dataset ml-1m-raw: fetch GroupLens' ml-1m.zip (verified) into the cache."}
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Cache for downloads and the datasets.map partner index (~/.cache/btsr)."}
     )
-    split: str = field(default="leave_one_out", metadata={"help": "Protocol: leave_one_out | temporal."})
+    split: Literal[PROTOCOLS] = field(default="leave_one_out", metadata={"help": "Evaluation protocol."})  # type: ignore[valid-type]
     user_column: str = field(default="user_id", metadata={"help": "User id column of --data_path."})
     item_column: str = field(default="item_id", metadata={"help": "Item id column of --data_path."})
     timestamp_column: str = field(default="timestamp", metadata={"help": "Timestamp column of --data_path."})
     min_users_per_item: int = field(default=0, metadata={"help": "Keep items with at least this many users."})
     min_items_per_user: int = field(default=0, metadata={"help": "Keep users with at least this many items."})
     k_core: bool = field(default=False, metadata={"help": "Iterate the two minimums until stable."})
-    patience: int = field(default=10, metadata={"help": "Early-stopping patience in evaluations (NDCG@10)."})
-    preset: str | None = field(default=None, metadata={"help": "Hyper-parameter preset (default: the dataset's)."})
-    config: str | None = field(default=None, metadata={"help": "YAML or JSON file of settings."})
+    patience: int = field(default=10, metadata={"help": "Early stopping: evaluations without a better NDCG@10."})
+    preset: str | None = field(default=None, metadata={"help": "Hyper-parameter preset (default: the dataset's own)."})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML or JSON file of settings (a run's run_settings.json works too)."}
+    )
 
 
-# The spec's reference hyper-parameters (section 4), plus the flagship and the embedded default.
-PRESETS: dict[str, dict] = {
-    "ml-latest-small": {
-        "loss_type": "ce", "bt_alpha": 0.2, "bt_lambda": 0.05, "dropout": 0.2,
-        "per_device_train_batch_size": 32, "num_train_epochs": 20, "patience": 10,
-    },
-    "ml-1m": {
-        "loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2, "bt_lambda": 0.05,
-        "num_train_epochs": 200, "patience": 30,
-    },
-    "btsr-ml1m": {
-        "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
-        "dropout": 0.1, "bt_alpha": 0.2, "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30,
-    },
-    "yelp": {
-        "loss_type": "sce", "per_device_train_batch_size": 512, "dropout": 0.3, "bt_alpha": 0.1, "bt_lambda": 0.05,
-        "sce_n_buckets": 470, "sce_bucket_size_x": 470, "sce_bucket_size_y": 1024, "sce_mix_x": False,
-        "num_train_epochs": 300, "patience": 10,
-    },
-    "gowalla": {
-        "loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.25, "bt_lambda": 0.05,
-        "sce_n_buckets": 882, "sce_bucket_size_x": 882, "sce_bucket_size_y": 256, "sce_mix_x": False,
-        "num_train_epochs": 300, "patience": 10,
-    },
-    "beauty": {
-        "loss_type": "sce", "per_device_train_batch_size": 1024, "dropout": 0.6, "bt_alpha": 0.25, "bt_lambda": 0.1,
-        "sce_n_buckets": 202, "sce_bucket_size_x": 202, "sce_bucket_size_y": 256, "sce_mix_x": False,
-        "num_train_epochs": 300, "patience": 30,
-    },
-    "kindle-store": {
-        "loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.08, "bt_lambda": 0.07,
-        "sce_n_buckets": 658, "sce_bucket_size_x": 658, "sce_bucket_size_y": 256, "sce_mix_x": True,
-        "num_train_epochs": 300, "patience": 10,
-    },
-    # Contrastive baselines of the BT-SR paper, in this harness, with btsr-ml1m's data and training settings so the
-    # three are compared like for like (the prediction loss is full CE, as for BT-SR on ML-1M).
-    # - CL4SRec (Xie et al., ICDE 2022): InfoNCE (NT-Xent, 2B x 2B in-batch negatives) between two augmented
-    #   views of the sequence, each one of crop / mask / reorder picked uniformly. lambda (bt_alpha here) = 0.1 and
-    #   tau = 1.0 with dot-product similarity, the values of the RecBole-based CL4SRec in the DuoRec code, which
-    #   also sets eta = 0.6, gamma = 0.3, beta = 0.6. Uncertain: the CL4SRec paper sweeps each ratio over
-    #   0.1-0.9 per dataset; CoSeRec / ICLRec re-implementations use eta = 0.2, gamma = 0.7, beta = 0.2 instead.
-    # - DuoRec (Qiu et al., WSDM 2022), its "us_x" mode (the one in its README): InfoNCE between a second dropout
-    #   pass of the sequence and the sequence of another user with the same next item; lambda = 0.1, tau = 1.0,
-    #   dot-product similarity (README: --lmd=0.1 --lmd_sem=0.1 --contrast='us_x' --sim='dot' --tau=1).
-    #   Not reproduced: DuoRec's own dropout values (the harness keeps ML-1M's 0.1; at 0.5 both presets collapse
-    #   as well, benchmarks/contrastive_probe.py).
-    # - Both papers' code (RecBole) trains CE on the last position only; this harness trains every position (SASRec),
-    #   averaged. On ML-1M leave-one-out lambda = 0.1 sinks both presets (validation NDCG@10 falls with lambda, dose
-    #   by dose: benchmarks/contrastive_probe.py); at `--bt_alpha 0.001` both still trail SASRec (validation NDCG@10
-    #   after 30 epochs: CL4SRec 0.121, DuoRec 0.070, SASRec 0.155). InfoNCE on random prefixes, the way RecBole's
-    #   per-prefix samples weigh it (`--ssl_view_span random_prefix`, or `random_prefix_in_place` to keep their
-    #   positions), collapses like the preset, and so do the papers' length 50 and dropout 0.5; cosine similarity
-    #   (`--infonce_similarity cosine`) does not. The collapsed models' ranked states are nearly alike across users.
-    "cl4srec": {
-        "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
-        "dropout": 0.1, "num_train_epochs": 200, "patience": 30,
-        "ssl_objective": "infonce", "view_maker": "cl4srec", "bt_alpha": 0.1, "infonce_temperature": 1.0,
-        "infonce_similarity": "dot", "cl4srec_crop_ratio": 0.6, "cl4srec_mask_ratio": 0.3,
-        "cl4srec_reorder_ratio": 0.6,
-    },
-    "duorec": {
-        "dataset": "ml-1m", "split": "leave_one_out", "loss_type": "ce", "per_device_train_batch_size": 256,
-        "dropout": 0.1, "num_train_epochs": 200, "patience": 30,
-        "ssl_objective": "infonce", "view_maker": "same_target+dropout", "bt_alpha": 0.1,
-        "infonce_temperature": 1.0, "infonce_similarity": "dot",
-    },
+@dataclass
+class BTSRTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the reference's optimiser and this project's loop as defaults."""
+
+    _argument_group_name = "training (every transformers.TrainingArguments flag; these defaults are the project's)"
+
+    output_dir: str | None = field(default="outputs/btsr", metadata={"help": "Folder of the model and its results."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate (the reference's)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2 (the reference's 0.98)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping norm; 0 = none (the reference)."})
+    lr_scheduler_type: SchedulerType | str = field(default="constant", metadata={"help": "Learning-rate schedule."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Sequences per batch and device."})
+    per_device_eval_batch_size: int = field(
+        default=256, metadata={"help": "Users scored at once in evaluation (memory and speed only, not results)."}
+    )
+    num_train_epochs: float = field(default=50, metadata={"help": "Most epochs (early stopping may end sooner)."})
+    eval_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to evaluate."})
+    save_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to checkpoint."})
+    logging_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to log the loss."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one is kept too)."})
+    load_best_model_at_end: bool | None = field(
+        default=None, metadata={"help": "Select the best validation checkpoint (default: on whenever evaluating)."}
+    )
+    metric_for_best_model: str | None = field(default="eval_ndcg@10", metadata={"help": "Selection metric."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Higher selection metric is better."})
+    report_to: None | str | list[str] = field(
+        default="none", metadata={"help": "Trackers: none, tensorboard (pip install 'btsr[tensorboard]'), ..."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the weights, the batches and every random draw."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept off: pair columns feed the model."})
+    disable_tqdm: bool | None = field(default=False, metadata={"help": "Turn the progress bar off."})
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": "Pin host memory for the data loader (default: only with an accelerator)."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "DDP's unused-parameter search (every parameter is used: off)."}
+    )
+
+
+@dataclass
+class HubArguments:
+    """Publishing: `train.py` uploads the finished model folder once, with its card (never the Trainer's)."""
+
+    _argument_group_name = "Hugging Face Hub"
+
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished model folder and its card."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Repository id, org/name."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repository private."})
+    hub_token: str | None = field(default=None, metadata={"help": "Token (default: the one `hf auth login` saved)."})
+    hub_strategy: Literal["end"] = field(
+        default="end", metadata={"help": "When to upload: at the end, once (the only strategy supported)."}
+    )
+    hub_revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
+
+
+HUB_SETTINGS = tuple(f.name for f in fields(HubArguments))
+_GROUPS = (_ArchitectureArguments, _SSLArguments, DataArguments, BTSRTrainingArguments, HubArguments)
+_SECRET = ("hub_token",)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Each named dataset's reference settings (BT-SR.md section 4, and the benchmark grids for the datasets the paper
+# does not tune): `--dataset NAME` trains with these unless told otherwise.
+DATASET_PRESETS: dict[str, dict] = {
+    "ml-latest-small": {"loss_type": "ce", "bt_alpha": 0.2, "bt_lambda": 0.05, "dropout": 0.2,
+                        "per_device_train_batch_size": 32, "num_train_epochs": 20, "patience": 10},
+    "ml-100k": {"split": "temporal", "loss_type": "ce", "bt_alpha": 0.2, "bt_lambda": 0.05, "dropout": 0.1,
+                "per_device_train_batch_size": 128, "num_train_epochs": 200, "patience": 30},
+    "ml-1m": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
+              "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
+    "ml-1m-raw": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
+                  "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
+    "beauty": {"loss_type": "sce", "per_device_train_batch_size": 1024, "dropout": 0.6, "bt_alpha": 0.25,
+               "bt_lambda": 0.1, "sce_n_buckets": 202, "sce_bucket_size_x": 202, "sce_bucket_size_y": 256,
+               "sce_mix_x": False, "num_train_epochs": 300, "patience": 30},
+    "sports": {"loss_type": "sce", "per_device_train_batch_size": 1024, "dropout": 0.6, "bt_alpha": 0.25,
+               "bt_lambda": 0.1, "num_train_epochs": 300, "patience": 30},
+    "lastfm": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
+               "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
 }  # fmt: skip
 
-# Trainer settings of the reference (Adam lr 1e-3, betas (0.9, 0.98), no weight decay, no clipping) and our loop.
-TRAINING_DEFAULTS: dict = {
-    "output_dir": "outputs/btsr",
-    "learning_rate": 1e-3,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.98,
-    "weight_decay": 0.0,
-    "max_grad_norm": 0.0,
-    "lr_scheduler_type": "constant",
-    "warmup_steps": 0,
-    "per_device_train_batch_size": 128,
-    "num_train_epochs": 50,
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "save_total_limit": 2,
-    "load_best_model_at_end": True,
-    "metric_for_best_model": "eval_ndcg@10",
-    "greater_is_better": True,
-    "logging_strategy": "epoch",
-    "report_to": "none",
-    "seed": 42,
-    "remove_unused_columns": False,
-    "disable_tqdm": True,
-    "save_only_model": False,
+# Presets beyond the named datasets: the flagship, the paper's settings for datasets you bring yourself
+# (`--preset yelp --data_path yelp.csv`), and the contrastive baselines.
+_OTHER_PRESETS: dict[str, dict] = {
+    "btsr-ml1m": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out"},
+    "yelp": {"loss_type": "sce", "per_device_train_batch_size": 512, "dropout": 0.3, "bt_alpha": 0.1,
+             "bt_lambda": 0.05, "sce_n_buckets": 470, "sce_bucket_size_x": 470, "sce_bucket_size_y": 1024,
+             "sce_mix_x": False, "num_train_epochs": 300, "patience": 10},
+    "gowalla": {"loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.25,
+                "bt_lambda": 0.05, "sce_n_buckets": 882, "sce_bucket_size_x": 882, "sce_bucket_size_y": 256,
+                "sce_mix_x": False, "num_train_epochs": 300, "patience": 10},
+    "kindle-store": {"loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.08,
+                     "bt_lambda": 0.07, "sce_n_buckets": 658, "sce_bucket_size_x": 658, "sce_bucket_size_y": 256,
+                     "sce_mix_x": True, "num_train_epochs": 300, "patience": 10},
+    # Contrastive baselines of the BT-SR paper, with btsr-ml1m's data and training settings (full CE):
+    # - CL4SRec (Xie et al., ICDE 2022): InfoNCE between two augmented views (crop / mask / reorder), lambda 0.1,
+    #   tau 1.0, dot similarity, eta 0.6, gamma 0.3, beta 0.6 (the RecBole-based CL4SRec in the DuoRec code).
+    # - DuoRec (Qiu et al., WSDM 2022), "us_x": a second dropout pass and a same-target partner, lambda 0.1, tau 1.0.
+    # How they fare in this harness: benchmarks/results/accuracy.md and contrastive_probe.json.
+    "cl4srec": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out",
+                "ssl_objective": "infonce", "view_maker": "cl4srec", "bt_alpha": 0.1, "infonce_temperature": 1.0,
+                "infonce_similarity": "dot", "cl4srec_crop_ratio": 0.6, "cl4srec_mask_ratio": 0.3,
+                "cl4srec_reorder_ratio": 0.6},
+    "duorec": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out",
+               "ssl_objective": "infonce", "view_maker": "same_target+dropout", "bt_alpha": 0.1,
+               "infonce_temperature": 1.0, "infonce_similarity": "dot"},
+}  # fmt: skip
+
+PRESETS: dict[str, dict] = {**DATASET_PRESETS, **_OTHER_PRESETS}
+
+PRESET_SUMMARIES = {
+    "btsr-ml1m": "the flagship model: BT-SR on ML-1M, leave-one-out",
+    "yelp": "the paper's Yelp settings, for your own copy (--data_path)",
+    "gowalla": "the paper's Gowalla settings, for your own copy (--data_path)",
+    "kindle-store": "the paper's Kindle Store settings, for your own copy (--data_path)",
+    "cl4srec": "the CL4SRec baseline (InfoNCE on augmented views) on ML-1M",
+    "duorec": "the DuoRec baseline (InfoNCE on dropout and same-target views) on ML-1M",
 }
 
 
-def _given_on_command_line(argv: list[str]) -> set[str]:
-    """Names of the options written out on the command line (`--name value`, `--name=value`, `--no_name`)."""
-    names = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0].replace("-", "_")
-            names.add(name[3:] if name.startswith("no_") else name)
-    return names
+def _preset_line(name: str) -> str:
+    summary = PRESET_SUMMARIES.get(name) or f"--dataset {name}'s defaults"
+    settings = PRESETS[name]
+    keys = ("loss_type", "bt_alpha", "dropout", "per_device_train_batch_size", "num_train_epochs")
+    shown = ", ".join(f"{k}={settings[k]}" for k in keys if k in settings)
+    return f"  {name:<16}{summary} ({shown})"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------------------------------------------------
+
+_DESCRIPTION = """Train BT-SR (or SASRec with --bt_alpha 0) and report full-ranking metrics.
+
+  python train.py                                          BT-SR on the embedded ml-latest-small
+  python train.py --dataset ml-1m --data_root DIR          a named dataset with its reference settings
+  python train.py --data_path log.csv --bt_alpha 0.1       your own log (columns user_id, item_id[, timestamp])
+  python train.py --config outputs/btsr/run_settings.json  rerun a finished run with its exact settings
+
+Settings resolve as command line > --config file > preset > defaults. The defaults below are those of the
+dataset (and preset) on this command line: `python train.py --dataset beauty --help` shows Beauty's."""
+
+# The training flags most runs touch; the rest of TrainingArguments is listed by --help_all.
+TRAINING_FLAGS_SHOWN = ("output_dir", "learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "max_grad_norm",
+                   "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                   "num_train_epochs", "max_steps", "eval_strategy", "save_strategy", "save_total_limit",
+                   "load_best_model_at_end", "seed", "use_cpu", "bf16", "fp16", "report_to", "disable_tqdm",
+                   "resume_from_checkpoint", "dataloader_num_workers", "torch_compile", "logging_strategy")  # fmt: skip
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser that fails in one line (no usage block) and keeps track of the options it builds."""
+
+    def __init__(self, *args, **kwargs):
+        self.built_actions: list[argparse.Action] = []
+        super().__init__(*args, **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+
+        def add_argument(*names, **options):
+            action = add(*names, **options)
+            self.built_actions.append(action)
+            return action
+
+        group.add_argument = add_argument
+        return group
+
+    def error(self, message):
+        raise SettingsError(message)
+
+
+def build_parser(help_all: bool = False) -> _Parser:
+    # conflict_handler="resolve": HubArguments takes the hub flags over from TrainingArguments, so they are listed
+    # (and parsed) once, in their own group.
+    parser = _Parser(
+        _GROUPS,
+        prog="train.py",
+        description=_DESCRIPTION,
+        epilog="presets (--preset NAME; each dataset's applies by itself):\n"
+        + "\n".join(_preset_line(name) for name in PRESETS),
+        usage="python train.py [--flag value ...]   (flags by group below)",
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,
+        conflict_handler="resolve",
+    )
+    parser.add_argument("--help_all", action="store_true", help="Also list every other TrainingArguments flag.")
+    training = {f.name for f in fields(BTSRTrainingArguments)} - set(HUB_SETTINGS)
+    for action in parser.built_actions:
+        if not action.option_strings:
+            continue
+        # Listed under their underscore name only; the kebab-case spellings still parse.
+        action.option_strings = action.option_strings[:1]
+        if action.dest in training and action.dest not in TRAINING_FLAGS_SHOWN and not help_all:
+            action.help = argparse.SUPPRESS
+        elif _is_complement(action):
+            action.help = f"Turn --{action.dest} off."
+        elif action.help is not None:
+            if action.choices is None:
+                action.metavar = action.metavar or _METAVARS.get(action.type, "VALUE")
+            action.help = f"{action.help} (default: %(default)s)"
+    return parser
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT", string_to_bool: "BOOL"}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=38, width=118)
+
+
+def _is_complement(action: argparse.Action) -> bool:
+    """A `--no_x` option, which shares its boolean field's destination."""
+    return bool(action.option_strings) and action.option_strings[0].startswith("--no_")
+
+
+def _dests(parser: _Parser) -> dict[str, argparse.Action]:
+    """Each destination's main option (options the Hub group took over have none left and are skipped)."""
+    found = {}
+    for action in parser.built_actions:
+        if action.option_strings and not _is_complement(action):
+            found.setdefault(action.dest, action)
+    return found
+
+
+def _close_flag(token: str, parser: _Parser) -> str:
+    options = [o for a in parser.built_actions for o in a.option_strings if o.startswith("--") and "-" not in o[2:]]
+    match = difflib.get_close_matches(token.split("=", 1)[0], options, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config files
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _read_config_file(path: str) -> dict:
-    from data_processing import DataError
-
     file = Path(path)
+    if file.suffix not in (".yaml", ".yml", ".json"):
+        raise SettingsError(f"--config {path}: expected a .yaml, .yml or .json file")
     if not file.is_file():
-        raise DataError(f"{path}: config file not found")
-    text = file.read_text(encoding="utf-8")
+        raise SettingsError(f"--config {path}: file not found")
     try:
-        if file.suffix in (".yaml", ".yml"):
+        text = file.read_text(encoding="utf-8")
+        if file.suffix == ".json":
+            settings = json.loads(text)
+        else:
             import yaml
 
             settings = yaml.safe_load(text)
-        else:
-            settings = json.loads(text)
-    except Exception as error:  # the parsers' own messages name the line
-        raise DataError(f"{path}: cannot parse config file: {' '.join(str(error).split())}") from error
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise SettingsError(f"{path}: cannot read config file: {' '.join(str(error).split())}") from error
+    except Exception as error:  # yaml.YAMLError: the parser's message names the line
+        raise SettingsError(f"{path}: cannot parse config file: {' '.join(str(error).split())}") from error
+    if isinstance(settings, dict) and set(settings) >= {"settings", "sources"}:
+        settings = settings["settings"]  # a run's run_settings.json
     if not isinstance(settings, dict):
-        raise DataError(f"{path}: config file must hold a mapping of setting names to values")
+        raise SettingsError(f"{path}: config file must hold a mapping of setting names to values")
     return settings
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments, dict]:
-    """Parses `argv` with presets and config files resolved; returns the dataclasses and the merged settings."""
-    from data_processing import DataError
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
+
+def _coerce(value, annotation, where: str):
+    """`value` checked against a field's type; YAML's `1e-3` (a string to YAML 1.1) reads as a float."""
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType")):
+        if value is None and type(None) in args:
+            return None
+        simple = [a for a in args if a is not type(None)]
+        if len(simple) == 1:
+            return _coerce(value, simple[0], where)
+        if set(simple) == {float, int}:
+            return _coerce(value, float, where)
+        return value  # a TrainingArguments union (str | dict, enum | str, ...): TrainingArguments checks it
+    if value is None:
+        raise SettingsError(f"{where}: expected {_type_name(annotation)}, got null")
+    if get_origin(annotation) is Literal:
+        if value not in args:
+            raise SettingsError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, str):
+            try:
+                value = annotation(value.strip())
+            except ValueError:
+                raise SettingsError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        if annotation is int and not float(value).is_integer():
+            raise SettingsError(f"{where}: expected int, got {value!r}")
+        return annotation(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a string, got {value!r}")
+        return value
+    if get_origin(annotation) is list:
+        if not isinstance(value, list):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], where) for v in value] if args else value
+    return value
+
+
+_FIELD_TYPES: dict[str, object] = {}
+for _cls in _GROUPS:
+    for _name, _hint in get_type_hints(_cls).items():
+        _FIELD_TYPES.setdefault(_name, _hint)
+_FIELD_TYPES.update({name: hint for name, hint in get_type_hints(HubArguments).items()})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Resolution
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResolvedSettings:
+    """Every setting of a run, and where each came from (`default`, `preset:NAME`, `config:FILE`, `command line`)."""
+
+    model: object  # ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    hub: dict
+    values: dict
+    sources: dict
+
+    def __iter__(self):  # model, data, training, hub: as `parse_arguments` returned them before
+        return iter((self.model, self.data, self.training, self.hub))
+
+    def __getitem__(self, index):
+        return tuple(self)[index]
+
+
+def _layers(argv: list[str]) -> tuple[dict, dict, str | None]:
+    """The preset's and the config file's settings, and the preset's name, read before the one parse."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("dataset", "preset", "config"):
+        pre.add_argument(f"--{name}")
+    known, _ = pre.parse_known_args(argv)
+    file_settings = {}
+    if known.config is not None:
+        file_settings = _read_config_file(known.config)
+        unknown = sorted(set(file_settings) - set(_FIELD_TYPES))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(_FIELD_TYPES), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"{known.config}: unknown setting {unknown[0]!r}{hint}")
+        file_settings = {
+            name: _coerce(value, _FIELD_TYPES[name], f"{known.config}: key {name}")
+            for name, value in file_settings.items()
+        }
+        file_settings.pop("config", None)  # a run_settings.json names the file its run read, if any
+    dataset = known.dataset or file_settings.get("dataset") or "ml-latest-small"
+    preset_name = known.preset or file_settings.get("preset")
+    if preset_name is not None and preset_name not in PRESETS:
+        close = difflib.get_close_matches(preset_name, list(PRESETS), n=1)
+        raise SettingsError(f"--preset {preset_name}: no such preset{'; did you mean ' + close[0] + '?' if close else ''}"
+                            f" (presets: {', '.join(PRESETS)})")  # fmt: skip
+    preset_name = preset_name or (dataset if dataset in PRESETS else None)
+    return (PRESETS[preset_name] if preset_name else {}), file_settings, preset_name
+
+
+def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
+    """Parses `argv` once, with the preset and the config file as the parser's defaults, then checks the values.
+
+    Raises:
+        SettingsError: an unknown, abbreviated or ill-typed flag, a bad config file, or a value out of range; the
+            message names it. `--help` prints the help and exits.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    known = {f.name for cls in (ModelArguments, DataArguments, TrainingArguments) for f in fields(cls)}
-    if any(a in ("-h", "--help") for a in argv):
-        parser.parse_args_into_dataclasses(argv)  # prints help and exits
-    try:
-        model_args, data_args, _, remaining = parser.parse_args_into_dataclasses(
-            argv + (["--output_dir", "unused"] if "--output_dir" not in " ".join(argv) else []),
-            return_remaining_strings=True,
-        )
-    except SystemExit:
-        raise
+    help_all = "--help_all" in argv
+    preset, file_settings, preset_name = _layers(argv)
+    parser = build_parser(help_all)
+    actions = _dests(parser)
+    sources = {dest: "default" for dest in actions}
+    config_file = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+    config_file = config_file or next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    for layer, source in ((preset, f"preset:{preset_name}"), (file_settings, f"config:{config_file}")):
+        for name, value in layer.items():
+            if name not in actions:
+                raise SettingsError(f"{source}: unknown setting {name!r}")
+            actions[name].default = value
+            sources[name] = source
+    if help_all or any(a in ("-h", "--help") for a in argv):
+        parser.print_help()
+        raise SystemExit(0)
+    namespace, remaining = parser.parse_known_args(argv)
     if remaining:
-        raise DataError(f"unknown argument(s): {' '.join(remaining)} (see python train.py --help)")
-    given = _given_on_command_line(argv)
-    cli_values = {}
-    for cls_args in (model_args, data_args):
-        for f in fields(cls_args):
-            if f.name in given:
-                cli_values[f.name] = getattr(cls_args, f.name)
+        token = next((t for t in remaining if t.startswith("-")), remaining[0])
+        raise SettingsError(f"unknown argument {token}{_close_flag(token, parser)} (see python train.py --help)")
+    # Which settings the command line gave: the same argv, parsed again with every default suppressed.
+    for action in parser.built_actions:
+        action.default = argparse.SUPPRESS
+    given = vars(parser.parse_known_args(argv)[0])
+    values = {dest: getattr(namespace, dest) for dest in actions}
+    for dest in given:
+        if dest in sources:
+            sources[dest] = "command line"
+    return _settings_from_values(values, sources)
 
-    file_settings = _read_config_file(data_args.config) if data_args.config else {}
-    unknown = sorted(set(file_settings) - known)
-    if unknown:
-        raise DataError(f"{data_args.config}: unknown setting(s) {', '.join(unknown)}")
-    dataset = cli_values.get("dataset", file_settings.get("dataset", "ml-latest-small"))
-    preset_name = cli_values.get("preset", file_settings.get("preset")) or dataset
-    if preset_name not in PRESETS and (cli_values.get("preset") or file_settings.get("preset")):
-        raise DataError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
-    preset = PRESETS.get(preset_name, {})
 
-    merged = {**TRAINING_DEFAULTS, **preset, **file_settings}
-    # Command-line values: the Trainer's own flags are re-parsed from argv below so their types stay exact.
-    merged.update(cli_values)
-    training_cli = {}
-    training_fields = {f.name for f in fields(TrainingArguments)}
-    if given & training_fields:
-        _, _, training_from_cli, _ = parser.parse_args_into_dataclasses(
-            argv + (["--output_dir", "unused"] if "output_dir" not in given else []), return_remaining_strings=True
-        )
-        training_cli = {name: getattr(training_from_cli, name) for name in given & training_fields}
-    merged.update(training_cli)
+def _settings_from_values(values: dict, sources: dict) -> ResolvedSettings:
+    values = dict(values)
+    if values.get("load_best_model_at_end") is None:  # selection needs evaluations: on whenever there are some
+        values["load_best_model_at_end"] = getattr(values["eval_strategy"], "value", values["eval_strategy"]) != "no"
+    if values.get("dataloader_pin_memory") is None:
+        import torch
 
-    def pick(cls):
-        return {f.name: merged[f.name] for f in fields(cls) if f.name in merged}
-
-    model_args = ModelArguments(**{**vars(ModelArguments()), **pick(ModelArguments)})
-    data_args = DataArguments(**{**vars(DataArguments()), **pick(DataArguments)})
-    training_settings = pick(TrainingArguments)
-    # The Trainer's own push creates the repo at start-up and uploads its NLP card and pickled arguments:
-    # train.py takes the Hub flags away from it and uploads the finished folder once, itself.
-    for name in HUB_SETTINGS:
-        merged[name] = training_settings.pop(name, None)
+        values["dataloader_pin_memory"] = torch.cuda.is_available()
+    model = ModelArguments(**{f.name: values[f.name] for f in fields(ModelArguments)})
+    data = DataArguments(**{f.name: values[f.name] for f in fields(DataArguments)})
+    hub = {name: values[name] for name in HUB_SETTINGS}
+    training_names = [f.name for f in fields(BTSRTrainingArguments) if f.init and f.name not in HUB_SETTINGS]
+    _check_before_data(model, data, values, sources)
     try:
-        training_args = TrainingArguments(**training_settings)
+        training = BTSRTrainingArguments(**{name: values[name] for name in training_names if name in values})
     except (ValueError, TypeError) as error:
-        raise DataError(f"invalid training setting: {' '.join(str(error).split())}") from error
-    return model_args, data_args, training_args, merged
+        raise SettingsError(f"invalid training setting: {' '.join(str(error).split())}") from error
+    _check_training(training, values)
+    return ResolvedSettings(model, data, training, hub, values, sources)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks before any data is read
+# ---------------------------------------------------------------------------------------------------------------------
+
+_FINITE = ("bt_alpha", "bt_lambda", "dropout", "learning_rate", "infonce_temperature", "layer_norm_eps",
+           "cl4srec_crop_ratio", "cl4srec_mask_ratio", "cl4srec_reorder_ratio", "num_train_epochs", "adam_beta1",
+           "adam_beta2", "weight_decay", "max_grad_norm")  # fmt: skip
+_AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "hidden_size", "num_hidden_layers", "num_attention_heads", "max_len")  # fmt: skip
+_NOT_NEGATIVE = ("patience", "min_users_per_item", "min_items_per_user", "bt_alpha", "bt_lambda", "learning_rate",
+                 "dataloader_num_workers", "max_grad_norm", "weight_decay")  # fmt: skip
+_TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+             "trackio": "trackio", "swanlab": "swanlab", "clearml": "clearml", "dvclive": "dvclive"}  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    return f"--{name}"
+
+
+def _check_before_data(model, data, values: dict, sources: dict) -> None:
+    """One rule at a time, each message naming the flag (and where its value came from when not the command line)."""
+
+    def fail(name, message):
+        source = sources.get(name, "default")
+        origin = "" if source == "command line" else f" (from {source})"
+        raise SettingsError(f"{_flag(name)}{origin}: {message}")
+
+    for name in _FINITE:
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            fail(name, f"must be a finite number, got {value}")
+    for name in _AT_LEAST_ONE:
+        if values.get(name) is not None and values[name] < 1:
+            fail(name, f"must be >= 1, got {values[name]}")
+    for name in _NOT_NEGATIVE:
+        if values.get(name) is not None and values[name] < 0:
+            fail(name, f"must be >= 0, got {values[name]}")
+    if not 0 <= values["dropout"] < 1:
+        fail("dropout", f"must be in [0, 1), got {values['dropout']}")
+    if values["max_steps"] <= 0 and values["num_train_epochs"] <= 0:
+        fail("num_train_epochs", f"must be > 0 (or set --max_steps), got {values['num_train_epochs']}")
+    if data.data_path is not None and not str(data.data_path).strip():
+        fail("data_path", "is empty; give a file, or leave it out to train on --dataset")
+    if data.data_path is not None and sources.get("dataset") == "command line":
+        fail("dataset", "and --data_path both name the data; give one")
+    _check_output_dir(values["output_dir"])
+    trackers = values.get("report_to")
+    trackers = [trackers] if isinstance(trackers, str) else list(trackers or [])
+    for tracker in trackers:
+        if tracker in ("none", "all"):
+            continue
+        module = _TRACKERS.get(tracker)
+        if module is None:
+            fail("report_to", f"unknown tracker {tracker!r} (choose from none, {', '.join(_TRACKERS)})")
+        if importlib.util.find_spec(module) is None:
+            extra = " (pip install 'btsr[tensorboard]')" if tracker == "tensorboard" else f" (pip install {module})"
+            fail("report_to", f"{tracker} is not installed{extra}")
+    if values["push_to_hub"]:
+        if not values["hub_model_id"]:
+            fail("push_to_hub", "needs --hub_model_id org/name")
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+            fail("push_to_hub", "cannot upload while HF_HUB_OFFLINE is set")
+        from huggingface_hub import get_token
+
+        if not (values["hub_token"] or get_token()):
+            fail("push_to_hub", "needs a token: pass --hub_token or run `hf auth login`")
+
+
+def _check_output_dir(path: str) -> None:
+    """The output folder can be created and written: checked now, not after an hour of training."""
+    folder = Path(path)
+    if not str(path).strip():
+        raise SettingsError("--output_dir: is empty")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SettingsError(f"--output_dir {path}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SettingsError(f"--output_dir {path}: cannot write there ({error.strerror or error})") from None
+
+
+def _check_training(training: TrainingArguments, values: dict) -> None:
+    if training.fp16 and not _has_accelerator():
+        raise SettingsError("--fp16: needs a GPU; on a CPU train in float32 (or --bf16 where the CPU supports it)")
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def parse_arguments(argv: list[str] | None = None) -> ResolvedSettings:
+    """`resolve_settings`; unpacks as `model_args, data_args, training_args, hub_settings`."""
+    return resolve_settings(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saved settings
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value):
+    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):  # enums
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def run_settings(settings: ResolvedSettings) -> dict:
+    """The JSON form of `run_settings.json`: every setting (the token left out) and where it came from."""
+    values = {name: _jsonable(value) for name, value in settings.values.items() if name not in _SECRET}
+    sources = {name: settings.sources.get(name, "default") for name in values}
+    return {"settings": values, "sources": sources}
+
+
+def write_run_settings(settings: ResolvedSettings, folder: str) -> Path:
+    path = Path(folder) / RUN_SETTINGS_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run_settings(settings), indent=2) + "\n")
+    return path
+
+
+def settings_command(saved: dict, output_dir: str | None = None) -> str:
+    """A `train.py` command line that rebuilds a run from its `run_settings.json` content: every setting that did
+    not come from a default, written out as a flag (preset and config values included, so no file is needed)."""
+    values, sources = saved["settings"], saved["sources"]
+    parts = ["python", "train.py"]
+    for name, value in values.items():
+        if sources.get(name, "default") == "default" or name in ("config", "help_all"):
+            continue
+        if name == "output_dir" and output_dir is not None:
+            value = output_dir
+        if isinstance(value, list):
+            parts += [f"--{name}", *map(str, value)] if value else []
+        elif value is None:
+            continue
+        else:
+            parts += [f"--{name}", str(value)]
+    if output_dir is not None and "--output_dir" not in parts:
+        parts += ["--output_dir", output_dir]
+    return shlex.join(parts)

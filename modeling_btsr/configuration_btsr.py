@@ -1,19 +1,25 @@
 """BT-SR model configuration."""
 
 from dataclasses import field
+from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 __all__ = ["BTSRConfig", "LOSS_TYPES", "SSL_OBJECTIVES", "VIEW_MAKERS", "VIEW_SPANS", "INFONCE_SIMILARITIES"]
 
-LOSS_TYPES = ("ce", "sce", "bce")
-SSL_OBJECTIVES = ("barlow_twins", "infonce")
-INFONCE_SIMILARITIES = ("dot", "cosine")
+LossType = Literal["ce", "sce", "bce"]
+SSLObjective = Literal["barlow_twins", "infonce"]
+InfoNCESimilarity = Literal["dot", "cosine"]
 # How the two views of the self-supervised loss are made (see `view_maker` below).
-VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
+ViewMaker = Literal["same_target", "dropout", "same_target+dropout", "cl4srec"]
 # What the views encode (see `ssl_view_span` below).
-VIEW_SPANS = ("sequence", "random_prefix", "random_prefix_in_place")
+ViewSpan = Literal["sequence", "random_prefix", "random_prefix_in_place"]
+LOSS_TYPES = get_args(LossType)
+SSL_OBJECTIVES = get_args(SSLObjective)
+INFONCE_SIMILARITIES = get_args(InfoNCESimilarity)
+VIEW_MAKERS = get_args(ViewMaker)
+VIEW_SPANS = get_args(ViewSpan)
 
 
 @strict(accept_kwargs=True)
@@ -118,7 +124,7 @@ class BTSRConfig(PreTrainedConfig):
     hidden_dropout_prob: float | int = field(default=0.1, metadata={"help": "Dropout on embeddings and feed-forward."})
     attention_probs_dropout_prob: float | int = field(default=0.1, metadata={"help": "Dropout on attention weights."})
     layer_norm_eps: float | int = field(default=1e-8, metadata={"help": "LayerNorm epsilon."})
-    loss_type: str = field(default="ce", metadata={"help": "Prediction loss: ce | sce | bce."})
+    loss_type: LossType = field(default="ce", metadata={"help": "Prediction loss: ce | sce | bce."})
     bt_alpha: float | int = field(default=0.2, metadata={"help": "Weight of the Barlow Twins loss (0 = plain SASRec)."})
     bt_lambda: float | int = field(default=0.05, metadata={"help": "Off-diagonal weight inside the Barlow Twins loss."})
     bt_projector_dims: list[int] | None = field(
@@ -129,16 +135,16 @@ class BTSRConfig(PreTrainedConfig):
     sce_bucket_size_y: int = field(default=256, metadata={"help": "SCE items per bucket b_y (<= num_items)."})
     sce_mix_x: bool = field(default=False, metadata={"help": "SCE centres as mixtures of the batch's states."})
     bce_num_negatives: int = field(default=256, metadata={"help": "Sampled negatives per sequence for BCE."})
-    ssl_objective: str = field(
+    ssl_objective: SSLObjective = field(
         default="barlow_twins", metadata={"help": "Self-supervised loss: barlow_twins | infonce."}
     )
     infonce_temperature: float | int = field(default=1.0, metadata={"help": "InfoNCE temperature tau."})
-    infonce_similarity: str = field(default="dot", metadata={"help": "InfoNCE similarity: dot | cosine."})
-    view_maker: str = field(
+    infonce_similarity: InfoNCESimilarity = field(default="dot", metadata={"help": "InfoNCE similarity: dot | cosine."})
+    view_maker: ViewMaker = field(
         default="same_target",
         metadata={"help": "Views of the SSL loss: same_target | dropout | same_target+dropout | cl4srec."},
     )
-    ssl_view_span: str = field(
+    ssl_view_span: ViewSpan = field(
         default="sequence",
         metadata={"help": "What the SSL views encode: sequence | random_prefix | random_prefix_in_place."},
     )

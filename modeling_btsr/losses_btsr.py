@@ -31,15 +31,16 @@ def _distributed_world_size() -> int:
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenates `tensor` (batch, ...) over all processes along dim 0, keeping the gradient.
 
-    `torch.distributed.nn.functional.all_gather` sums each rank's use of every row in its backward pass, so with
-    DDP's gradient averaging the update equals the one of a single process holding the whole batch. Equal local
-    batch sizes are required (train with `dataloader_drop_last=True`). Identity without `torch.distributed`.
+    The functional collective's backward sums each rank's use of every row (a reduce-scatter), so with DDP's
+    gradient averaging the update equals the one of a single process holding the whole batch; it replaces
+    `torch.distributed.nn.functional.all_gather`, deprecated in torch 2.13. Equal local batch sizes are required
+    (train with `dataloader_drop_last=True`). Identity without `torch.distributed`.
     """
     if _distributed_world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed import _functional_collectives as collectives
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    return collectives.all_gather_single(tensor.contiguous(), 0, torch.distributed.group.WORLD)
 
 
 def _standardise(z: torch.Tensor) -> torch.Tensor:

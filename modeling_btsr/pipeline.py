@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
-from .arguments import DataArguments, ModelArguments
+from .arguments import DataArguments, ModelArguments, ResolvedSettings, config_kwargs, write_run_settings
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import default_sce_buckets
 from .modeling_btsr import BTSRForSequentialRecommendation
-from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping, compact_metrics
+from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping, compact_metrics, epoch_number
 
 __all__ = ["PreparedData", "prepare_data", "make_config", "build_model", "run_training", "save_model_atomically"]
 
@@ -106,32 +106,9 @@ def make_config(
     model_args: ModelArguments, num_items: int, sce_n_buckets: int | None = None, sce_bucket_size_x: int | None = None
 ) -> BTSRConfig:
     """The model configuration of a run (validated: out-of-range values raise with the setting's name)."""
-    return BTSRConfig(
-        num_items=num_items,
-        hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        max_position_embeddings=model_args.max_len,
-        hidden_dropout_prob=model_args.dropout,
-        attention_probs_dropout_prob=model_args.dropout,
-        loss_type=model_args.loss_type,
-        bt_alpha=model_args.bt_alpha,
-        bt_lambda=model_args.bt_lambda,
-        sce_n_buckets=sce_n_buckets,
-        sce_bucket_size_x=sce_bucket_size_x,
-        sce_bucket_size_y=model_args.sce_bucket_size_y,
-        sce_mix_x=model_args.sce_mix_x,
-        bce_num_negatives=model_args.bce_num_negatives,
-        ssl_objective=model_args.ssl_objective,
-        infonce_temperature=model_args.infonce_temperature,
-        infonce_similarity=model_args.infonce_similarity,
-        view_maker=model_args.view_maker,
-        ssl_view_span=model_args.ssl_view_span,
-        cl4srec_crop_ratio=model_args.cl4srec_crop_ratio,
-        cl4srec_mask_ratio=model_args.cl4srec_mask_ratio,
-        cl4srec_reorder_ratio=model_args.cl4srec_reorder_ratio,
-        length_grouped_attention=model_args.length_grouped_attention,
-    )
+    kwargs = config_kwargs(model_args)
+    kwargs.update(sce_n_buckets=sce_n_buckets, sce_bucket_size_x=sce_bucket_size_x)
+    return BTSRConfig(num_items=num_items, **kwargs)
 
 
 def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int) -> BTSRForSequentialRecommendation:
@@ -187,6 +164,7 @@ def run_training(
     data: PreparedData | None = None,
     command: str | None = None,
     hub: dict | None = None,
+    settings: ResolvedSettings | None = None,
 ) -> dict:
     """Trains, selects on validation NDCG@10, evaluates the selected model once on test, saves the final folder.
 
@@ -241,12 +219,15 @@ def run_training(
         data_collator=SequenceCollator(),
         callbacks=callbacks,
         item_user_counts=data.item_user_counts,
+        eval_batch_users=training_args.per_device_eval_batch_size,
     )
     output_dir = training_args.output_dir
     if training_args.process_index == 0:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "dataset_stats.json"), "w") as handle:
             json.dump(data.stats, handle, indent=2)
+        if settings is not None:
+            write_run_settings(settings, output_dir)
     resumed_from_epoch = _checkpoint_epoch(training_args.resume_from_checkpoint, training_args.output_dir)
     train_started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -265,10 +246,11 @@ def run_training(
         test.targets,
         item_user_counts=data.item_user_counts,
         prefix="test",
+        batch_size=training_args.per_device_eval_batch_size,
         accelerator=trainer.accelerator if trainer.accelerator.num_processes > 1 else None,
         return_per_user=True,
     )
-    trainer.log(compact_metrics(test_metrics))
+    trainer.log(compact_metrics(test_metrics))  # into the trainer state and trackers; train.py prints the summary
     mostpop = most_popular_ranking(
         data.split.test.contexts, data.split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
     )
@@ -278,8 +260,8 @@ def run_training(
         **mostpop,
         "protocol": data.split.protocol,
         "num_test_users": len(data.split.test),
-        "best_epoch": best_epoch,
-        "epochs": trainer.state.epoch,
+        "best_epoch": epoch_number(best_epoch),
+        "epochs": epoch_number(trainer.state.epoch),
         "global_step": trainer.state.global_step,
         "evaluated_during_training": evaluated,
         # this invocation's time: a resumed run's earlier sessions are not in it (epochs - resumed_from_epoch are)
@@ -309,7 +291,11 @@ def run_training(
         write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
         if hub.get("push_to_hub"):
             url = push_folder_to_hub(
-                output_dir, hub["hub_model_id"], token=hub.get("hub_token"), private=bool(hub.get("hub_private_repo"))
+                output_dir,
+                hub["hub_model_id"],
+                token=hub.get("hub_token"),
+                private=bool(hub.get("hub_private_repo")),
+                revision=hub.get("hub_revision"),
             )
             logger.info(f"Uploaded {output_dir} to {url}")
     return results

@@ -1,13 +1,102 @@
 """`BTSRTrainer`: the Hugging Face Trainer with BT-SR's loss normalisation, partner epochs and ranking evaluation."""
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-__all__ = ["BTSRTrainer", "RankingEvalSet", "NonFiniteLossError", "ResumableEarlyStopping", "compact_metrics"]
+__all__ = [
+    "BTSRTrainer",
+    "RankingEvalSet",
+    "NonFiniteLossError",
+    "ResumableEarlyStopping",
+    "EpochLogCallback",
+    "compact_metrics",
+    "epoch_number",
+]
+
+
+def epoch_number(epoch: float | None):
+    """An epoch as a person writes it: `3` for a whole epoch, `1.15` for a partial one, `None` unchanged.
+
+    >>> epoch_number(3.0), epoch_number(1.1111111111111112), epoch_number(None)
+    (3, 1.11, None)
+    """
+    if epoch is None:
+        return None
+    return int(round(epoch)) if abs(epoch - round(epoch)) < 1e-6 else round(float(epoch), 2)
+
+
+class EpochLogCallback(ProgressCallback):
+    """The Trainer's progress bar over steps (unless `disable_tqdm`), and one line per epoch in place of its dicts:
+    the loss and its parts, validation HR@10 / NDCG@10 / Coverage@10, the best NDCG@10 so far and the epoch's time.
+    Every metric still goes to the trainer state and `all_results.json`; only the main process prints."""
+
+    def __init__(self, show_bar: bool = True):
+        super().__init__()
+        self.show_bar = show_bar
+        self._loss: dict = {}
+        self._epoch_started = time.perf_counter()
+        self._best: tuple | None = None  # (NDCG@10, epoch)
+        self._printed: set = set()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_train_begin(args, state, control, **kwargs)
+        for entry in state.log_history:  # a resumed run: the best before this session
+            if "eval_ndcg@10" in entry and (self._best is None or entry["eval_ndcg@10"] > self._best[0]):
+                self._best = (entry["eval_ndcg@10"], epoch_number(entry.get("epoch")))
+        self._epoch_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_step_end(args, state, control, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_train_end(args, state, control, **kwargs)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._epoch_started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        epoch = epoch_number(logs.get("epoch", state.epoch))
+        total = epoch_number(args.num_train_epochs) if args.max_steps <= 0 else None
+        if "loss" in logs:
+            self._loss = logs
+            if args.eval_strategy == "no":
+                self._write(f"epoch {epoch}{'/' + str(total) if total else ''}  {self._loss_text()}")
+        elif "eval_ndcg@10" in logs and epoch not in self._printed:
+            self._printed.add(epoch)
+            ndcg = logs["eval_ndcg@10"]
+            if self._best is None or ndcg > self._best[0]:
+                self._best = (ndcg, epoch)
+            self._write(
+                f"epoch {epoch}{'/' + str(total) if total else ''}  {self._loss_text()}  valid "
+                f"HR@10 {logs['eval_hr@10']:.4f} NDCG@10 {ndcg:.4f} Coverage@10 {logs['eval_coverage@10']:.4f}  "
+                f"best NDCG@10 {self._best[0]:.4f} (epoch {self._best[1]})  {time.perf_counter() - self._epoch_started:.1f} s"
+            )
+        elif "train_runtime" in logs:
+            self._write(f"trained to epoch {epoch} ({state.global_step} steps) in {logs['train_runtime']:.0f} s")
+
+    def _loss_text(self) -> str:
+        if "loss" not in self._loss:
+            return ""
+        parts = [f"{name.removesuffix('_loss')} {self._loss[name]:.4f}" for name in ("prediction_loss", "bt_loss",
+                 "ssl_loss") if name in self._loss]  # fmt: skip
+        return f"loss {self._loss['loss']:.4f}" + (f" ({', '.join(parts)})" if parts else "")
+
+    def _write(self, text: str) -> None:
+        if self.training_bar is not None:
+            self.training_bar.write(text)
+        else:
+            print(text, flush=True)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -92,6 +181,10 @@ class BTSRTrainer(Trainer):
 
     def __init__(self, *args, item_user_counts: np.ndarray | None = None, eval_batch_users: int = 256, **kwargs):
         super().__init__(*args, **kwargs)
+        # One compact line per epoch instead of the stock dicts (the progress bar stays unless disable_tqdm).
+        self.remove_callback(ProgressCallback)
+        self.remove_callback(PrinterCallback)
+        self.add_callback(EpochLogCallback(show_bar=not self.args.disable_tqdm))
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
         self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}

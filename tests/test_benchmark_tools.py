@@ -52,7 +52,10 @@ def _append_concurrently(results: Path, count: int, locked: bool) -> tuple[list,
         worker.start()
     for worker in workers:
         worker.join(timeout=300)
-    records = json.loads(results.read_text()) if results.exists() else []
+    try:
+        records = json.loads(results.read_text()) if results.exists() else []
+    except json.JSONDecodeError:  # unlocked writers can also leave a corrupt file: every record lost
+        records = []
     return [worker.exitcode for worker in workers], sorted((r["writer"], r["i"]) for r in records)
 
 

@@ -13,7 +13,7 @@ from modeling_btsr.pipeline import save_model_atomically
 from modeling_btsr.trainer import NonFiniteLossError
 
 
-def test_settings_resolve_command_line_over_config_over_preset(tmp_path):
+def test_settings_resolve_command_line_over_config_over_preset(tmp_path, monkeypatch):
     config = tmp_path / "settings.yaml"
     config.write_text("bt_alpha: 0.4\nlearning_rate: 0.005\npatience: 3\n")
     model, data, training, _ = parse_arguments(
@@ -25,13 +25,16 @@ def test_settings_resolve_command_line_over_config_over_preset(tmp_path):
     assert training.per_device_train_batch_size == PRESETS["beauty"]["per_device_train_batch_size"]
     assert training.adam_beta2 == 0.98 and training.output_dir == str(tmp_path / "o")  # our defaults
     # The Hub flags are taken away from the Trainer (train.py uploads the finished folder itself).
-    _, _, training, settings = parse_arguments(["--push_to_hub", "--hub_model_id", "org/x", "--output_dir", "o"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # parsing only: nothing is uploaded
+    _, _, training, settings = parse_arguments(
+        ["--push_to_hub", "--hub_model_id", "org/x", "--hub_token", "t", "--output_dir", str(tmp_path / "o")]
+    )
     assert training.push_to_hub is False and settings["push_to_hub"] is True and settings["hub_model_id"] == "org/x"
 
 
 @pytest.mark.parametrize(
     "content, message",
-    [("bt_alpha: [1", "cannot parse config file"), ("not_a_setting: 1", "unknown setting(s) not_a_setting"),
+    [("bt_alpha: [1", "cannot parse config file"), ("not_a_setting: 1", "unknown setting 'not_a_setting'"),
      ("- 1\n- 2", "must hold a mapping")],
 )  # fmt: skip
 def test_bad_config_files(tmp_path, content, message):

@@ -1,0 +1,311 @@
+"""train.py's settings: one parser, no abbreviations, precedence command line > config > preset > defaults for every
+setting, help with the effective defaults, bad values refused in one line before any data is read, and a run rebuilt
+from its run_settings.json giving the same results."""
+
+import json
+import shlex
+import types
+from dataclasses import fields
+from typing import Literal, Union, get_args, get_origin, get_type_hints
+
+import pytest
+import yaml
+
+import train
+from modeling_btsr import arguments
+from modeling_btsr.arguments import (
+    BTSRTrainingArguments,
+    DataArguments,
+    ModelArguments,
+    SettingsError,
+    resolve_settings,
+    settings_command,
+)
+
+# Layering flags, and values this CPU machine refuses by design (tested on their own below).
+_NOT_ROUND_TRIPPED = {"dataset", "preset", "config", "fp16", "bf16", "output_dir"}
+
+
+def _is_simple(annotation) -> bool:
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        return len(rest) == 1 and _is_simple(rest[0])
+    return annotation in (int, float, bool, str) or get_origin(annotation) in (Literal, list)
+
+
+def _base(annotation):
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next(a for a in get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _other_value(annotation, default):
+    """A valid value different from `default`, by type."""
+    annotation = _base(annotation)
+    if get_origin(annotation) is Literal:
+        return next(c for c in get_args(annotation) if c != default)
+    if annotation is bool:
+        return not default
+    if annotation is int:
+        return 2 if default in (None, -1) else default + 2
+    if annotation is float:
+        return default / 2 if default else 0.25
+    if annotation is str:
+        return "other_value"
+    if get_origin(annotation) is list:
+        return [8, 4]
+    raise AssertionError(annotation)
+
+
+def _cli(name, value) -> list[str]:
+    return [f"--{name}", *map(str, value)] if isinstance(value, list) else [f"--{name}", str(value)]
+
+
+def _round_trip_fields():
+    hints = {**get_type_hints(ModelArguments), **get_type_hints(DataArguments)}
+    names = [f.name for f in fields(ModelArguments)] + [f.name for f in fields(DataArguments)]
+    training_hints = get_type_hints(BTSRTrainingArguments)
+    names += [n for n in arguments.TRAINING_FLAGS_SHOWN if _is_simple(training_hints[n])]
+    hints.update({n: training_hints[n] for n in arguments.TRAINING_FLAGS_SHOWN})
+    return [(n, hints[n]) for n in names if n not in _NOT_ROUND_TRIPPED]
+
+
+ROUND_TRIP = _round_trip_fields()
+
+
+@pytest.fixture
+def out(tmp_path):
+    return ["--output_dir", str(tmp_path / "out")]
+
+
+def test_round_trip_covers_every_model_and_data_setting():
+    covered = {name for name, _ in ROUND_TRIP}
+    assert {f.name for f in fields(ModelArguments)} <= covered
+    assert {f.name for f in fields(DataArguments)} - _NOT_ROUND_TRIPPED <= covered
+    # The model settings are BTSRConfig's own fields (less num_items; max_len and dropout are its renamed ones).
+    config_fields = set(arguments.BTSRConfig.__dict__["__annotations__"]) - {"num_items", "attention_probs_dropout_prob"}
+    renamed = {"max_position_embeddings": "max_len", "hidden_dropout_prob": "dropout"}
+    assert {renamed.get(n, n) for n in config_fields} == {f.name for f in fields(ModelArguments)}
+
+
+@pytest.mark.parametrize("name, annotation", ROUND_TRIP, ids=[n for n, _ in ROUND_TRIP])
+def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_path, out, monkeypatch):
+    default = resolve_settings(out).values[name]
+    value, other = _other_value(annotation, default), None
+    # command line
+    settings = resolve_settings(out + _cli(name, value))
+    assert settings.values[name] == value and settings.sources[name] == "command line"
+    # config file (YAML), and the command line above it
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({name: value}))
+    settings = resolve_settings(out + ["--config", str(config)])
+    assert settings.values[name] == value and settings.sources[name] == f"config:{config}"
+    if _base(annotation) in (int, float) or get_origin(_base(annotation)) is Literal or _base(annotation) is bool:
+        other = _other_value(annotation, value) if _base(annotation) is not bool else default
+        if other != default or _base(annotation) is bool:
+            settings = resolve_settings(out + ["--config", str(config)] + _cli(name, other))
+            assert settings.values[name] == other and settings.sources[name] == "command line"
+    # a preset, under the config file
+    monkeypatch.setitem(arguments.PRESETS, "probe", {name: value})
+    settings = resolve_settings(out + ["--preset", "probe"])
+    assert settings.values[name] == value and settings.sources[name] == "preset:probe"
+    if other is not None:
+        config.write_text(yaml.safe_dump({name: other}))
+        settings = resolve_settings(out + ["--preset", "probe", "--config", str(config)])
+        assert settings.values[name] == other and settings.sources[name] == f"config:{config}"
+
+
+def _long_flags():
+    parser = arguments.build_parser(help_all=True)
+    return sorted({a.option_strings[0] for a in parser.built_actions if a.option_strings})
+
+
+LONG_FLAGS = _long_flags()
+
+
+@pytest.mark.parametrize("flag", LONG_FLAGS)
+def test_every_abbreviation_and_misspelling_fails_naming_it(flag, out):
+    all_flags = set(LONG_FLAGS)
+    for wrong in (flag[:-2], flag + "s", flag[:3] + flag[4] + flag[3] + flag[5:]):
+        if wrong in all_flags or len(wrong) < 4:
+            continue
+        with pytest.raises(SettingsError, match=f"^unknown argument {wrong}[;( ]") as error:
+            resolve_settings(out + [wrong, "1"])
+        assert "\n" not in str(error.value)
+
+
+def test_abbreviations_from_the_issue_suggest_the_flag(out):
+    for wrong, meant in (("--max_step", "--max_steps"), ("--bt_alp", "--bt_alpha"),
+                         ("--per_device_train_batch", "--per_device_train_batch_size")):  # fmt: skip
+        with pytest.raises(SettingsError, match=f"did you mean {meant}\\?"):
+            resolve_settings(out + [wrong, "5"])
+
+
+def test_help_shows_the_effective_defaults_choices_and_presets(capsys):
+    with pytest.raises(SystemExit) as stop:
+        resolve_settings(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for flag, default in (("--learning_rate", "0.001"), ("--per_device_train_batch_size", "32"),
+                          ("--num_train_epochs", "20"), ("--dropout", "0.2"), ("--max_grad_norm", "0.0"),
+                          ("--adam_beta2", "0.98")):  # fmt: skip
+        line = next(line for line in text.splitlines() if line.strip().startswith(flag + " "))
+        assert f"(default: {default})" in line or f"(default: {default})" in text.split(line, 1)[1][:200], flag
+    assert "--loss_type {ce,sce,bce}" in text and "--split {temporal,leave_one_out}" in text
+    for group in ("model:", "self-supervised loss", "data and protocol:", "training (", "Hugging Face Hub:"):
+        assert group in text
+    assert all(f"  {name} " in text for name in arguments.PRESETS)
+    assert "--adafactor" not in text  # the rest of TrainingArguments waits for --help_all
+    with pytest.raises(SystemExit):
+        resolve_settings(["--dataset", "beauty", "--help"])
+    beauty = capsys.readouterr().out
+    assert "(default: 0.6)" in beauty.split("  --dropout ", 1)[1].split("  --", 1)[0]
+
+
+def _run_main(argv, monkeypatch, capsys):
+    """train.main in-process; any attempt to read data fails the test (errors must come before it)."""
+    import modeling_btsr.pipeline as pipeline
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the settings were refused")
+
+    monkeypatch.setattr(pipeline, "prepare_data", no_data)
+    code = train.main(argv)
+    return code, capsys.readouterr().err
+
+
+def _bad_cases(tmp_path):
+    written = []
+
+    def config(text, suffix=".yaml"):
+        path = tmp_path / f"c{len(written)}{suffix}"
+        written.append(path)
+        path.write_text(text)
+        return str(path)
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    return [
+        (["--max_step", "5"], "--max_step"),
+        (["--bt_alp", "0.3"], "--bt_alp"),
+        (["--config", config('bt_alpha: "lots"\n')], "key bt_alpha: expected float, got 'lots'"),
+        (["--config", config("data_path: 123\n")], "key data_path: expected a string, got 123"),
+        (["--config", config("bt_alpha: null\n")], "key bt_alpha: expected float, got null"),
+        (["--config", config("bt_alpah: 0.1\n")], "unknown setting 'bt_alpah'; did you mean bt_alpha?"),
+        (["--config", config("bt_alpha: 0.1\n", ".txt")], "expected a .yaml, .yml or .json file"),
+        (["--config", config("bt_alpha: [1\n")], "cannot parse config file"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps: must be >= 1"),
+        (["--bt_alpha", "nan"], "--bt_alpha: must be a finite number, got nan"),
+        (["--learning_rate", "inf"], "--learning_rate: must be a finite number"),
+        (["--num_train_epochs", "0"], "--num_train_epochs: must be > 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size: must be >= 1"),
+        (["--patience", "-1"], "--patience: must be >= 0"),
+        (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
+        (["--data_path", ""], "--data_path: is empty"),
+        (["--dataset", "yelp"], "invalid choice: 'yelp'"),
+        (["--loss_type", "mse"], "invalid choice: 'mse'"),
+        (["--hub_strategy", "every_save"], "invalid choice: 'every_save'"),
+        (["--push_to_hub"], "--push_to_hub: needs --hub_model_id"),
+        (["--output_dir", str(a_file)], f"--output_dir {a_file}: {a_file} is a file"),
+        (["--output_dir", str(a_file / "sub")], "is a file, not a folder"),
+        (["--fp16"], "--fp16: needs a GPU"),
+    ]
+
+
+def test_bad_values_fail_in_one_line_before_the_data_is_read(tmp_path, monkeypatch, capsys):
+    for argv, message in _bad_cases(tmp_path):
+        if "--output_dir" not in argv:
+            argv = argv + ["--output_dir", str(tmp_path / "out")]
+        code, err = _run_main(argv, monkeypatch, capsys)
+        assert code == 2, argv
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (argv, err)
+
+
+def test_a_value_from_a_file_names_its_source(tmp_path, out):
+    config = tmp_path / "c.yaml"
+    config.write_text("bt_alpha: -1\n")
+    with pytest.raises(SettingsError, match=rf"^--bt_alpha \(from config:{config}\): must be >= 0"):
+        resolve_settings(out + ["--config", str(config)])
+
+
+def test_yaml_scientific_notation_is_a_float_and_choices_are_checked_in_files(tmp_path, out):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 1e-3\nbt_alpha: 1e-1\n")  # YAML 1.1 reads both as strings
+    settings = resolve_settings(out + ["--config", str(config)])
+    assert settings.training.learning_rate == 0.001 and settings.model.bt_alpha == 0.1
+    config.write_text("loss_type: mse\n")
+    with pytest.raises(SettingsError, match="key loss_type: 'mse' is not one of ce, sce, bce"):
+        resolve_settings(out + ["--config", str(config)])
+
+
+def test_push_refused_offline_and_without_token_before_training(out, monkeypatch):
+    hub = ["--push_to_hub", "--hub_model_id", "org/m"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SettingsError, match="--push_to_hub: cannot upload while HF_HUB_OFFLINE is set"):
+        resolve_settings(out + hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(SettingsError, match="--push_to_hub: needs a token"):
+        resolve_settings(out + hub)
+    settings = resolve_settings(out + hub + ["--hub_token", "t", "--hub_revision", "v1"])
+    assert settings.hub["hub_revision"] == "v1" and settings.training.push_to_hub is False
+
+
+def test_tracker_needs_its_package(out):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(SettingsError, match=r"--report_to: tensorboard is not installed \(pip install 'btsr\[tens"):
+            resolve_settings(out + ["--report_to", "tensorboard"])
+    else:
+        assert resolve_settings(out + ["--report_to", "tensorboard"]).training.report_to == ["tensorboard"]
+    with pytest.raises(SettingsError, match="unknown tracker 'tensorbored'"):
+        resolve_settings(out + ["--report_to", "tensorbored"])
+
+
+def test_derived_defaults_follow_the_settings_they_depend_on(out):
+    settings = resolve_settings(out + ["--eval_strategy", "no"])  # no evaluations: nothing to select
+    assert settings.training.load_best_model_at_end is False
+    assert resolve_settings(out).training.load_best_model_at_end is True
+    with pytest.raises(SettingsError, match="invalid training setting"):  # said explicitly: the Trainer refuses it
+        resolve_settings(out + ["--eval_strategy", "no", "--load_best_model_at_end", "True"])
+    assert resolve_settings(out).training.dataloader_pin_memory is False  # no accelerator here
+    assert resolve_settings(out).training.ddp_find_unused_parameters is False
+
+
+def test_dataset_presets_exist_for_every_named_dataset_and_nothing_else(out):
+    assert set(arguments.DATASET_PRESETS) == set(arguments.KNOWN_DATASETS)
+    for name in ("lastfm", "sports", "ml-100k"):
+        settings = resolve_settings(out + ["--dataset", name])
+        assert settings.sources["per_device_train_batch_size"] == f"preset:{name}"
+
+
+def test_settings_command_rebuilds_the_same_settings(tmp_path, out):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 0.002\n")
+    settings = resolve_settings(out + ["--preset", "beauty", "--config", str(config), "--bt_alpha", "0.3"])
+    saved = json.loads(json.dumps(arguments.run_settings(settings)))
+    command = settings_command(saved, output_dir=str(tmp_path / "again"))
+    rebuilt = resolve_settings(shlex.split(command)[2:])
+    differ = {k for k in settings.values if settings.values[k] != rebuilt.values[k]}
+    assert differ == {"output_dir", "config"}  # written out flag by flag, so the config file is not needed
+    assert rebuilt.values["bt_alpha"] == 0.3 and rebuilt.values["learning_rate"] == 0.002
+    assert rebuilt.values["dropout"] == 0.6  # from the preset, now on the command line
+
+
+@pytest.mark.integration
+def test_a_rerun_from_run_settings_reproduces_all_results(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
+              "--save_steps", "2", "--per_device_train_batch_size", "64", "--disable_tqdm", "True"]  # fmt: skip
+    assert train.main(common + ["--output_dir", str(first)]) == 0
+    saved = json.loads((first / "run_settings.json").read_text())
+    assert saved["sources"]["max_steps"] == "command line" and saved["sources"]["dropout"] == "preset:ml-latest-small"
+    assert saved["settings"]["learning_rate"] == 0.001 and "hub_token" not in saved["settings"]
+    assert train.main(["--config", str(first / "run_settings.json"), "--output_dir", str(second)]) == 0
+    a, b = (json.loads((folder / "all_results.json").read_text()) for folder in (first, second))
+    volatile = {"train_seconds", "prepare_seconds", "command"}
+    assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    out = capsys.readouterr().out
+    assert "valid HR@10" in out and "{'" not in out  # compact lines, never the Trainer's dicts
