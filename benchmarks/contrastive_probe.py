@@ -54,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_model  # noqa: E402
 from reproduce import (  # noqa: E402
-    DATASETS, SHARED, WORK, _run, exclusive, last_complete_checkpoint, train_command,
+    DATASETS, SHARED, WORK, _run, dataset_file, exclusive, last_complete_checkpoint, train_command,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,7 @@ def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
     model = BTSRForSequentialRecommendation.from_pretrained(checkpoint).eval()
     max_len = model.config.max_position_embeddings
     dataset, protocol = data
-    data_root = None if DATASETS[data]["file"] is None else str(SHARED)
+    data_root = None if dataset_file(data[0]) is None else str(SHARED)
     prepared = prepare_data(DataArguments(dataset=dataset, data_root=data_root, split=protocol), max_len)
     contexts = [np.asarray(c[-max_len:]) for c in prepared.split.valid.contexts[:n_users]]
     width = max(len(c) for c in contexts)
@@ -251,7 +251,7 @@ def initial_geometry(data: tuple[str, str]) -> int:
     from modeling_btsr.arguments import DataArguments
     from modeling_btsr.pipeline import prepare_data
 
-    data_root = None if DATASETS[data]["file"] is None else str(SHARED)
+    data_root = None if dataset_file(data[0]) is None else str(SHARED)
     prepared = prepare_data(DataArguments(dataset=data[0], data_root=data_root, split=data[1]), 200)
     set_seed(0)  # as train.py does before building the model
     model = BTSRForSequentialRecommendation(BTSRConfig(num_items=len(prepared.item_user_counts)))
@@ -297,7 +297,7 @@ def main() -> int:
         choices = "; ".join(" ".join(k) for k in DATASETS)
         print(f"error: --data {' '.join(data)}: choose one of {choices}", file=sys.stderr)
         return 2
-    data_file = None if DATASETS[data]["file"] is None else SHARED / DATASETS[data]["file"]
+    data_file = None if dataset_file(data[0]) is None else SHARED / dataset_file(data[0])
     if data_file is not None and not data_file.exists():
         print(f"error: {data_file} not found (not shipped: licence); see ../shared/data/README.md", file=sys.stderr)
         return 2

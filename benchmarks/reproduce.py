@@ -39,6 +39,7 @@ import numpy as np
 from machine_info import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's own packages, also when run from another worktree
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 # Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
 WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).expanduser()
@@ -47,21 +48,22 @@ WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).ex
 SHARED = Path(os.environ.get("BTSR_SHARED_DATA", ROOT.parent / "shared" / "data")).expanduser()
 
 # (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
+# Where each dataset's file is comes from the one registry, data_processing.readers.KNOWN_DATASETS (`dataset_file`).
 DATASETS = {
-    ("ml-1m", "leave_one_out"): {"file": "ml-1m/ml-1m.txt.gz", "batch_size": 256, "epochs": 200, "patience": 30,
+    ("ml-1m", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30,
                                  "loss": "ce", "bt_lambda": 0.05},
-    ("beauty", "leave_one_out"): {"file": "beauty/Beauty.txt.gz", "batch_size": 1024, "epochs": 300, "patience": 30,
+    ("beauty", "leave_one_out"): {"batch_size": 1024, "epochs": 300, "patience": 30,
                                   "loss": "sce", "bt_lambda": 0.1},
-    ("sports", "leave_one_out"): {"file": "sports_and_outdoors/Sports_and_Outdoors.txt.gz", "batch_size": 1024,
+    ("sports", "leave_one_out"): {"batch_size": 1024,
                                   "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
-    ("lastfm", "leave_one_out"): {"file": "lastfm/LastFM.txt.gz", "batch_size": 256, "epochs": 200, "patience": 30,
+    ("lastfm", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30,
                                   "loss": "ce", "bt_lambda": 0.05},
-    ("ml-100k", "temporal"): {"file": "ml-100k/interactions.csv.gz", "batch_size": 128, "epochs": 200,
+    ("ml-100k", "temporal"): {"batch_size": 128, "epochs": 200,
                               "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     # In no grid: ML-100K's sequences under the other protocol, for benchmarks/contrastive_probe.py.
-    ("ml-100k", "leave_one_out"): {"file": "ml-100k/interactions.csv.gz", "batch_size": 128, "epochs": 200,
+    ("ml-100k", "leave_one_out"): {"batch_size": 128, "epochs": 200,
                                    "patience": 30, "loss": "ce", "bt_lambda": 0.05},
-    ("ml-latest-small", "temporal"): {"file": None, "batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce",
+    ("ml-latest-small", "temporal"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce",
                                       "bt_lambda": 0.05},
 }  # fmt: skip
 
@@ -77,6 +79,14 @@ CONTRASTIVE_ALPHA = 0.1
 # probe's prefix variants, InfoNCE on random prefixes re-encoded or at their own positions, collapse like the
 # preset, so it is the weight, not where InfoNCE acts, that sinks the preset.
 CONTRASTIVE_ALPHA_PER_POSITION = {"ml-1m": 0.001}
+
+
+def dataset_file(dataset: str) -> str | None:
+    """The dataset's file under the shared data folder (the registry's path), None for one that ships in the repo."""
+    from data_processing.readers import KNOWN_DATASETS
+
+    known = KNOWN_DATASETS[dataset]
+    return None if known.in_repo else known.relative_path
 
 
 def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, batch_size=None, grouped=False):
@@ -196,7 +206,7 @@ def on_device(runs: list[dict], device: str) -> list[dict]:
 
 def train_command(run: dict, output_dir: Path) -> list[str]:
     base = DATASETS[(run["dataset"], run["protocol"])]
-    data = (["--dataset", run["dataset"]] if base["file"] is None
+    data = (["--dataset", run["dataset"]] if dataset_file(run["dataset"]) is None
             else ["--dataset", run["dataset"], "--data_root", str(SHARED)])  # fmt: skip
     preset = ["--preset", run["model"]] if run["model"] in CONTRASTIVE else []
     return [
@@ -467,8 +477,9 @@ def main() -> int:
         if run_id(run) in recorded:
             continue
         base = DATASETS[(run["dataset"], run["protocol"])]
-        if base["file"] is not None and not (SHARED / base["file"]).exists():
-            print(f"skipped {run_id(run)}: {SHARED / base['file']} not found (not shipped: licence)")
+        file = dataset_file(run["dataset"])
+        if file is not None and not (SHARED / file).exists():
+            print(f"skipped {run_id(run)}: {SHARED / file} not found (not shipped: licence)")
             continue
         print(f"running {run_id(run)} (cap {run['max_epochs']} epochs, patience {run['patience']})", flush=True)
         if not execute(run, deadline, args.threads):

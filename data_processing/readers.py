@@ -207,40 +207,57 @@ def interactions_from_dataset(
 
 @dataclass(frozen=True)
 class KnownDataset:
-    """Where a named dataset lives and how to read it."""
+    """A named dataset: where it lives, how to read it, what to call it and its terms of use.
+
+    The one registry of the named datasets: `train.py --dataset` (and its presets), the model cards' names and
+    terms, and the benchmark grids all read it.
+    """
 
     relative_path: str
     data_format: str
+    display_name: str
     license_note: str
     in_repo: bool = False
 
 
 _MOVIELENS_TERMS = (
-    "MovieLens (GroupLens): research use only, no redistribution without permission, no commercial use; "
-    "cite Harper & Konstan, ACM TiiS 2015"
+    "MovieLens data (GroupLens Research, University of Minnesota) may be used for research purposes only: no "
+    "commercial use without permission, no redistribution of the data without separate permission, no claim of "
+    "endorsement, and publications using it must cite F. M. Harper and J. A. Konstan, \"The MovieLens Datasets: "
+    "History and Context\", ACM TiiS 5(4), 2015."
 )
 _AMAZON_TERMS = (
-    "Amazon review data 2014 (McAuley lab), S3-Rec preprocessing: research use; cite He & McAuley WWW 2016 and "
-    "McAuley et al. SIGIR 2015; do not redistribute"
+    "Amazon review data 2014 (McAuley lab, UCSD), S3-Rec preprocessing: a research release with no separate data "
+    "license; treat it as research-only, do not redistribute it, and cite R. He and J. McAuley (WWW 2016) and "
+    "J. McAuley et al. (SIGIR 2015)."
 )
 
 KNOWN_DATASETS = {
     "ml-latest-small": KnownDataset(
         "data/ml-latest-small/ratings.csv",
         "movielens_csv",
-        "MovieLens latest-small (GroupLens): research use, may be redistributed under the same terms, no commercial "
-        "use; cite Harper & Konstan, ACM TiiS 2015",
+        "ml-latest-small",
+        "MovieLens latest-small (GroupLens Research, University of Minnesota): research use; the data set, including "
+        "transformations, may be redistributed only under these same license conditions; no commercial use without "
+        "permission; no claim of endorsement; publications using it must cite F. M. Harper and J. A. Konstan, \"The "
+        "MovieLens Datasets: History and Context\", ACM TiiS 5(4), 2015.",
         in_repo=True,
     ),
-    "ml-100k": KnownDataset("ml-100k/interactions.csv.gz", "csv", _MOVIELENS_TERMS),
-    "ml-1m": KnownDataset("ml-1m/ml-1m.txt.gz", "sasrec", _MOVIELENS_TERMS + "; SASRec preprocessing (Kang & McAuley)"),
-    "ml-1m-raw": KnownDataset("ml-1m/ratings.dat", "ml1m_dat", _MOVIELENS_TERMS),
-    "beauty": KnownDataset("beauty/Beauty.txt.gz", "s3rec", _AMAZON_TERMS),
-    "sports": KnownDataset("sports_and_outdoors/Sports_and_Outdoors.txt.gz", "s3rec", _AMAZON_TERMS),
+    "ml-100k": KnownDataset("ml-100k/interactions.csv.gz", "csv", "MovieLens-100K", _MOVIELENS_TERMS),
+    "ml-1m": KnownDataset(
+        "ml-1m/ml-1m.txt.gz", "sasrec", "MovieLens-1M", _MOVIELENS_TERMS + " SASRec preprocessing (Kang & McAuley)."
+    ),
+    "ml-1m-raw": KnownDataset("ml-1m/ratings.dat", "ml1m_dat", "MovieLens-1M", _MOVIELENS_TERMS),
+    "beauty": KnownDataset("beauty/Beauty.txt.gz", "s3rec", "Amazon Beauty", _AMAZON_TERMS),
+    "sports": KnownDataset(
+        "sports_and_outdoors/Sports_and_Outdoors.txt.gz", "s3rec", "Amazon Sports and Outdoors", _AMAZON_TERMS
+    ),
     "lastfm": KnownDataset(
         "lastfm/LastFM.txt.gz",
         "s3rec",
-        "Last.fm 2k (HetRec 2011), S3-Rec preprocessing: research use; do not redistribute",
+        "LastFM",
+        "Last.fm 2k (HetRec 2011), S3-Rec preprocessing: no stated license; treat it as research-only and do not "
+        "redistribute it.",
     ),
 }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_processing.errors import DataError
+from data_processing.readers import KNOWN_DATASETS
 
 __all__ = [
     "build_model_card",
@@ -69,38 +70,11 @@ _PROTOCOL_DETAILS = {
     ),
 }
 
-# Normalised name patterns -> (display name, terms). Terms as in the GroupLens / source READMEs
-# (see `data_processing.readers.KNOWN_DATASETS` and the shared data README).
-_MOVIELENS_TERMS = (
-    "MovieLens data (GroupLens Research, University of Minnesota) may be used for research purposes only: no "
-    "commercial use without permission, no redistribution of the data without separate permission, no claim of "
-    "endorsement, and publications using it must cite F. M. Harper and J. A. Konstan, \"The MovieLens Datasets: "
-    "History and Context\", ACM TiiS 5(4), 2015."
-)
-_ML_LATEST_SMALL_TERMS = (
-    "MovieLens latest-small (GroupLens Research, University of Minnesota): research use; the data set, including "
-    "transformations, may be redistributed only under these same license conditions; no commercial use without "
-    "permission; no claim of endorsement; publications using it must cite F. M. Harper and J. A. Konstan, \"The "
-    "MovieLens Datasets: History and Context\", ACM TiiS 5(4), 2015."
-)
-_AMAZON_TERMS = (
-    "Amazon review data 2014 (McAuley lab, UCSD), S3-Rec preprocessing: a research release with no separate data "
-    "license; treat it as research-only, do not redistribute it, and cite R. He and J. McAuley (WWW 2016) and "
-    "J. McAuley et al. (SIGIR 2015)."
-)
-_LASTFM_TERMS = (
-    "Last.fm 2k (HetRec 2011), S3-Rec preprocessing: no stated license; treat it as research-only and do not "
-    "redistribute it."
-)
-_DATASETS = [
-    (r"ml-?latest-?small|movielens-?latest-?small", "ml-latest-small", _ML_LATEST_SMALL_TERMS),
-    (r"ml-?1m|movielens-?1m", "MovieLens-1M", _MOVIELENS_TERMS),
-    (r"ml-?100k|movielens-?100k", "MovieLens-100K", _MOVIELENS_TERMS),
-    (r"ml-?(10m|20m|25m|32m)|movielens|^ml-", None, _MOVIELENS_TERMS),
-    (r"beauty", "Amazon Beauty", _AMAZON_TERMS),
-    (r"sports", "Amazon Sports and Outdoors", _AMAZON_TERMS),
-    (r"amazon", None, _AMAZON_TERMS),
-    (r"last-?fm", "LastFM", _LASTFM_TERMS),
+# Names outside the registry (`data_processing.readers.KNOWN_DATASETS`, which gives the named datasets' display
+# names and terms), matched as patterns on a normalised name or path: other MovieLens and Amazon releases.
+_FAMILIES = [
+    (r"ml-?(10m|20m|25m|32m)|movielens|^ml-", KNOWN_DATASETS["ml-1m-raw"].license_note),
+    (r"amazon", KNOWN_DATASETS["beauty"].license_note),
 ]
 _UNKNOWN_TERMS = (
     "The terms of the training data were not recorded with this model: check them before using the model or "
@@ -113,13 +87,18 @@ def _normalise(name: str | None) -> str:
 
 
 def _match_dataset(*names: str | None):
+    """`(display name, terms)` of a registry dataset named (or whose file is) `names`, `(None, terms)` for a known
+    family, else `None`."""
     for name in names:
         key = _normalise(name)
         if not key:
             continue
-        for pattern, display, terms in _DATASETS:
+        for registered, known in KNOWN_DATASETS.items():
+            if key in (registered, _normalise(known.display_name)) or key.endswith("/" + known.relative_path.lower()):
+                return known.display_name, known.license_note
+        for pattern, terms in _FAMILIES:
             if re.search(pattern, key):
-                return display, terms
+                return None, terms
     return None
 
 
