@@ -35,7 +35,7 @@ from .metrics import (
     ndcg_at_k,
     popularity_buckets,
 )
-from .modeling_btsr import BTSRModel, exclude_seen_items_, left_pad_sequences
+from .modeling_btsr import BTSRModel, deterministic_inference, exclude_seen_items_, left_pad_sequences
 
 __all__ = ["evaluate_ranking", "most_popular_ranking", "ranking_metrics", "BUCKET_NAMES", "DEFAULT_KS"]
 
@@ -284,8 +284,8 @@ def evaluate_ranking(
     Scores are `user_embedding @ item_embeddings.T` over items `1..num_items`; the items of each user's context
     are excluded (their score is `-inf`), and a target that is itself in the context counts as a miss (it was
     excluded like any seen item; excluding "the context except the target" would leak the target). Ranks use the
-    pessimistic tie rule of `metrics.ranks_of_targets`. The model runs in eval mode under
-    `torch.inference_mode()` (its training mode is restored afterwards), on its own device.
+    pessimistic tie rule of `metrics.ranks_of_targets`. The model runs without dropout under
+    `torch.inference_mode()` and `deterministic_inference()` (its train/eval mode is left as it is), on its own device.
 
     Args:
         model (`BTSRModel` or `BTSRForSequentialRecommendation`, possibly wrapped by accelerate/DDP).
@@ -335,9 +335,7 @@ def evaluate_ranking(
     if distributed:
         start, end = _shard_bounds(n_users, accelerator.num_processes, accelerator.process_index)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with deterministic_inference():  # dropout off without touching the module's mode (another thread may train it)
         shard = _score_shard(
             base,
             contexts[start:end],
@@ -348,9 +346,6 @@ def evaluate_ranking(
             exclude_context,
             with_calibration,
         )
-    finally:
-        if was_training:
-            model.train()
     if distributed:
         shard = {name: _gather_rows(value, accelerator, n_users) for name, value in shard.items()}
     metrics, per_user = ranking_metrics(

@@ -4,18 +4,22 @@ Self-contained: imports only torch, transformers and its sibling files, because 
 model folder (and the Hub) for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
 """
 
+import contextlib
 import functools
 import json
 import math
+import numbers
 import os
 import shutil
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -40,6 +44,7 @@ __all__ = [
     "ITEM_VOCAB_NAME",
     "left_pad_sequences",
     "exclude_seen_items_",
+    "deterministic_inference",
 ]
 
 ITEM_VOCAB_NAME = "item_vocab.json"
@@ -213,7 +218,7 @@ class BTSRSelfAttention(nn.Module):
         """Attention of one group: packed projections (n, hidden) -> packed attended values (n, hidden)."""
         q, k, v = (self._heads(layout.scatter(t)) for t in (q, k, v))
         batch, _, length, _ = q.shape
-        if not torch.is_grad_enabled() and not (self.training and self.dropout_prob > 0):
+        if not torch.is_grad_enabled() and not (_stochastic(self) and self.dropout_prob > 0):
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask_bias, scale=1.0)
             return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
         # Causal: queries [start, end) see keys [0, end) only, so the all-masked upper blocks are never computed
@@ -223,7 +228,7 @@ class BTSRSelfAttention(nn.Module):
         for start in range(0, length, block):
             end = min(start + block, length)
             scores = (q[:, :, start:end] @ k[:, :, :end].transpose(-1, -2)).add_(layout.mask_bias[..., start:end, :end])
-            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, _stochastic(self))
             parts.append(weights @ v[:, :, :end])
         attended = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
@@ -241,7 +246,7 @@ class BTSRSelfAttention(nn.Module):
             k = self._heads(layout.rows_ending_in_item(layout.scatter(k_packed[start:end])))
             v = self._heads(layout.rows_ending_in_item(layout.scatter(v_packed[start:end])))
             scores = (q @ k.transpose(-1, -2)).add_(layout.rows_ending_in_item(layout.mask_bias[..., -1:, :]))
-            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, self.training)
+            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, _stochastic(self))
             parts.append((weights @ v).reshape(len(q), -1))
         return self.output(parts[0] if len(parts) == 1 else torch.cat(parts))
 
@@ -383,6 +388,34 @@ def _attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return mask_bias.unsqueeze(1)
 
 
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def deterministic_inference():
+    """Runs the model without dropout in this thread, whatever its `train()` / `eval()` mode, and leaves the mode
+    alone: `recommend` and the evaluation use it, so calls from several threads never flip a shared module's mode
+    (another thread may be training it).
+
+    >>> model = BTSRModel(BTSRConfig(num_items=5, hidden_size=8, max_position_embeddings=4)).train()
+    >>> with deterministic_inference(), torch.no_grad():
+    ...     same = torch.equal(model(torch.tensor([[1, 2]])).user_embeddings, model(torch.tensor([[1, 2]])).user_embeddings)
+    >>> same, model.training
+    (True, True)
+    """
+    previous = getattr(_THREAD, "inference", False)
+    _THREAD.inference = True
+    try:
+        yield
+    finally:
+        _THREAD.inference = previous
+
+
+def _stochastic(module: nn.Module) -> bool:
+    """Whether `module` draws dropout now: in training mode and outside `deterministic_inference`."""
+    return module.training and not getattr(_THREAD, "inference", False)
+
+
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout, like `F.dropout`: each element kept with probability `1 - p` and scaled by `1 / (1 - p)`.
 
@@ -399,7 +432,7 @@ class BTSRDropout(nn.Dropout):
     """`nn.Dropout` with the cheaper mask of `_dropout` (same distribution)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _dropout(x, self.p, self.training)
+        return _dropout(x, self.p, _stochastic(self))
 
 
 class BTSRFeedForward(nn.Module):
@@ -499,7 +532,13 @@ class BTSRPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        folder = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(os.path.join(folder, kwargs.get("subfolder", ""))):
+            _check_model_folder(os.path.join(folder, kwargs.get("subfolder", "")))
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:  # a truncated or empty weights file
+            raise OSError(f"{folder}: the weights file cannot be read, it is damaged or truncated ({error})") from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives a pair
         vocab_file = cached_file(
             pretrained_model_name_or_path,
@@ -512,9 +551,34 @@ class BTSRPreTrainedModel(PreTrainedModel):
             _raise_exceptions_for_missing_entries=False,
         )
         if vocab_file is not None:
-            with open(vocab_file, encoding="utf-8") as handle:
-                model.base_model.set_item_vocab(json.load(handle))
+            try:
+                with open(vocab_file, encoding="utf-8") as handle:
+                    vocab = json.load(handle)
+                model.base_model.set_item_vocab(vocab)
+            except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+                raise ValueError(f"{vocab_file}: {error}") from None
         return loaded
+
+
+def _check_model_folder(folder: str) -> None:
+    """A local model folder has a BT-SR config and a non-empty weights file: a one-line error naming the file."""
+    config_file = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_file):
+        raise OSError(f"{folder}: no config.json, so not a saved model (a BT-SR folder holds config.json, the weights "
+                      f"and {ITEM_VOCAB_NAME})")  # fmt: skip
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            model_type = json.load(handle).get("model_type")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{config_file}: not a valid config ({error})") from None
+    if model_type != BTSRConfig.model_type:
+        raise ValueError(f"{config_file}: model_type is {model_type!r}, not {BTSRConfig.model_type!r}")
+    weights = [name for name in os.listdir(folder) if name.endswith((".safetensors", ".bin", ".safetensors.index.json"))]
+    if not weights:
+        raise OSError(f"{folder}: no weights file (model.safetensors)")
+    for name in weights:
+        if os.path.getsize(os.path.join(folder, name)) == 0:
+            raise OSError(f"{os.path.join(folder, name)}: empty weights file")
 
 
 class BTSRModel(BTSRPreTrainedModel):
@@ -555,12 +619,22 @@ class BTSRModel(BTSRPreTrainedModel):
         if vocab is None:
             self.item_vocab, self._item_to_index = None, None
             return
+        if not isinstance(vocab, dict) or "item_ids" not in vocab:
+            raise ValueError("an item vocabulary is a mapping with an 'item_ids' list")
         item_ids = list(vocab["item_ids"])
         if len(item_ids) != self.config.num_items:
             raise ValueError(f"item vocabulary has {len(item_ids)} ids but the model has {self.config.num_items} items")
-        self.item_vocab = dict(vocab, item_ids=item_ids)
         # Built once here, so concurrent `recommend` calls only read it.
-        self._item_to_index = {raw: index + 1 for index, raw in enumerate(item_ids)}
+        to_index = {raw: index + 1 for index, raw in enumerate(item_ids)}
+        if len(to_index) != len(item_ids):
+            first = next(i for i, raw in enumerate(item_ids) if to_index[raw] != i + 1)
+            raise ValueError(f"item vocabulary repeats id {item_ids[first]!r} (entries {first + 1} and "
+                             f"{to_index[item_ids[first]]}): ids must be distinct")  # fmt: skip
+        counts = vocab.get("item_counts")
+        if counts is not None and len(counts) != self.config.num_items:
+            raise ValueError(f"item_counts has {len(counts)} entries but the model has {self.config.num_items} items")
+        self.item_vocab = dict(vocab, item_ids=item_ids)
+        self._item_to_index = to_index
 
     def forward(
         self,
@@ -607,7 +681,7 @@ class BTSRModel(BTSRPreTrainedModel):
         # Position-wise layers run on item positions only (packed rows); padding stays zero, as in the reference.
         # Inference on nearly unpadded batches skips the packing (same values at item positions); training always
         # packs, so its random dropout streams do not depend on the batch's padding.
-        dense = not (self.training or torch.is_grad_enabled()) and (
+        dense = not (_stochastic(self) or torch.is_grad_enabled()) and (
             1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
         )
         order, bounds = None, None
@@ -664,7 +738,7 @@ class BTSRModel(BTSRPreTrainedModel):
     @torch.inference_mode()
     def recommend(
         self,
-        histories: Sequence[Sequence],
+        histories: Iterable[Sequence],
         k: int = 10,
         exclude_seen: bool = True,
         unknown_items: str = "error",
@@ -674,29 +748,39 @@ class BTSRModel(BTSRPreTrainedModel):
         """Top-`k` next items for each history, in raw item ids of the training data.
 
         Args:
-            histories: one sequence of raw item ids per user, oldest first. Only the last
-                `max_position_embeddings` items are read.
-            k: list length; larger than the catalogue returns every item that can be recommended.
+            histories: one history per user, oldest first: lists, tuples, 1-D numpy arrays or tensors of raw item
+                ids (or an iterable of them, a generator included; a 2-D array or tensor is one row per user).
+                Only the last `max_position_embeddings` items are read.
+            k (`int`): list length, >= 1; larger than the catalogue returns every item that can be recommended.
             exclude_seen: never recommend an item of the user's own history, the whole of it (see
                 `exclude_seen_items_`).
             unknown_items: `"error"` (default) raises `KeyError` naming the id and the user; `"skip"` drops
                 unknown ids with a warning.
-            batch_size: users scored at once; scoring and top-k run on the model's device.
+            batch_size (`int`): users scored at once, >= 1; scoring and top-k run on the model's device.
             return_scores: also return the scores of the listed items.
 
         Returns:
             `list[list]` of raw ids (ints stay ints, strings stay strings), best first; with `return_scores`, a
             pair `(ids, scores)`. A user with no known item gets the most popular training items (or an error
             when the saved vocabulary has no counts).
+
+        Never changes the module's `train()` / `eval()` mode (dropout is off inside, see `deterministic_inference`),
+        so it is safe to call from several threads, and it scores in float32 whatever dtype the weights are in.
+
+        Example:
+
+        >>> model = BTSRModel(BTSRConfig(num_items=3, hidden_size=8, max_position_embeddings=4))
+        >>> model.set_item_vocab({"item_ids": ["a", "b", "c"]})
+        >>> [len(row) for row in model.recommend([["a"], ("b", "c")], k=5)]  # items seen are never listed
+        [2, 1]
         """
         if self._item_to_index is None:
             raise ValueError("this model has no item vocabulary; set it with `set_item_vocab` or load a saved model")
         if unknown_items not in ("error", "skip"):
             raise ValueError(f"unknown_items must be 'error' or 'skip', got {unknown_items!r}")
-        if isinstance(histories, (str, bytes)) or not all(isinstance(h, Sequence) for h in histories):
-            raise TypeError("histories must be a list of item-id lists, one per user")
+        k, batch_size = _positive_int(k, "k"), _positive_int(batch_size, "batch_size")
         indexed = []
-        for user, history in enumerate(histories):
+        for user, history in enumerate(_history_rows(histories)):
             row = [self._item_to_index.get(item) for item in history]
             if None in row:
                 missing = [item for item, index in zip(history, row) if index is None]
@@ -707,22 +791,17 @@ class BTSRModel(BTSRPreTrainedModel):
             indexed.append(row)
 
         num_items = self.config.num_items
-        k = min(int(k), num_items)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        was_training = self.training
-        if was_training:
-            self.eval()
-        try:
+        k = min(k, num_items)
+        with deterministic_inference():
             device = self.item_embeddings.weight.device
-            items = self.item_embedding_matrix()
+            items = self.item_embedding_matrix().float()
             known = [i for i, row in enumerate(indexed) if row]
             results: list = [None] * len(indexed)
             scores_out: list = [None] * len(indexed)
             for start in range(0, len(known), batch_size):
                 rows = known[start : start + batch_size]
                 users = self._encode_indices([indexed[i] for i in rows], batch_size)
-                scores = (users @ items.T).float()
+                scores = users.float() @ items.T
                 if exclude_seen:
                     exclude_seen_items_(scores, left_pad_sequences([indexed[i] for i in rows])[0].to(device))
                 top_scores, top_index = scores.topk(k, dim=1)
@@ -739,10 +818,44 @@ class BTSRModel(BTSRPreTrainedModel):
                 for i in empty:
                     results[i] = [self.item_vocab["item_ids"][j] for j in popular]
                     scores_out[i] = [float(counts[j]) for j in popular]
-        finally:
-            if was_training:
-                self.train()
         return (results, scores_out) if return_scores else results
+
+
+def _positive_int(value, name: str) -> int:
+    """`value` as an int >= 1; a bool, a float or a string is refused rather than coerced."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers are Integral
+        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _history_rows(histories) -> list[list]:
+    """The histories as lists of plain Python ids: one normaliser for every input `recommend` accepts.
+
+    A string is never a history (it would be read character by character), a bool is never an item id (`True` would
+    be item `1`), and a single flat list of ids is refused as ambiguous (pass `[history]`).
+    """
+    if histories is None or isinstance(histories, (str, bytes, dict)):
+        raise TypeError(f"histories must be a list of item-id sequences, one per user, got {type(histories).__name__}")
+    if hasattr(histories, "tolist") and getattr(histories, "ndim", 2) == 2:  # a 2-D numpy array or tensor
+        histories = histories.tolist()
+    if not isinstance(histories, Iterable):
+        raise TypeError(f"histories must be a list of item-id sequences, one per user, got {type(histories).__name__}")
+    rows = []
+    for user, history in enumerate(histories):  # a generator is consumed once, here
+        if hasattr(history, "tolist") and getattr(history, "ndim", 1) == 1:  # numpy array or tensor
+            history = history.tolist()
+        if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
+            raise TypeError(
+                f"user {user}: a history must be a list, tuple, 1-D array or tensor of item ids, got "
+                f"{type(history).__name__} {history!r:.40}" + (" (pass [history] for one user)" if user == 0 else "")
+            )
+        row = [item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item for item in history]
+        if any(isinstance(item, bool) for item in row):
+            raise TypeError(f"user {user}: True / False is not an item id")
+        rows.append(row)
+    return rows
 
 
 class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
