@@ -309,3 +309,18 @@ def test_a_rerun_from_run_settings_reproduces_all_results(tmp_path, capsys):
     assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
     out = capsys.readouterr().out
     assert "valid HR@10" in out and "{'" not in out  # compact lines, never the Trainer's dicts
+
+
+def test_benchmark_grids_use_the_dataset_presets():
+    """The grids' per-dataset settings (benchmarks/reproduce.py) are the presets' for every key they share."""
+    from tests.test_benchmark_tools import load_script
+
+    reproduce = load_script("reproduce")
+    names = {"batch_size": "per_device_train_batch_size", "epochs": "num_train_epochs", "patience": "patience",
+             "loss": "loss_type", "bt_lambda": "bt_lambda"}  # fmt: skip
+    for (dataset, protocol), grid in reproduce.DATASETS.items():
+        preset = arguments.DATASET_PRESETS[dataset]
+        for key, flag in names.items():
+            if flag in preset and dataset != "ml-latest-small":  # the embedded default trains briefly by design
+                assert grid[key] == preset[flag], (dataset, protocol, key)
+        assert reproduce.dataset_file(dataset) in (None, arguments.KNOWN_DATASETS[dataset].relative_path)
