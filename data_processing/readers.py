@@ -18,6 +18,7 @@ under a second.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import os
@@ -56,7 +57,7 @@ USER, ITEM, TIME = "user_id", "item_id", "timestamp"
 
 # 18 digits always fit in int64; longer integer-looking ids stay strings rather than risk an overflow.
 _CANONICAL_INT = r"^-?(?:0|[1-9][0-9]{0,17})$"
-_PLAIN_INT = r"^[+-]?[0-9]{1,18}$"
+_ANY_INT = r"^[+-]?[0-9]+$"
 
 _TXT_HINT = (
     "pass --data_format sasrec (one 'user item' pair per line) or --data_format s3rec (one 'user item1 item2 ...' "
@@ -382,6 +383,8 @@ def _read_table(
             raise DataError(f"{source}: line 2 has more fields than the header line") from err
         except pd.errors.ParserError as err:
             raise DataError(f"{source}: {_describe_parser_error(err)}") from err
+    # pandas renames a repeated header name ("a", "a.1"): check the header as written.
+    _check_unique_columns(next(csv.reader([first_line.decode("utf-8", "replace")], delimiter=sep)), source)
     columns = _select_columns(list(frame.columns), source, user_col, item_col, time_col, time_required)
     if frame.empty:
         raise DataError(f"{source}: the file has a header line but no rows")
@@ -520,6 +523,7 @@ def _select_columns(
     time_required: bool,
 ) -> dict:
     """Map contract names to the source's column names, or say which columns the source has."""
+    _check_unique_columns(available, source)
     if user_col == item_col:
         raise DataError(f"{source}: user_col and item_col are both {user_col!r}; they must be different columns")
     columns = {}
@@ -533,6 +537,15 @@ def _select_columns(
         elif time_required:
             raise DataError(f"{source}: no column {time_col!r} for timestamps; the columns are {available}")
     return columns
+
+
+def _check_unique_columns(names: list, source: str) -> None:
+    """A column named twice is ambiguous (which one holds the ids?): refused, naming both positions."""
+    seen: dict = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(f"{source}: the header names column {name!r} twice (columns {seen[name]} and {position})")
+        seen[name] = position
 
 
 def _frame_from_arrow(
@@ -627,6 +640,9 @@ def _ids(values: pa.Array, where: _Where) -> pd.Series:
     if not _is_text(kind):
         raise where.column_error(f"ids must be integers or strings, not {kind}")
 
+    nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
+    if pc.any(nul).as_py():
+        raise where.error(_as_mask(nul), "id contains a NUL byte (a damaged file?)")
     padded = pc.not_equal(pc.utf8_trim_whitespace(values), values)
     if pc.any(padded).as_py():
         raise where.error_with_value(values, _as_mask(padded), "id {value!r} has leading or trailing whitespace")
@@ -654,8 +670,8 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
     if pa.types.is_floating(kind):
         numbers = values.cast(pa.float64()).to_numpy()
     elif _is_text(kind):
-        if pc.all(pc.match_substring_regex(values, _PLAIN_INT)).as_py():
-            return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64")
+        if pc.all(pc.match_substring_regex(values, _ANY_INT)).as_py():
+            return _exact_int64(values, where)  # never through float64: 19-digit times stay distinct
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
         unparsed = np.isnan(numbers) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
@@ -669,6 +685,16 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
     if infinite.any():
         raise where.error_with_value(values, infinite, "{value} is not a finite number")
     return pd.Series(numbers, dtype="float64")
+
+
+def _exact_int64(values: pa.Array, where: _Where) -> pd.Series:
+    """Integer text as exact int64; a value beyond int64 is an error naming its row, not a rounded float."""
+    try:
+        return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64")
+    except (pa.ArrowInvalid, OverflowError):
+        text = values.to_numpy(zero_copy_only=False)
+        beyond = np.fromiter((not -(2**63) <= int(t) < 2**63 for t in text), dtype=bool, count=len(text))
+        raise where.error_with_value(values, beyond, "{value} does not fit in int64") from None
 
 
 def _unix_seconds(values: pa.Array) -> pd.Series:

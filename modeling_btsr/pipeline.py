@@ -18,9 +18,26 @@ from .arguments import DataArguments, ModelArguments, ResolvedSettings, config_k
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import default_sce_buckets
 from .modeling_btsr import BTSRForSequentialRecommendation
-from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping, compact_metrics, epoch_number
+from .trainer import (
+    COMPLETE_MARKER,
+    BTSRTrainer,
+    RankingEvalSet,
+    ResumableEarlyStopping,
+    compact_metrics,
+    epoch_number,
+)
 
-__all__ = ["PreparedData", "prepare_data", "make_config", "build_model", "run_training", "save_model_atomically"]
+__all__ = [
+    "PreparedData",
+    "prepare_data",
+    "make_config",
+    "build_model",
+    "run_training",
+    "save_model_atomically",
+    "is_complete_checkpoint",
+    "run_train_loss",
+    "resolve_resume_checkpoint",
+]
 
 logger = logging.getLogger("btsr")
 
@@ -144,17 +161,62 @@ def save_model_atomically(model, output_dir: str) -> None:
     staging.rmdir()
 
 
-def _checkpoint_epoch(checkpoint, output_dir: str | None = None) -> float:
-    """The epoch a run resumes from (0.0 for a fresh run): `checkpoint` is a folder, or True for the last one in
-    `output_dir`, as `Trainer.train(resume_from_checkpoint=...)` takes it."""
-    if checkpoint is True:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
+def _checkpoint_epoch(checkpoint: str | None) -> float:
+    """The epoch a run resumes from (0.0 for a fresh run), from the checkpoint's trainer state."""
     if not checkpoint:
         return 0.0
     state = Path(checkpoint) / "trainer_state.json"
     return float(json.loads(state.read_text()).get("epoch") or 0.0) if state.is_file() else 0.0
+
+
+def run_train_loss(log_history: list[dict], fallback: float) -> float:
+    """The mean training loss over every step of the run, from the logged losses (each the mean since the previous
+    log) weighted by the steps they cover; `fallback` when nothing was logged.
+
+    >>> run_train_loss([{"loss": 2.0, "step": 10}, {"eval_ndcg@10": 0.1, "step": 10}, {"loss": 1.0, "step": 30}], 9.0)
+    1.3333333333333333
+    """
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            covered = entry["step"] - previous
+            total, steps, previous = total + entry["loss"] * covered, steps + covered, entry["step"]
+    return total / steps if steps else fallback
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    """A checkpoint whose save finished: the marker `CheckpointCompleteCallback` writes last, or, for folders from
+    before it, the trainer state that the Trainer writes after the weights and the optimizer."""
+    if (folder / COMPLETE_MARKER).is_file():
+        return True
+    return (folder / "trainer_state.json").is_file() and (folder / "optimizer.pt").is_file()
+
+
+def resolve_resume_checkpoint(value: str | bool | None, output_dir: str) -> str | None:
+    """What `--resume_from_checkpoint` names: `True` / `latest` the newest complete checkpoint in `output_dir`, a
+    folder itself when complete; an interrupted (incomplete) checkpoint is refused, naming the newest complete one.
+
+    Raises:
+        DataError: nothing to resume from, or an incomplete checkpoint; the message says which folder to use.
+    """
+    from data_processing import DataError
+
+    if value in (None, False, "", "False", "false"):
+        return None
+    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                     if p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
+    complete = [p for p in folders if p.is_dir() and is_complete_checkpoint(p)]
+    newest = f"; the newest complete one is {complete[-1]}" if complete else ""
+    if value in (True, "True", "true", "latest"):
+        if not complete:
+            raise DataError(f"--resume_from_checkpoint {value}: no complete checkpoint in {output_dir}")
+        return str(complete[-1])
+    folder = Path(value)
+    if not folder.is_dir():
+        raise DataError(f"--resume_from_checkpoint {value}: no such checkpoint folder{newest}")
+    if not is_complete_checkpoint(folder):
+        raise DataError(f"--resume_from_checkpoint {value}: incomplete checkpoint (its save was interrupted){newest}")
+    return str(folder)
 
 
 def run_training(
@@ -188,6 +250,7 @@ def run_training(
         logger.info("dataloader_drop_last=True: the self-supervised loss needs equal batches on every process")
     # Settings errors surface before any data is read (the catalogue-size checks come once it is known).
     make_config(model_args, num_items=max(model_args.sce_bucket_size_y, model_args.bce_num_negatives) + 1)
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     started = time.perf_counter()
     if data is None:
         data = prepare_data(data_args, model_args.max_len)
@@ -228,9 +291,9 @@ def run_training(
             json.dump(data.stats, handle, indent=2)
         if settings is not None:
             write_run_settings(settings, output_dir)
-    resumed_from_epoch = _checkpoint_epoch(training_args.resume_from_checkpoint, training_args.output_dir)
+    resumed_from_epoch = _checkpoint_epoch(resume)
     train_started = time.perf_counter()
-    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - train_started
 
     evaluated = any("eval_ndcg@10" in entry for entry in trainer.state.log_history)
@@ -268,7 +331,9 @@ def run_training(
         "train_seconds": round(train_seconds, 2),
         "resumed_from_epoch": resumed_from_epoch,
         "prepare_seconds": round(prepare_seconds, 2),
-        "train_loss": train_output.training_loss,
+        # Over the whole run, a resumed one's earlier sessions included (the Trainer's own covers this session).
+        "train_loss": run_train_loss(trainer.state.log_history, train_output.training_loss),
+        "session_train_loss": train_output.training_loss,
     }
     if len(data.split.test) < 300:
         for name in ("hr@10", "ndcg@10"):

@@ -1,5 +1,6 @@
 """`BTSRTrainer`: the Hugging Face Trainer with BT-SR's loss normalisation, partner epochs and ranking evaluation."""
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 __all__ = [
     "BTSRTrainer",
@@ -15,6 +17,8 @@ __all__ = [
     "NonFiniteLossError",
     "ResumableEarlyStopping",
     "EpochLogCallback",
+    "CheckpointCompleteCallback",
+    "COMPLETE_MARKER",
     "compact_metrics",
     "epoch_number",
 ]
@@ -29,6 +33,22 @@ def epoch_number(epoch: float | None):
     if epoch is None:
         return None
     return int(round(epoch)) if abs(epoch - round(epoch)) < 1e-6 else round(float(epoch), 2)
+
+
+COMPLETE_MARKER = "checkpoint_complete"
+
+
+class CheckpointCompleteCallback(TrainerCallback):
+    """Marks a checkpoint complete once the Trainer has written all of it (`on_save` runs after the weights, the
+    optimizer, the scheduler, the RNG states and the trainer state): a folder without the marker is one whose save
+    was interrupted, and resuming skips it (`pipeline.resolve_resume_checkpoint`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if os.path.isdir(folder):
+                with open(os.path.join(folder, COMPLETE_MARKER), "w") as handle:
+                    handle.write(f"{state.global_step}\n")
 
 
 class EpochLogCallback(ProgressCallback):
@@ -185,6 +205,7 @@ class BTSRTrainer(Trainer):
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
         self.add_callback(EpochLogCallback(show_bar=not self.args.disable_tqdm))
+        self.add_callback(CheckpointCompleteCallback())
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
         self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}

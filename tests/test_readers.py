@@ -598,3 +598,50 @@ def test_formats_are_the_documented_ones():
         "csv", "tsv", "parquet", "movielens_csv", "ml1m_dat", "ml100k_udata", "sasrec", "s3rec", "hf_dataset"
     )
     assert os.path.isdir(FIXTURES)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Input whose meaning would change silently
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["user_id,item_id,item_id", "user_id,item_id,user_id", "user_id,x,item_id,x"])
+def test_a_column_named_twice_is_refused(tmp_path, header):
+    path = write(tmp_path / "dup.csv", header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    with pytest.raises(DataError, match=r"dup.csv: the header names column '\w+' twice \(columns \d and \d\)"):
+        read_interactions(path, "csv")
+
+
+def test_a_parquet_column_named_twice_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])], names=["user_id", "item_id", "item_id"])
+    pq.write_table(table, tmp_path / "dup.parquet")
+    with pytest.raises(DataError, match="names column 'item_id' twice"):
+        read_interactions(tmp_path / "dup.parquet", "parquet")
+
+
+def test_nanosecond_timestamps_stay_exact_and_keep_their_order(tmp_path):
+    # Distinct 19-digit times, 1 ns apart: through float64 they would collapse and the order within the user is lost.
+    times = [1_700_000_000_000_000_003, 1_700_000_000_000_000_001, 1_700_000_000_000_000_002]
+    lines = "".join(f"1,{item},{t}\n" for item, t in zip((10, 20, 30), times))
+    frame = read_interactions(write(tmp_path / "ns.csv", "user_id,item_id,timestamp\n" + lines), "csv")
+    assert frame["timestamp"].dtype == np.int64 and frame["timestamp"].tolist() == times
+    from data_processing import leave_one_out_split
+
+    split = leave_one_out_split(frame, max_len=5)
+    assert [split.item_vocab.item_ids[i - 1] for i in split.test.contexts[0]] == [20, 30]  # ordered by exact time
+    assert split.item_vocab.item_ids[split.test.targets[0] - 1] == 10
+
+
+def test_a_timestamp_beyond_int64_names_its_line(tmp_path):
+    path = write(tmp_path / "big.csv", "user_id,item_id,timestamp\n1,2,5\n1,3,99999999999999999999\n")
+    with pytest.raises(DataError, match=r"big.csv: column 'timestamp' line 3: 99999999999999999999 does not fit in int64"):
+        read_interactions(path, "csv")
+
+
+def test_a_nul_byte_in_an_id_is_refused_not_read_as_text(tmp_path):
+    path = write(tmp_path / "nul.csv", b"user_id,item_id\n1,2\n1,3\x00\n")
+    with pytest.raises(DataError, match=r"nul.csv: column 'item_id' line 3: id contains a NUL byte"):
+        read_interactions(path, "csv")

@@ -94,3 +94,30 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
         trainer.train()
     assert not list((tmp_path / "run").glob("checkpoint-*"))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def _checkpoint(root, step, files):
+    folder = root / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_text("{}")
+    return folder
+
+
+def test_resume_picks_the_newest_complete_checkpoint_and_refuses_an_interrupted_one(tmp_path):
+    from modeling_btsr.pipeline import resolve_resume_checkpoint
+    from modeling_btsr.trainer import COMPLETE_MARKER
+
+    legacy = _checkpoint(tmp_path, 10, ["model.safetensors", "optimizer.pt", "trainer_state.json"])
+    marked = _checkpoint(tmp_path, 20, ["model.safetensors", "optimizer.pt", "trainer_state.json", COMPLETE_MARKER])
+    broken = _checkpoint(tmp_path, 30, ["model.safetensors"])  # killed while the optimizer was being written
+    for value in (True, "True", "true", "latest"):
+        assert resolve_resume_checkpoint(value, str(tmp_path)) == str(marked)
+    assert resolve_resume_checkpoint(str(legacy), str(tmp_path)) == str(legacy)
+    assert resolve_resume_checkpoint(None, str(tmp_path)) is None
+    with pytest.raises(DataError, match=rf"checkpoint-30: incomplete checkpoint .*the newest complete one is {marked}$"):
+        resolve_resume_checkpoint(str(broken), str(tmp_path))
+    with pytest.raises(DataError, match="no such checkpoint folder"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-99"), str(tmp_path))
+    with pytest.raises(DataError, match="no complete checkpoint in"):
+        resolve_resume_checkpoint(True, str(tmp_path / "empty"))

@@ -141,10 +141,16 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
     # A checkpoint being written when the kill came may be incomplete: resume from the last complete one.
     complete = [p for p in checkpoints if (p / "trainer_state.json").exists()]
     resumed_from = json.loads((complete[-1] / "trainer_state.json").read_text())["epoch"]  # (rotated away later)
-    run_train(_train_args(synthetic_log, killed, *epochs, "--resume_from_checkpoint", str(complete[-1])))
+    # The worst moment for the kill: a newer checkpoint half written (weights, nothing else). `True` resumes from
+    # the newest complete one, skipping it.
+    interrupted = killed / "checkpoint-99999"
+    interrupted.mkdir()
+    (interrupted / "model.safetensors").write_bytes((complete[-1] / "model.safetensors").read_bytes())
+    run_train(_train_args(synthetic_log, killed, *epochs, "--resume_from_checkpoint", "True"))
     resumed = json.loads((killed / "all_results.json").read_text())
-    # (train_loss is not compared: the Trainer averages it over the steps of the resumed session only.)
-    for key in ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10", "best_epoch"):
+    # train_loss covers the whole run (the Trainer's own, session_train_loss, only the resumed session).
+    for key in ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10", "best_epoch",
+                "train_loss"):
         assert resumed[key] == pytest.approx(expected[key], rel=1e-6), key
     # The resumed session's time covers its own epochs only, and says from where it started.
     assert expected["resumed_from_epoch"] == 0.0
