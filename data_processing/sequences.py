@@ -56,6 +56,8 @@ class TrainExamples:
             same-target partner").
         num_dropped_short: training sequences with fewer than 2 items (no label to predict): left out.
         max_len: the truncation length used.
+        num_targets_beyond_max_len: training targets older than a row's last ``max_len`` positions, never
+            trained on (usual SASRec practice, counted so that it is reported).
         mean_labelled_positions: mean number of labelled positions per row after truncation (the SCE default
             ``n_b = b_x = int(2 * sqrt(batch_size * mean_labelled_positions))`` uses it).
     """
@@ -66,6 +68,7 @@ class TrainExamples:
     num_dropped_short: int
     max_len: int
     mean_labelled_positions: float
+    num_targets_beyond_max_len: int = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -76,6 +79,7 @@ class TrainExamples:
         return {
             "num_train_examples": len(self.dataset),
             "num_train_sequences_too_short": int(self.num_dropped_short),
+            "num_train_targets_beyond_max_len": int(self.num_targets_beyond_max_len),
             "partner_share": float(self.partner_share),
             "mean_labelled_positions": float(self.mean_labelled_positions),
         }
@@ -209,4 +213,6 @@ def build_train_dataset(
         num_dropped_short=num_dropped_short,
         max_len=max_len,
         mean_labelled_positions=float(np.mean([len(x) for x in labels])) if n else 0.0,
+        # A sequence of n items has n - 1 targets, of which the last max_len are trained on.
+        num_targets_beyond_max_len=int(np.maximum(lengths[kept] - 1 - max_len, 0).sum()),
     )

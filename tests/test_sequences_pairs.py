@@ -74,6 +74,9 @@ def test_columns_and_truncation(toy):
         assert len(inp) == len(lab) <= 3
     assert toy.mean_labelled_positions == pytest.approx(np.mean([2, 1, 3, 1, 1, 2, 1]))
     assert toy.stats["num_train_sequences_too_short"] == 1
+    # Targets never trained on: every target of a kept sequence minus the labels the rows keep ([4 3 2 1 5] loses 3).
+    all_targets = sum(len(s) - 1 for s in toy_sequences() if len(s) >= 2)
+    assert toy.stats["num_train_targets_beyond_max_len"] == all_targets - sum(len(lab) for lab in ds["labels"]) == 1
 
 
 def test_partner_index_groups(toy):
