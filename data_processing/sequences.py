@@ -158,6 +158,11 @@ def build_train_dataset(
     kept = np.flatnonzero(lengths >= 2)
     num_dropped_short = int(len(sequences) - len(kept))
 
+    if len(kept) == 0:
+        raise DataError(
+            f"training examples: none of the {len(sequences)} training sequences has the 2 items a next-item example "
+            "needs (under leave-one-out a user needs at least 4 interactions); nothing to train on"
+        )
     kept_sequences = [sequences[i] for i in kept]
     inputs = [s[:-1][-max_len:] for s in kept_sequences]
     labels = [s[1:][-max_len:] for s in kept_sequences]

@@ -18,6 +18,7 @@ __all__ = [
     "scalable_cross_entropy_loss",
     "bucket_cross_entropy",
     "sampled_bce_loss",
+    "sample_negatives",
     "gather_with_grad",
 ]
 
@@ -461,15 +462,22 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_items, None, None, None
 
 
-def _sample_negatives(seen: torch.Tensor, num_items: int, num_negatives: int, generator=None) -> torch.Tensor:
+def sample_negatives(
+    seen: torch.Tensor, num_items: int, num_negatives: int, generator=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of `seen` (batch, T) item indices, `num_negatives` distinct item indices the row never contains.
 
     Exact sampling without replacement: uniform random keys, seen items pushed below every unseen one, top-k.
+
+    Returns:
+        `(negatives, valid)`, both `(batch, num_negatives)`: a row that has seen all but a few items has fewer
+        unseen items than slots, and its extra slots (`valid` false) hold seen items that the loss must skip.
     """
     keys = torch.rand(seen.shape[0], num_items + 1, generator=generator, device=seen.device)
     keys[:, 0] = -2.0  # the padding index is never a negative
     keys.scatter_(1, seen, -1.0)
-    return keys.topk(num_negatives, dim=1).indices
+    values, negatives = keys.topk(num_negatives, dim=1)
+    return negatives, values >= 0
 
 
 def sampled_bce_loss(
@@ -477,6 +485,7 @@ def sampled_bce_loss(
     targets: torch.Tensor,
     item_embeddings: torch.Tensor,
     negatives: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""SASRec's binary cross-entropy with sampled negatives, summed over positions.
 
@@ -487,10 +496,14 @@ def sampled_bce_loss(
         hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
         item_embeddings (`torch.Tensor` of shape `(I, d)`).
         negatives (`torch.Tensor` of shape `(N, K)`): negative item indices per position (`1..I`).
+        valid (`torch.Tensor` of shape `(N, K)`, *optional*): which negative slots count (see `sample_negatives`);
+            all by default.
     """
     positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1)
-    negative = torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1])
-    return F.softplus(-positive).sum() + F.softplus(negative).sum()
+    negative = F.softplus(torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1]))
+    if valid is not None:
+        negative = negative * valid
+    return F.softplus(-positive).sum() + negative.sum()
 
 
 def default_sce_buckets(batch_size: int, mean_sequence_length: float) -> int:

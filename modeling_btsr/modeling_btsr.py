@@ -27,10 +27,10 @@ from transformers.utils import ModelOutput, cached_file
 
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import (
-    _sample_negatives,
     barlow_twins_loss,
     cross_entropy_loss,
     infonce_loss,
+    sample_negatives,
     sampled_bce_loss,
     scalable_cross_entropy_loss,
 )
@@ -909,8 +909,9 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             return cross_entropy_loss(states, targets, items), targets.numel(), True
         if config.loss_type == "bce":
             seen = torch.cat([input_ids, labels.clamp_min(0)], dim=1)
-            negatives = _sample_negatives(seen, config.num_items, config.bce_num_negatives, self.sce_generator)
-            return sampled_bce_loss(states, targets, items, negatives[rows]), targets.numel(), True
+            negatives, valid = sample_negatives(seen, config.num_items, config.bce_num_negatives, self.sce_generator)
+            loss = sampled_bce_loss(states, targets, items, negatives[rows], valid[rows])
+            return loss, targets.numel(), True
         n_buckets = config.sce_n_buckets or config.sce_bucket_size_x or 1
         bucket_size_x = config.sce_bucket_size_x or n_buckets
         total, picked = scalable_cross_entropy_loss(

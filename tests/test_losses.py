@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from modeling_btsr import barlow_twins_loss, cross_entropy_loss, sampled_bce_loss, scalable_cross_entropy_loss
 from modeling_btsr import losses_btsr
-from modeling_btsr.losses_btsr import _chunked_topk, _sample_negatives, bucket_cross_entropy
+from modeling_btsr.losses_btsr import _chunked_topk, bucket_cross_entropy, sample_negatives
 from tests.distributed import assert_two_processes_match_one
 
 
@@ -222,9 +222,18 @@ def test_bce_formula_and_negative_sampling():
             expected -= np.log(1 - torch.sigmoid(hidden[n] @ items[j - 1]).item())
     assert sampled_bce_loss(hidden, targets, items, negatives).item() == pytest.approx(expected, rel=1e-10)
     seen = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
-    negs = _sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
+    negs, valid = sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
+    assert valid.all()
     for row, s in zip(negs.tolist(), seen.tolist()):
         assert len(set(row)) == 12 and not set(row) & set(s) and 0 not in row and max(row) <= 20
+    # A user who has seen 18 of 20 items has 2 negatives to give: the other 10 slots are marked and do not count.
+    seen = torch.arange(1, 19)[None]
+    negs, valid = sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
+    assert valid.sum() == 2 and set(negs[valid].tolist()) == {19, 20}
+    h, t = hidden[:1], torch.tensor([3])
+    expected = -np.log(torch.sigmoid(h[0] @ items[2]).item()) - sum(
+        np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20))
+    assert sampled_bce_loss(h, t, items, negs, valid).item() == pytest.approx(expected, rel=1e-10)
 
 
 def test_two_process_gloo_bt_equals_one_process():

@@ -122,8 +122,11 @@ def test_cache_dir(tmp_path):
 
 
 def test_empty_and_all_short():
-    ex = build_train_dataset([np.array([3]), np.array([], dtype=np.int64)], max_len=5)
-    assert len(ex) == 0 and ex.num_dropped_short == 2 and ex.partner_share == 0.0
+    from data_processing import DataError
+
+    # No example at all is an error here, not an empty dataset that fails later inside the Trainer.
+    with pytest.raises(DataError, match="none of the 2 training sequences"):
+        build_train_dataset([np.array([3]), np.array([], dtype=np.int64)], max_len=5)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -295,3 +298,14 @@ def test_partner_share_matches_the_paper(name, expected):
     split = split_interactions(df[[c for c in ("user_id", "item_id", "timestamp") if c in df]], protocol)
     share = build_train_dataset(split.train_sequences, max_len=200).partner_share
     assert share == pytest.approx(expected, abs=0.01)
+
+
+def test_nothing_to_train_is_a_clear_error():
+    import pandas as pd
+
+    from data_processing import DataError, leave_one_out_split
+
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "item_id": [1, 2, 3, 3, 2, 1]})  # 3 interactions each
+    split = leave_one_out_split(frame)
+    with pytest.raises(DataError, match="none of the 2 training sequences has the 2 items .* at least 4 interactions"):
+        build_train_dataset(split.train_sequences, max_len=5)
