@@ -1,5 +1,6 @@
 """Metric math (`modeling_btsr.metrics`) against hand-computed values and naive re-implementations."""
 
+import json
 import math
 from pathlib import Path
 
@@ -202,3 +203,30 @@ def test_evaluate_module_loads_offline_and_matches(monkeypatch):
     ranking.add_batch(ranks=ranks[:2])
     ranking.add_batch(ranks=ranks[2:])
     assert ranking.compute(ks=[1, 5, 10]) == result
+
+
+def test_the_metric_module_loads_where_the_package_cannot_be_imported(tmp_path):
+    """A copy of the metric folder, loaded by evaluate in an interpreter where `modeling_btsr` is unimportable."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ranking"
+    shutil.copytree(RANKING_MODULE, folder)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "modeling_btsr.py").write_text("raise ImportError('the btsr package must not be needed')\n")
+    script = (
+        "import evaluate, json; m = evaluate.load(%r); print(json.dumps(m.compute(ranks=[1, 3, 11], ks=[10])))"
+        % str(folder)
+    )
+    env = {"PYTHONPATH": str(blocker), "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    ranks = torch.tensor([1, 3, 11])
+    assert got["hr@10"] == pytest.approx(hit_rate_at_k(ranks, 10).mean().item())
+    assert got["ndcg@10"] == pytest.approx(ndcg_at_k(ranks, 10).mean().item())
+    assert got["mrr@10"] == pytest.approx(mrr_at_k(ranks, 10).mean().item())
+    assert (RANKING_MODULE / "README.md").read_text().startswith("---\ntitle: Ranking")

@@ -1,17 +1,14 @@
 """HR@K, NDCG@K and MRR@K of next-item ranking, as an `evaluate` metric.
 
-A thin wrapper: the math lives in `modeling_btsr.metrics` (evaluate is in maintenance mode, and the evaluation
-loop of BT-SR computes the same numbers without it). `evaluate` copies this file into its module cache, so it
-imports the installed package, not a relative module. Load it offline with
-`evaluate.load("<path to>/modeling_btsr/metrics_hub/ranking")` and `HF_EVALUATE_OFFLINE=1`.
+Self-contained (torch, datasets and evaluate only), so the folder works as a Hub metric Space and loads where the
+`btsr` package is not installed: `evaluate.load("<path to>/metrics_hub/ranking")` (offline with
+`HF_EVALUATE_OFFLINE=1`). The same formulas as `modeling_btsr.metrics`, which the tests compare it with. One import a
+line: evaluate misreads `import a, b`.
 """
 
 import datasets
 import evaluate
 import torch
-from modeling_btsr.metrics import hit_rate_at_k
-from modeling_btsr.metrics import mrr_at_k
-from modeling_btsr.metrics import ndcg_at_k
 
 _DESCRIPTION = """
 Full-ranking next-item metrics from the 1-based rank of each user's single target item among all candidates:
@@ -57,10 +54,13 @@ class Ranking(evaluate.Metric):
         )
 
     def _compute(self, ranks, ks=(1, 5, 10, 20, 50)):
-        ranks = torch.as_tensor(ranks, dtype=torch.long)
+        ranks = torch.as_tensor(ranks, dtype=torch.float64)
+        if len(ranks) and ranks.min() < 1:
+            raise ValueError(f"ranks are 1-based: got {int(ranks.min())}")
         results = {}
         for k in ks:
-            results[f"hr@{k}"] = hit_rate_at_k(ranks, k).double().mean().item()
-            results[f"ndcg@{k}"] = ndcg_at_k(ranks, k).double().mean().item()
-            results[f"mrr@{k}"] = mrr_at_k(ranks, k).double().mean().item()
+            hit = ranks <= k
+            results[f"hr@{k}"] = hit.double().mean().item()
+            results[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0).mean().item()
+            results[f"mrr@{k}"] = torch.where(hit, 1.0 / ranks, 0.0).mean().item()
         return results
