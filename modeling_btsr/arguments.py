@@ -227,7 +227,9 @@ class HubArguments:
 
 HUB_SETTINGS = tuple(f.name for f in fields(HubArguments))
 _GROUPS = (_ArchitectureArguments, _SSLArguments, DataArguments, BTSRTrainingArguments, HubArguments)
-_SECRET = ("hub_token",)
+# Left out of run_settings.json: a secret, and how this invocation ran rather than what it trains (a rerun from
+# the file starts afresh).
+_NOT_SAVED = ("hub_token", "resume_from_checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -720,8 +722,9 @@ def _jsonable(value):
 
 
 def run_settings(settings: ResolvedSettings) -> dict:
-    """The JSON form of `run_settings.json`: every setting (the token left out) and where it came from."""
-    values = {name: _jsonable(value) for name, value in settings.values.items() if name not in _SECRET}
+    """The JSON form of `run_settings.json`: every setting (not the token, not the checkpoint resumed from) and
+    where it came from."""
+    values = {name: _jsonable(value) for name, value in settings.values.items() if name not in _NOT_SAVED}
     sources = {name: settings.sources.get(name, "default") for name in values}
     return {"settings": values, "sources": sources}
 

@@ -303,6 +303,7 @@ def test_a_rerun_from_run_settings_reproduces_all_results(tmp_path, capsys):
     saved = json.loads((first / "run_settings.json").read_text())
     assert saved["sources"]["max_steps"] == "command line" and saved["sources"]["dropout"] == "preset:ml-latest-small"
     assert saved["settings"]["learning_rate"] == 0.001 and "hub_token" not in saved["settings"]
+    assert "resume_from_checkpoint" not in saved["settings"]  # a rerun from the file starts afresh
     assert train.main(["--config", str(first / "run_settings.json"), "--output_dir", str(second)]) == 0
     a, b = (json.loads((folder / "all_results.json").read_text()) for folder in (first, second))
     volatile = {"train_seconds", "prepare_seconds", "command"}
