@@ -646,6 +646,10 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
         fail("dropout", f"must be in [0, 1), got {values['dropout']}")
     if values["max_steps"] <= 0 and values["num_train_epochs"] <= 0:
         fail("num_train_epochs", f"must be > 0 (or set --max_steps), got {values['num_train_epochs']}")
+    if values.get("label_smoothing_factor"):  # the Trainer smooths only its own loss, which BTSRTrainer replaces
+        fail("label_smoothing_factor", "is not supported: BT-SR's prediction losses take no label smoothing")
+    if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
+        fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():
         fail("data_path", "is empty; give a file, or leave it out to train on --dataset")
     if data.data_path is not None and sources.get("dataset") == "command line":
