@@ -131,8 +131,9 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     positions it has in its sequence, as RecBole's right-padded samples are.
 
     Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
-    :func:`draw_partners` and :mod:`data_processing.augment`. The Trainer (through accelerate's data loader) calls
-    :meth:`set_epoch` at each epoch start. The columns are read out of Arrow once, here: per-item Arrow row access
+    :func:`draw_partners` and :mod:`data_processing.augment`. ``BTSRTrainer`` calls :meth:`set_epoch` at each
+    epoch's start (a callback); the epoch is held in shared memory, so data-loader workers, persistent ones included,
+    serve the new epoch's draws. The columns are read out of Arrow once, here: per-item Arrow row access
     would dominate the data loading time.
 
     Args:
@@ -174,7 +175,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.reorder_ratio = float(reorder_ratio)
         self.mask_token = None if mask_token is None else int(mask_token)
         self.view_span = view_span
-        self.epoch = 0
+        # The epoch lives in shared memory: data-loader workers (persistent ones too) hold copies of this dataset,
+        # and `set_epoch` in the main process must reach them. Each copy drops its per-epoch caches when it changes.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._cache_epoch = 0
         self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
         self._prefixes = self.with_pairs and view_span in ("random_prefix", "random_prefix_in_place")
         self._in_place = self._prefixes and view_span == "random_prefix_in_place"
@@ -200,13 +204,19 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             self._rank = np.asarray(table["partner_rank"], dtype=np.int64)
             self._partner_rows = np.asarray(examples.partner_rows, dtype=np.int64)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose partners (and augmentations) ``__getitem__`` serves; the same in every worker."""
+        current = int(self._epoch)
+        if current != self._cache_epoch:  # set in another process (or here): this copy's caches are stale
+            self._partners = self._view_keys = self._cuts = None
+            self._cache_epoch = current
+        return current
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose partners (and augmentations) ``__getitem__`` serves."""
-        if int(epoch) != self.epoch:
-            self.epoch = int(epoch)
-            self._partners = None
-            self._view_keys = None
-            self._cuts = None
+        """Select the epoch whose partners (and augmentations) ``__getitem__`` serves, in this process and in every
+        data-loader worker (called by ``BTSRTrainer`` at each epoch's start, through a callback)."""
+        self._epoch.fill_(int(epoch))
 
     def partners(self, epoch: int | None = None) -> np.ndarray:
         """All rows' partners for ``epoch`` (default: the current one), int64 ``(N,)``: rows, or with a prefix
@@ -220,10 +230,11 @@ class PairedTrainDataset(torch.utils.data.Dataset):
 
     def _for_epoch(self, cache: str, compute, epoch: int | None) -> np.ndarray:
         """``compute(epoch)``, kept in attribute ``cache`` for the current epoch (cleared by :meth:`set_epoch`)."""
-        if epoch is not None and int(epoch) != self.epoch:
+        current = self.epoch  # read first: it drops caches another process made stale
+        if epoch is not None and int(epoch) != current:
             return compute(int(epoch))
         if getattr(self, cache) is None:
-            setattr(self, cache, compute(self.epoch))
+            setattr(self, cache, compute(current))
         return getattr(self, cache)
 
     def _draw(self, epoch: int) -> np.ndarray:
@@ -260,12 +271,13 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         (default: the current one)."""
         from .augment import cl4srec_view, view_keys
 
-        if epoch is not None and int(epoch) != self.epoch:
+        current = self.epoch  # read first: it drops caches another process made stale
+        if epoch is not None and int(epoch) != current:
             key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])
         else:
             if self._view_keys is None:  # both views' keys for every row, once per epoch
                 rows = np.arange(len(self._input_ids), dtype=np.int64)
-                self._view_keys = np.stack([view_keys(self.seed, self.epoch, rows, v) for v in (0, 1)], axis=1)
+                self._view_keys = np.stack([view_keys(self.seed, current, rows, v) for v in (0, 1)], axis=1)
             key = int(self._view_keys[i, view])
         rng = np.random.Generator(np.random.PCG64(key))
         sequence = self._input_ids[i]

@@ -1,5 +1,6 @@
 """`BTSRTrainer`: the Hugging Face Trainer with BT-SR's loss normalisation, partner epochs and ranking evaluation."""
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ __all__ = [
     "ResumableEarlyStopping",
     "EpochLogCallback",
     "CheckpointCompleteCallback",
+    "DatasetEpochCallback",
     "COMPLETE_MARKER",
     "compact_metrics",
     "epoch_number",
@@ -49,6 +51,19 @@ class CheckpointCompleteCallback(TrainerCallback):
             if os.path.isdir(folder):
                 with open(os.path.join(folder, COMPLETE_MARKER), "w") as handle:
                     handle.write(f"{state.global_step}\n")
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Tells the training dataset which epoch starts (`set_epoch`), before the epoch's data loader is iterated: the
+    partners and views of `PairedTrainDataset` are drawn per epoch. A public hook in place of overriding the Trainer's
+    epoch loop; the dataset keeps its epoch in shared memory, so workers (persistent ones too) follow."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is the number of epochs done (a fraction into the epoch when resuming mid-epoch).
+        self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-9))
 
 
 class EpochLogCallback(ProgressCallback):
@@ -206,6 +221,8 @@ class BTSRTrainer(Trainer):
         self.remove_callback(PrinterCallback)
         self.add_callback(EpochLogCallback(show_bar=not self.args.disable_tqdm))
         self.add_callback(CheckpointCompleteCallback())
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.add_callback(DatasetEpochCallback(self.train_dataset))
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
         self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}
@@ -213,12 +230,6 @@ class BTSRTrainer(Trainer):
         self._ssl_log_name = "bt_loss" if objective == "barlow_twins" else "ssl_loss"
 
     # ---------------------------------------------------------------------------------------------------- training
-    def _run_epoch(self, *args, **kwargs):
-        epoch = kwargs["epoch"] if "epoch" in kwargs else args[1]
-        if hasattr(self.train_dataset, "set_epoch"):
-            self.train_dataset.set_epoch(int(epoch))
-        return super()._run_epoch(*args, **kwargs)
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
         sums_over_positions = config.loss_type in ("ce", "bce")

@@ -11,8 +11,10 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import data_processing.pairs as pairs_module
+
 from data_processing import PairedTrainDataset, build_train_dataset, draw_partners, split_interactions
 from data_processing.sequences import partner_index
 
@@ -309,3 +311,19 @@ def test_nothing_to_train_is_a_clear_error():
     split = leave_one_out_split(frame)
     with pytest.raises(DataError, match="none of the 2 training sequences has the 2 items .* at least 4 interactions"):
         build_train_dataset(split.train_sequences, max_len=5)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_follow_set_epoch_even_when_persistent(persistent):
+    """Partners served by 2 data-loader workers equal the main process's draws of each epoch, and change with the
+    epoch, also with persistent workers (which keep their copy of the dataset across epochs)."""
+    ds = PairedTrainDataset(build_train_dataset(toy_sequences() * 30, max_len=3), seed=5)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=persistent)
+    served = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        got = [item["pair_input_ids"] for item in loader]
+        expected = [ds[i]["pair_input_ids"] for i in range(len(ds))]  # the main process's own draw
+        assert got == expected, epoch
+        served.append(got)
+    assert served[0] != served[1] != served[2]
