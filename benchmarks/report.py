@@ -115,7 +115,11 @@ def main() -> int:
              "shapes, so another run as another device is). Records without it ran on one grid: their recorded "
              "commands predate the flag, so rerun them with `--length_grouped_attention False`. "
              "`.venv/bin/python benchmarks/reproduce.py --command RUN_ID` prints the command that reruns any record "
-             "(`run_id` in accuracy.json), that flag included.", ""]  # fmt: skip
+             "(`run_id` in accuracy.json), that flag included.", "",
+             "`window-excl` in the device column: a record measured before the evaluation excluded a user's whole "
+             "history (`eval_exclusion: window`: only the last max_len items were excluded, so older seen items "
+             "stayed rankable; benchmarks/results/exclusion_fix.md). Such records are never pooled or paired with "
+             "runs that exclude the whole history.", ""]  # fmt: skip
     groups = defaultdict(list)
     for record in records:
         groups[setting(record)].append(record)
@@ -213,8 +217,7 @@ def _pooled_section(records: list[dict]) -> list[str]:
             cells += difference_cells(runs, [base_seeds[seed] for seed in sorted(by_seed)])
         else:
             cells += ["—"] * 5
-        mark = " (window-excl)" if exclusion == "window" else ""
-        rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {batch} | {seeds}{mark} | "
+        rows.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {dropout} | {batch} | {seeds} | "
                     + " | ".join(cells) + " |")  # fmt: skip
     if not rows:
         return []
