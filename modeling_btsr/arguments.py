@@ -15,6 +15,7 @@ import math
 import os
 import shlex
 import sys
+import types
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin, get_type_hints
@@ -68,12 +69,13 @@ _SSL_PREFIXES = ("bt_", "ssl_", "infonce_", "view_", "cl4srec_")
 
 def _flag_type(annotation):
     """The parser's type for a config annotation: `float | int` (kept for JSON round trips) reads as a float."""
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType")) and set(get_args(annotation)) == {
-        float,
-        int,
-    }:
+    if _is_union(annotation) and set(get_args(annotation)) == {float, int}:
         return float
     return annotation
+
+
+def _is_union(annotation) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
 
 
 def _model_fields() -> list[tuple[str, object, object]]:
@@ -445,7 +447,7 @@ def _type_name(annotation) -> str:
 def _coerce(value, annotation, where: str):
     """`value` checked against a field's type; YAML's `1e-3` (a string to YAML 1.1) reads as a float."""
     args = get_args(annotation)
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType")):
+    if _is_union(annotation):
         if value is None and type(None) in args:
             return None
         simple = [a for a in args if a is not type(None)]
@@ -516,8 +518,8 @@ class ResolvedSettings:
         return tuple(self)[index]
 
 
-def _layers(argv: list[str]) -> tuple[dict, dict, str | None]:
-    """The preset's and the config file's settings, and the preset's name, read before the one parse."""
+def _layers(argv: list[str]) -> tuple[dict, str | None, dict, str | None]:
+    """`(preset settings, preset name, config-file settings, config file)`, read before the one parse."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("dataset", "preset", "config"):
         pre.add_argument(f"--{name}")
@@ -542,7 +544,7 @@ def _layers(argv: list[str]) -> tuple[dict, dict, str | None]:
         raise SettingsError(f"--preset {preset_name}: no such preset{'; did you mean ' + close[0] + '?' if close else ''}"
                             f" (presets: {', '.join(PRESETS)})")  # fmt: skip
     preset_name = preset_name or (dataset if dataset in PRESETS else None)
-    return (PRESETS[preset_name] if preset_name else {}), file_settings, preset_name
+    return (PRESETS[preset_name] if preset_name else {}), preset_name, file_settings, known.config
 
 
 def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
@@ -554,12 +556,10 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     help_all = "--help_all" in argv
-    preset, file_settings, preset_name = _layers(argv)
+    preset, preset_name, file_settings, config_file = _layers(argv)
     parser = build_parser(help_all)
     actions = _dests(parser)
     sources = {dest: "default" for dest in actions}
-    config_file = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
-    config_file = config_file or next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     for layer, source in ((preset, f"preset:{preset_name}"), (file_settings, f"config:{config_file}")):
         for name, value in layer.items():
             if name not in actions:
