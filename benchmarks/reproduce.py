@@ -322,7 +322,9 @@ def append_record(record: dict) -> None:
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    from modeling_btsr.pipeline import is_complete_checkpoint  # the rule train.py's resume applies
+
+    done = [p for p in folder.glob("checkpoint-*") if is_complete_checkpoint(p)]
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
