@@ -8,7 +8,7 @@ pure in ``(sequence, ratio, rng)``: it never changes its input and returns a new
 - :func:`reorder` shuffles one contiguous span of ``floor(beta * n)`` items (uniform start, uniform permutation).
 
 The generator of view ``v`` of row ``r`` in epoch ``e`` is keyed by the same splitmix64 chain as the partner draw
-(:mod:`data_processing.pairs`), salted by the view::
+(:mod:`data_processing.keys`), salted by the view::
 
     u   = splitmix64(splitmix64(splitmix64(seed) ^ epoch) ^ row)
     key = splitmix64(u ^ (VIEW_SALT + view))
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import pairs as _pairs
+from .keys import row_keys, splitmix64, uint64_array
 
 __all__ = ["AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_keys", "view_rng"]
 
@@ -35,10 +35,7 @@ VIEW_SALT = 0x5EED_0F_C4_5EC0_0000  # separates the view streams from the partne
 
 def view_keys(seed: int, epoch: int, rows: np.ndarray, view: int) -> np.ndarray:
     """``uint64`` generator keys of view ``view`` for each row in ``rows`` (vectorised; see the module docstring)."""
-    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    key = _pairs.splitmix64(_pairs.splitmix64(_pairs._as_u64(seed)) ^ _pairs._as_u64(int(epoch)))
-    u = _pairs.splitmix64(key ^ rows.astype(np.uint64))
-    return _pairs.splitmix64(u ^ _pairs._as_u64(VIEW_SALT + int(view)))
+    return splitmix64(row_keys(seed, epoch, rows) ^ uint64_array(VIEW_SALT + int(view)))
 
 
 def view_rng(seed: int, epoch: int, row: int, view: int) -> np.random.Generator:

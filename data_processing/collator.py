@@ -13,20 +13,36 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modeling_btsr.modeling_btsr import left_pad_sequences
+from .vocab import PAD_INDEX
 
-__all__ = ["SequenceCollator", "IGNORE_INDEX"]
+__all__ = ["SequenceCollator", "IGNORE_INDEX", "left_pad"]
 
 IGNORE_INDEX = -100
 """Label of padded positions: ignored by the losses (the PyTorch / Transformers convention)."""
 
 
-def _as_list(values: Any) -> list[int]:
-    if isinstance(values, torch.Tensor):
-        return values.reshape(-1).tolist()
-    if isinstance(values, np.ndarray):
-        return values.reshape(-1).tolist()
-    return list(values)
+def left_pad(
+    rows: Sequence[Any], max_len: int | None = None, pad_value: int = PAD_INDEX
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad integer rows (lists, numpy arrays or tensors) to the longest one, keeping each row's last
+    ``max_len`` values.
+
+    Returns ``(values, mask)``, ``torch.long`` of shape ``(len(rows), longest)``; ``mask`` is 1 on real values.
+
+    >>> values, mask = left_pad([[1, 2, 3], [4]], pad_value=-1)
+    >>> values.tolist(), mask.tolist()
+    ([[1, 2, 3], [-1, -1, 4]], [[1, 1, 1], [0, 0, 1]])
+    """
+    arrays = [np.asarray(row, dtype=np.int64).reshape(-1) for row in rows]
+    if max_len:
+        arrays = [row[-max_len:] for row in arrays]
+    lengths = np.fromiter((len(row) for row in arrays), dtype=np.int64, count=len(arrays))
+    width = int(lengths.max(initial=0))
+    real = np.arange(width) >= (width - lengths)[:, None]  # each row's last `length` cells, in row-major order
+    values = np.full((len(arrays), width), pad_value, dtype=np.int64)
+    if width:
+        values[real] = np.concatenate(arrays)
+    return torch.from_numpy(values), torch.from_numpy(real.astype(np.int64))
 
 
 @dataclass
@@ -63,18 +79,16 @@ class SequenceCollator:
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("SequenceCollator: empty batch")
-        inputs = [_as_list(f["input_ids"]) for f in features]
-        input_ids, attention_mask = left_pad_sequences(inputs, max_len=self.max_len, pad_value=self.pad_value)
+        input_ids, attention_mask = left_pad([f["input_ids"] for f in features], self.max_len, self.pad_value)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
 
         if "labels" in features[0]:
-            batch["labels"] = self._pad_labels([_as_list(f["labels"]) for f in features], inputs, attention_mask)
+            batch["labels"] = self._pad_labels(features)
 
         views = [key for key in features[0] if key.endswith("_input_ids")]  # pair_input_ids, view_input_ids, ...
         for key in views:
-            rows = [_as_list(f[key]) for f in features]
-            batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad_sequences(
-                rows, max_len=self.max_len, pad_value=self.pad_value
+            batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad(
+                [f[key] for f in features], self.max_len, self.pad_value
             )
 
         for key, value in features[0].items():
@@ -84,21 +98,13 @@ class SequenceCollator:
                 batch[key] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)
         return batch
 
-    @staticmethod
-    def _pad_labels(labels: list[list[int]], inputs: list[list[int]], attention_mask: torch.Tensor) -> torch.Tensor:
-        """Place each row's labels on exactly the positions its ``input_ids`` occupy (the mask's 1s), -100 elsewhere.
-
-        Deriving the positions from the input mask (rather than padding the labels separately) guarantees that
-        label ``t`` stays beside input ``t``, including when ``max_len`` cuts both.
-        """
-        out = torch.full(attention_mask.shape, IGNORE_INDEX, dtype=torch.long)
-        lengths = attention_mask.sum(dim=1).tolist()
-        width = attention_mask.shape[1]
-        for i, (row, n) in enumerate(zip(labels, lengths)):
-            if len(row) != len(inputs[i]):
+    def _pad_labels(self, features: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """Left-pad the labels with -100 exactly as the ``input_ids``: a row's labels must be as long as its
+        inputs, so that label ``t`` stays beside input ``t``, including when ``max_len`` cuts both."""
+        for i, feature in enumerate(features):
+            if len(feature["labels"]) != len(feature["input_ids"]):
                 raise ValueError(
-                    f"SequenceCollator: example {i} has {len(inputs[i])} input_ids but {len(row)} labels"
+                    f"SequenceCollator: example {i} has {len(feature['input_ids'])} input_ids "
+                    f"but {len(feature['labels'])} labels"
                 )
-            if n:
-                out[i, width - n :] = torch.as_tensor(row[-n:], dtype=torch.long)
-        return out
+        return left_pad([f["labels"] for f in features], self.max_len, IGNORE_INDEX)[0]

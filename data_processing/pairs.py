@@ -23,35 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .augment import cl4srec_view, view_keys
+from .keys import row_keys
 from .sequences import TrainExamples, partner_index
 
-__all__ = ["splitmix64", "draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
-
-_MASK64 = (1 << 64) - 1
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele, Lea & Flood 2014) applied elementwise to a ``uint64`` array.
-
-    >>> splitmix64(np.array([0], dtype=np.uint64)).tolist()  # the reference generator's first output from seed 0
-    [16294208416658607535]
-    """
-    x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # multiplication and addition wrap modulo 2**64 by design
-        z = x + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        return z ^ (z >> np.uint64(31))
-
-
-def _as_u64(value: int) -> np.ndarray:
-    # Any Python int (negative seeds included) -> its two's-complement residue modulo 2**64, as a 1-element array
-    # (numpy warns on scalar overflow but not on arrays).
-    return np.array([int(value) & _MASK64], dtype=np.uint64)
-
+__all__ = ["draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
 
 def draw_partners(
     seed: int,
@@ -80,8 +56,7 @@ def draw_partners(
     size = np.asarray(group_size, dtype=np.int64)[rows]
     own = np.asarray(rank, dtype=np.int64)[rows]
 
-    key = splitmix64(splitmix64(_as_u64(seed)) ^ _as_u64(int(epoch)))
-    u = splitmix64(key ^ rows.astype(np.uint64))
+    u = row_keys(seed, epoch, rows)
     others = np.maximum(size - 1, 1).astype(np.uint64)  # max(.,1): groups of one are overwritten below
     j = (u % others).astype(np.int64)
     j += j >= own
@@ -254,8 +229,6 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         return self._for_epoch("_cuts", self._cut, epoch)
 
     def _cut(self, epoch: int) -> np.ndarray:
-        from .augment import view_keys
-
         rows = np.arange(len(self._input_ids), dtype=np.int64)
         lengths = (self._offsets[1:] - self._offsets[:-1]).astype(np.uint64)
         keys = view_keys(self.seed, epoch, rows, _PREFIX_CUT_VIEW)
@@ -269,8 +242,6 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
         """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
         (default: the current one)."""
-        from .augment import cl4srec_view, view_keys
-
         current = self.epoch  # read first: it drops caches another process made stale
         if epoch is not None and int(epoch) != current:
             key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])

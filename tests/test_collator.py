@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
+from data_processing.collator import left_pad
+from modeling_btsr.modeling_btsr import left_pad_sequences
 
 
 def test_left_padding_and_labels_exact():
@@ -70,3 +72,16 @@ def test_with_paired_dataset_and_dataloader():
     assert (batch["attention_mask"][:, -1] == 1).all() and (batch["pair_attention_mask"][:, -1] == 1).all()
     # every labelled position is a real input position
     assert ((batch["labels"] != -100) == batch["attention_mask"].bool()).all()
+
+
+def test_left_pad_matches_the_models_padding_on_random_rows():
+    """The collator pads on its own (data_processing imports nothing from the model): same cells as the model's
+    `left_pad_sequences`, which `recommend()` uses, for lists, arrays and tensors, with and without a cut."""
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 50, size=n).tolist() for n in rng.integers(0, 12, size=40)]
+    for max_len in (None, 5):
+        expected = left_pad_sequences(rows, max_len=max_len, pad_value=7)
+        for kind in (list, np.asarray, torch.as_tensor):
+            got = left_pad([kind(row) for row in rows], max_len, pad_value=7)
+            assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert [t.shape for t in left_pad([[], []])] == [(2, 0), (2, 0)]

@@ -221,7 +221,7 @@ def test_dropout_views_draw_nothing_and_duorec_views(examples, monkeypatch):
             assert item["view_input_ids"] == inputs[i] == item["input_ids"]
             assert item["pair_input_ids"] == same[i]["pair_input_ids"]  # DuoRec's positive = BT-SR's partner
     monkeypatch.setattr(pairs_module, "draw_partners", boom)
-    monkeypatch.setattr(pairs_module, "splitmix64", boom)
+    monkeypatch.setattr(pairs_module, "row_keys", boom)
     drop = PairedTrainDataset(examples, seed=4, view_maker="dropout")
     drop.set_epoch(2)
     for i in range(len(drop)):

@@ -238,7 +238,7 @@ def test_without_pairs_draws_nothing(toy, monkeypatch):
         raise AssertionError("alpha = 0 must not draw partners")
 
     monkeypatch.setattr(pairs_module, "draw_partners", boom)
-    monkeypatch.setattr(pairs_module, "splitmix64", boom)
+    monkeypatch.setattr(pairs_module, "row_keys", boom)
     data = PairedTrainDataset(toy, seed=0, with_pairs=False)
     data.set_epoch(3)
     assert [set(data[i]) for i in range(len(data))] == [{"input_ids", "labels"}] * len(data)
