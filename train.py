@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     from data_processing import DataError
     from modeling_btsr.arguments import parse_arguments
-    from modeling_btsr.pipeline import run_training
+    from modeling_btsr.training_run import run_training
     from modeling_btsr.trainer import NonFiniteLossError
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)

@@ -139,7 +139,7 @@ def norms(checkpoint: str, data: tuple[str, str], n_users: int = 1024) -> dict:
 
     from modeling_btsr import BTSRForSequentialRecommendation
     from modeling_btsr.arguments import DataArguments
-    from modeling_btsr.pipeline import prepare_data
+    from modeling_btsr.training_run import prepare_data
 
     model = BTSRForSequentialRecommendation.from_pretrained(checkpoint).eval()
     max_len = model.config.max_position_embeddings
@@ -249,7 +249,7 @@ def initial_geometry(data: tuple[str, str]) -> int:
 
     from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
     from modeling_btsr.arguments import DataArguments
-    from modeling_btsr.pipeline import prepare_data
+    from modeling_btsr.training_run import prepare_data
 
     data_root = None if dataset_file(data[0]) is None else str(SHARED)
     prepared = prepare_data(DataArguments(dataset=data[0], data_root=data_root, split=data[1]), 200)

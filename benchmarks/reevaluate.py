@@ -44,7 +44,7 @@ def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, 
     from modeling_btsr import BTSRForSequentialRecommendation
     from modeling_btsr.arguments import parse_arguments
     from modeling_btsr.evaluation import evaluate_ranking, most_popular_ranking
-    from modeling_btsr.pipeline import prepare_data
+    from modeling_btsr.training_run import prepare_data
 
     results = json.loads((folder / "all_results.json").read_text())
     _, data_args, _, _ = parse_arguments(recorded_arguments(results, data_root))

@@ -322,7 +322,7 @@ def append_record(record: dict) -> None:
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
-    from modeling_btsr.pipeline import is_complete_checkpoint  # the rule train.py's resume applies
+    from modeling_btsr.training_run import is_complete_checkpoint  # the rule train.py's resume applies
 
     done = [p for p in folder.glob("checkpoint-*") if is_complete_checkpoint(p)]
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None

@@ -43,7 +43,7 @@ COMPLETE_MARKER = "checkpoint_complete"
 class CheckpointCompleteCallback(TrainerCallback):
     """Marks a checkpoint complete once the Trainer has written all of it (`on_save` runs after the weights, the
     optimizer, the scheduler, the RNG states and the trainer state): a folder without the marker is one whose save
-    was interrupted, and resuming skips it (`pipeline.resolve_resume_checkpoint`)."""
+    was interrupted, and resuming skips it (`training_run.resolve_resume_checkpoint`)."""
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

@@ -171,12 +171,12 @@ def test_help_shows_the_effective_defaults_choices_and_presets(capsys):
 
 def _run_main(argv, monkeypatch, capsys):
     """train.main in-process; any attempt to read data fails the test (errors must come before it)."""
-    import modeling_btsr.pipeline as pipeline
+    import modeling_btsr.training_run as training_run
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was read before the settings were refused")
 
-    monkeypatch.setattr(pipeline, "prepare_data", no_data)
+    monkeypatch.setattr(training_run, "prepare_data", no_data)
     code = train.main(argv)
     return code, capsys.readouterr().err
 

@@ -414,7 +414,7 @@ def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_s
 
     from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
     from modeling_btsr.arguments import DataArguments
-    from modeling_btsr.pipeline import prepare_data
+    from modeling_btsr.training_run import prepare_data
 
     probe = load_script("contrastive_probe")
     data = ("ml-latest-small", "temporal")

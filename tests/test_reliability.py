@@ -9,7 +9,7 @@ from transformers import AutoModel, TrainingArguments
 from data_processing import DataError, PairedTrainDataset, SequenceCollator, build_train_dataset
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
 from modeling_btsr.arguments import PRESETS, parse_arguments
-from modeling_btsr.pipeline import save_model_atomically
+from modeling_btsr.training_run import save_model_atomically
 from modeling_btsr.trainer import NonFiniteLossError
 
 
@@ -105,7 +105,7 @@ def _checkpoint(root, step, files):
 
 
 def test_resume_picks_the_newest_complete_checkpoint_and_refuses_an_interrupted_one(tmp_path):
-    from modeling_btsr.pipeline import resolve_resume_checkpoint
+    from modeling_btsr.training_run import resolve_resume_checkpoint
     from modeling_btsr.trainer import COMPLETE_MARKER
 
     legacy = _checkpoint(tmp_path, 10, ["model.safetensors", "optimizer.pt", "trainer_state.json"])
