@@ -13,7 +13,7 @@
 # 8 min with 16 at once on one H200).
 #
 # Where the machine lacks the pinned packages, put their wheels in .whl/ (installed to /tmp/site, first on the
-# path); ML-1M is read from $BTSR_SHARED_DATA (default ./shared/data, a copy made for the machine: never committed).
+# path); ML-1M is read from $BTSR_DATA_ROOT (default ./shared/data, a copy made for the machine: never committed).
 # Outputs are copied to $OUT when it is set (the lease's return folder).
 set -u
 mode=${1:-check}
@@ -21,14 +21,14 @@ out=${OUT:-/tmp/gpu_session_out}
 mkdir -p "$out"
 started=$(date +%s)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export BTSR_SHARED_DATA=${BTSR_SHARED_DATA:-$PWD/shared/data} BTSR_REPRODUCE_WORK=${BTSR_REPRODUCE_WORK:-/tmp/btsr-reproduce}
+export BTSR_DATA_ROOT=${BTSR_DATA_ROOT:-$PWD/shared/data} BTSR_REPRODUCE_WORK=${BTSR_REPRODUCE_WORK:-/tmp/btsr-reproduce}
 if [ -d .whl ] && [ ! -d /tmp/site ]; then  # installed aside, then renamed: a failed install is not reused
     rm -rf /tmp/site.partial
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site.partial \
         .whl/*.whl && mv /tmp/site.partial /tmp/site || { echo "wheel install failed"; exit 2; }
 fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site
-ml1m="${BTSR_SHARED_DATA#"$PWD"/}/ml-1m/ml-1m.txt.gz"  # relative where it can be: it is recorded in the command
+ml1m="${BTSR_DATA_ROOT#"$PWD"/}/ml-1m/ml-1m.txt.gz"  # relative where it can be: it is recorded in the command
 [ -f "$ml1m" ] || { echo "ML-1M not found at $ml1m"; exit 2; }
 
 if [ "$mode" = check ]; then
@@ -45,7 +45,7 @@ print('transformers', transformers.__version__, 'datasets', datasets.__version__
     [ $rc -eq 0 ] || { echo "SCE's GPU backward check failed (exit $rc)"; exit 6; }
     # A real train.py run on the GPU (Trainer, evaluation every epoch, checkpoints): fails fast if anything is off,
     # and its seconds per epoch size the grid step.
-    timeout 240 python3 train.py --dataset ml-1m --data_root "$BTSR_SHARED_DATA" --split leave_one_out --loss_type ce \
+    timeout 240 python3 train.py --dataset ml-1m --data_root "$BTSR_DATA_ROOT" --split leave_one_out --loss_type ce \
         --bt_alpha 0.2 --bt_lambda 0.05 --dropout 0.1 --per_device_train_batch_size 256 --num_train_epochs 3 \
         --output_dir /tmp/check-btsr --seed 0 > "$out/check_train.log" 2>&1
     rc=$?

@@ -40,12 +40,13 @@ from machine_info import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout's own packages, also when run from another worktree
+from data_processing.readers import default_data_root  # noqa: E402  (after the path entry above)
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 # Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
 WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).expanduser()
-# The licensed datasets live beside the checkout, never inside it; BTSR_SHARED_DATA points elsewhere (a GPU machine
+# The licensed datasets live outside the checkout: train.py's own data root ($BTSR_DATA_ROOT, e.g. on a GPU machine
 # that receives a copy of them).
-SHARED = Path(os.environ.get("BTSR_SHARED_DATA", ROOT.parent / "shared" / "data")).expanduser()
+SHARED = default_data_root()
 
 # (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
 # Where each dataset's file is comes from the one registry, data_processing.readers.KNOWN_DATASETS (`dataset_file`).

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .builtins import to_builtin
 from .vocab import ItemVocab, sorted_unique
 
 __all__ = [
@@ -185,10 +186,6 @@ def _beyond_window(valid: EvalSplit, test: EvalSplit, max_len: int) -> dict:
     }
 
 
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # protocols
 # --------------------------------------------------------------------------------------------------------------------
@@ -258,12 +255,12 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
 
     if not is_train_user.any():
         raise DataError(
-            f"{source}: the temporal split left no training users (t* = {_py(t_star)}: every user either appears "
+            f"{source}: the temporal split left no training users (t* = {to_builtin(t_star)}: every user either appears "
             f"at or after t* or has fewer than 2 interactions before it)"
         )
     if not is_eval_user.any():
         raise DataError(
-            f"{source}: the temporal split left no evaluated users (t* = {_py(t_star)}: no test user has "
+            f"{source}: the temporal split left no evaluated users (t* = {to_builtin(t_star)}: no test user has "
             f">= {MIN_EVAL_INTERACTIONS} test-period interactions with items seen in training)"
         )
 
@@ -283,7 +280,7 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
         "source": source,
         "max_len": max_len,
         "quantile": float(quantile),
-        "t_star": _py(t_star),
+        "t_star": to_builtin(t_star),
         "num_input_rows": int(len(user)),
         "num_input_users": int(U),
         "num_input_items": int(num_input_items),

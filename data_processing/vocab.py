@@ -27,17 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .builtins import to_builtin
 from .errors import DataError
 
 __all__ = ["ItemVocab", "PAD_INDEX", "sorted_unique"]
 
 PAD_INDEX = 0
 """Index of the padding item: never a real item, never scored."""
-
-
-def _to_python(value: Any) -> Any:
-    """numpy scalars -> Python scalars (JSON and ``repr`` then show ``5`` rather than ``np.int64(5)``)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def sorted_unique(values: Iterable[Any] | np.ndarray | pd.Series) -> list:
@@ -56,9 +52,9 @@ def sorted_unique(values: Iterable[Any] | np.ndarray | pd.Series) -> list:
         values = np.asarray(values, dtype=object) if values else np.asarray([], dtype=np.int64)
     uniques = pd.unique(values if isinstance(values, pd.Series) else np.asarray(values))
     if isinstance(uniques, np.ndarray) and uniques.dtype.kind in "iuf":
-        return [_to_python(v) for v in np.sort(uniques)]
+        return [to_builtin(v) for v in np.sort(uniques)]
     # object arrays and pandas extension arrays (e.g. pandas' `str` dtype): sort as Python values.
-    items = [_to_python(v) for v in np.asarray(uniques, dtype=object)]
+    items = [to_builtin(v) for v in np.asarray(uniques, dtype=object)]
     try:
         return sorted(items)
     except TypeError:
@@ -74,7 +70,7 @@ class ItemVocab:
     """
 
     def __init__(self, item_ids: Iterable[Any]):
-        ids = [_to_python(v) for v in item_ids]
+        ids = [to_builtin(v) for v in item_ids]
         for v in ids:
             # bool is an int subclass but would come back from JSON as a bool and hash equal to 0/1: refuse it.
             if isinstance(v, bool) or not isinstance(v, (int, str)):
@@ -124,7 +120,7 @@ class ItemVocab:
         values = raw_ids if isinstance(raw_ids, (np.ndarray, pd.Series, pd.Index)) else list(raw_ids)
         if isinstance(values, list):
             arr = np.empty(len(values), dtype=object)
-            arr[:] = [_to_python(v) for v in values]
+            arr[:] = [to_builtin(v) for v in values]
             values = arr
         if len(values) == 0 or len(self._index) == 0:
             return np.zeros(len(values), dtype=np.int64)
@@ -146,7 +142,7 @@ class ItemVocab:
             if unknown == "drop":
                 return indices[~missing]
             values = list(raw_ids) if not isinstance(raw_ids, (np.ndarray, pd.Series, pd.Index)) else raw_ids
-            first = _to_python(np.asarray(values, dtype=object)[np.flatnonzero(missing)[0]])
+            first = to_builtin(np.asarray(values, dtype=object)[np.flatnonzero(missing)[0]])
             raise DataError(
                 f"item vocabulary: item id {first!r} is not in the vocabulary "
                 f"({int(missing.sum())} of {len(indices)} ids unknown)"

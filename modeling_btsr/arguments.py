@@ -25,6 +25,7 @@ from transformers.hf_argparser import string_to_bool
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
 
 from data_processing import PROTOCOLS, DataError
+from data_processing.builtins import to_builtin
 from data_processing.readers import DATA_FORMATS, KNOWN_DATASETS
 
 from .configuration_btsr import BTSRConfig
@@ -715,20 +716,10 @@ def parse_arguments(argv: list[str] | None = None) -> ResolvedSettings:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _jsonable(value):
-    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):  # enums
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
-
-
 def run_settings(settings: ResolvedSettings) -> dict:
     """The JSON form of `run_settings.json`: every setting (not the token, not the checkpoint resumed from) and
     where it came from."""
-    values = {name: _jsonable(value) for name, value in settings.values.items() if name not in _NOT_SAVED}
+    values = {name: to_builtin(value) for name, value in settings.values.items() if name not in _NOT_SAVED}
     sources = {name: settings.sources.get(name, "default") for name in values}
     return {"settings": values, "sources": sources}
 

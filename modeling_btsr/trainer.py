@@ -12,6 +12,8 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .evaluation import evaluate_ranking
+
 __all__ = [
     "BTSRTrainer",
     "RankingEvalSet",
@@ -277,7 +279,6 @@ class BTSRTrainer(Trainer):
     # -------------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs) -> dict:
         """Full-ranking metrics of the users in `eval_dataset` (a :class:`RankingEvalSet`), logged and returned."""
-        from .evaluation import evaluate_ranking
 
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         if not isinstance(dataset, RankingEvalSet):

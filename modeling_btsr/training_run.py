@@ -14,10 +14,26 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
+from data_processing import (
+    DataError,
+    PairedTrainDataset,
+    SequenceCollator,
+    build_train_dataset,
+    filter_interactions,
+    load_dataset_by_name,
+    read_interactions,
+    split_interactions,
+)
+from data_processing.builtins import to_builtin
+from data_processing.download import default_cache_dir, fetch_ml1m_ratings
+from model_cards import push_folder_to_hub, write_model_card
+
 from .arguments import DataArguments, ModelArguments, ResolvedSettings, config_kwargs, write_run_settings
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import default_sce_buckets
 from .modeling_btsr import BTSRForSequentialRecommendation
+from .evaluation import evaluate_ranking, most_popular_ranking
+from .metrics import bootstrap_ci
 from .trainer import (
     COMPLETE_MARKER,
     BTSRTrainer,
@@ -56,10 +72,6 @@ class PreparedData:
 
 def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None = None) -> PreparedData:
     """read -> filter -> split -> training examples and partner index, with counts of what each step removed."""
-    from data_processing import DataError, build_train_dataset, split_interactions
-    from data_processing.download import default_cache_dir, fetch_ml1m_ratings
-    from data_processing.filtering import filter_interactions
-    from data_processing.readers import load_dataset_by_name, read_interactions
 
     if data_args.data_path:
         frame = read_interactions(
@@ -106,17 +118,7 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         f"users, {stats['num_train_interactions']:,} training interactions, {stats['num_test_users']:,} evaluated "
         f"users, partner share {stats['partner_share']:.3f}"
     )
-    return PreparedData(split, examples, user_counts, interaction_counts, _jsonable(stats), source)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return PreparedData(split, examples, user_counts, interaction_counts, to_builtin(stats), source)
 
 
 def make_config(
@@ -199,7 +201,6 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str) -> str 
     Raises:
         DataError: nothing to resume from, or an incomplete checkpoint; the message says which folder to use.
     """
-    from data_processing import DataError
 
     if value in (None, False, "", "False", "false"):
         return None
@@ -233,14 +234,10 @@ def run_training(
     Returns the results dictionary that is also written to `all_results.json` (metrics, most-popular baseline,
     bootstrap intervals for small evaluations, timings).
     """
-    from .evaluation import evaluate_ranking, most_popular_ranking
-    from .metrics import bootstrap_ci
 
-    from data_processing import PairedTrainDataset, SequenceCollator
 
     hub = hub or {}
     if hub.get("push_to_hub") and not hub.get("hub_model_id"):
-        from data_processing import DataError
 
         raise DataError("--push_to_hub needs --hub_model_id org/name (checked before training, not after)")
     with_pairs = model_args.bt_alpha > 0
@@ -342,15 +339,14 @@ def run_training(
     if command:
         results["command"] = command
     if trainer.is_world_process_zero():
-        from model_cards import push_folder_to_hub, write_model_card
 
         save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), output_dir)
         with open(os.path.join(output_dir, "all_results.json"), "w") as handle:
-            json.dump(_jsonable(results), handle, indent=2)
+            json.dump(to_builtin(results), handle, indent=2)
         # Per-user test outcomes for paired comparisons between runs; kept in a subfolder, out of Hub uploads.
         os.makedirs(os.path.join(output_dir, "eval"), exist_ok=True)
         with open(os.path.join(output_dir, "eval", "test_per_user.json"), "w") as handle:
-            per_user_json = {"user_ids": _jsonable(list(data.split.test.user_ids))}
+            per_user_json = {"user_ids": to_builtin(list(data.split.test.user_ids))}
             per_user_json.update({k: per_user[k].tolist() for k in ("hr@10", "ndcg@10") if k in per_user})
             json.dump(per_user_json, handle)
         write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
