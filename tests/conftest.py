@@ -1,31 +1,14 @@
-"""Shared fixtures: small synthetic interaction logs with learnable structure (no real data needed)."""
+"""Shared fixtures: small synthetic interaction logs with learnable structure, and the real datasets when present.
 
-import os
-import subprocess
-import sys
+Helpers that test modules import live in tests/helpers.py.
+"""
+
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def write_synthetic_log(path: Path, num_users: int = 120, num_items: int = 40, seed: int = 0) -> Path:
-    """Users walk a ring of items with small random jumps: the next item is predictable from the last ones."""
-    rng = np.random.default_rng(seed)
-    rows = ["user_id,item_id,timestamp"]
-    for user in range(num_users):
-        length = int(rng.integers(5, 25))
-        item = int(rng.integers(0, num_items))
-        t = int(rng.integers(1_000_000, 2_000_000))
-        for _ in range(length):
-            rows.append(f"u{user},{item + 1},{t}")
-            item = (item + 1 + int(rng.integers(0, 2))) % num_items
-            t += int(rng.integers(1, 1000))
-    path.write_text("\n".join(rows) + "\n")
-    return path
+from data_processing.readers import default_data_root
+from tests.helpers import write_synthetic_log
 
 
 @pytest.fixture
@@ -33,11 +16,11 @@ def synthetic_log(tmp_path) -> Path:
     return write_synthetic_log(tmp_path / "log.csv")
 
 
-def run_train(args: list[str], launcher: list[str] | None = None, timeout: int = 600, check: bool = True):
-    """Runs train.py in a subprocess (as a user would) and returns the CompletedProcess."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = (launcher or [sys.executable]) + [str(REPO_ROOT / "train.py"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
-    if check and result.returncode != 0:
-        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of the licensed datasets, where train.py looks for them ($BTSR_DATA_ROOT, else ../shared/data:
+    beside the checkout, never in it); a test that asks for it is skipped without it."""
+    folder = default_data_root()
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent: the licensed datasets are not shipped with the repo")
+    return folder

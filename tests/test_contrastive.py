@@ -27,7 +27,7 @@ from data_processing import (
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.losses_btsr import infonce_loss
-from tests.conftest import run_train
+from tests.helpers import run_train
 from tests.distributed import assert_two_processes_match_one
 
 MASK = 10_000
@@ -459,6 +459,7 @@ def test_presets_resolve():
 
 @pytest.mark.parametrize("preset,span", [("cl4srec", "sequence"), ("duorec", "sequence"), ("duorec", "random_prefix"),
                                          ("cl4srec", "random_prefix_in_place")])  # fmt: skip
+@pytest.mark.integration
 def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span):
     out = tmp_path / preset
     result = run_train([

@@ -4,7 +4,6 @@ leave-one-out on hand-made tables, error cases, and property tests on random tab
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 
 import numpy as np
@@ -14,16 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data_processing import DataError, ItemVocab, leave_one_out_split, split_interactions, temporal_split
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-ML100K = os.path.join(DATA, "ml-100k", "interactions.csv.gz")
+from tests.helpers import require
 
 
 @pytest.fixture(scope="module")
-def ml100k() -> pd.DataFrame:
-    if not os.path.exists(ML100K):
-        pytest.skip(f"real data not present ({os.path.normpath(DATA)} is absent: it is not shipped with the repo)")
-    return pd.read_csv(ML100K)[["user_id", "item_id", "timestamp"]]
+def ml100k(shared_data) -> pd.DataFrame:
+    return pd.read_csv(require(shared_data / "ml-100k" / "interactions.csv.gz"))[["user_id", "item_id", "timestamp"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
