@@ -24,7 +24,7 @@ train: setup
 	$(BIN)/python train.py --output_dir outputs/btsr-ml-latest-small
 
 test: setup
-	$(BIN)/python -m pytest -q modeling_btsr data_processing model_cards tests
+	$(BIN)/python -m pytest -q --durations=15 modeling_btsr data_processing model_cards tests
 
 clean:
 	rm -rf $(VENV) outputs
