@@ -29,15 +29,14 @@ __all__ = [
     "protocol_label",
     "TEMPLATE_PATH",
     "METRIC_FAMILIES",
-    "CUTOFFS",
 ]
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
 
-# results-key family -> display name, in table order; cut-offs as in the BT-SR protocol (section 3).
+# results-key family -> display name, in table order. The cut-offs and popularity buckets are read from the results
+# themselves (`test_ndcg@10`, `test_ndcg@10_head`, ...): the evaluation that wrote them is their one source.
 METRIC_FAMILIES = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "coverage": "Coverage"}
-CUTOFFS = (1, 5, 10, 20, 50)
-BUCKETS = ("head", "mid", "tail")
+_TEST_KEY = re.compile(r"^test_(?P<family>[a-z]+)@(?P<k>\d+)(?:_(?P<bucket>[a-z]+))?$")
 TASK_TYPE = "sequential-recommendation"
 TASK_NAME = "Sequential recommendation (next item, full ranking)"
 TAGS = ["sequential-recommendation", "recommender-system", "barlow-twins", "sasrec", "btsr", "custom_code"]
@@ -197,14 +196,20 @@ def _config_dict(config) -> dict:
 
 
 def _test_metric_keys(results: dict) -> list[tuple[str, int, str]]:
-    """`(family, k, key)` of the overall test metrics present, in table order."""
-    found = []
-    for family in METRIC_FAMILIES:
-        for k in CUTOFFS:
-            key = f"test_{family}@{k}"
-            if _is_number(results.get(key)):
-                found.append((family, k, key))
-    return found
+    """`(family, k, key)` of the overall test metrics present, in table order (family, then K)."""
+    found = [
+        (m["family"], int(m["k"]), key)
+        for key in results
+        if (m := _TEST_KEY.match(key)) and not m["bucket"] and m["family"] in METRIC_FAMILIES
+        and _is_number(results[key])
+    ]
+    return sorted(found, key=lambda fkk: (list(METRIC_FAMILIES).index(fkk[0]), fkk[1]))
+
+
+def _buckets(results: dict) -> list[str]:
+    """The popularity buckets of the per-bucket test metrics, in the order the results list them."""
+    found = (m["bucket"] for key in results if (m := _TEST_KEY.match(key)) and m["bucket"])
+    return list(dict.fromkeys(found))
 
 
 def _eval_results(results: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
@@ -262,13 +267,12 @@ def _check_reference(results: dict, stats: dict, reference: dict, reference_stat
         raise DataError("reference run: its results hold no test metrics (test_hr@10, ...)")
 
 
-_BUCKET_KEY = re.compile(r"^test_(?P<family>[a-z]+)@(?P<k>\d+)_(?P<bucket>head|mid|tail)$")
-
-
 def _bucket_table(results: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-popularity-bucket table (model, then most-popular, per metric)."""
+    buckets = _buckets(results)
     columns = sorted(
-        {(m["family"], int(m["k"])) for key in results if (m := _BUCKET_KEY.match(key)) and _is_number(results[key])},
+        {(m["family"], int(m["k"])) for key in results
+         if (m := _TEST_KEY.match(key)) and m["bucket"] and _is_number(results[key])},
         key=lambda fk: (list(METRIC_FAMILIES).index(fk[0]) if fk[0] in METRIC_FAMILIES else 99, fk[1]),
     )
     if not columns:
@@ -276,17 +280,17 @@ def _bucket_table(results: dict) -> tuple[list[str], list[list[str]]]:
     header, cells = ["bucket"], []
     for family, k in columns:
         header.append(_metric_label(family, k))
-        if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in BUCKETS):
+        if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in buckets):
             header.append(f"most popular {_metric_label(family, k)}")
-    users_keys = [f"test_num_users_{b}" for b in BUCKETS]
+    users_keys = [f"test_num_users_{b}" for b in buckets]
     with_users = any(_is_number(results.get(k)) for k in users_keys)
     if with_users:
         header.append("test users")
-    for bucket in BUCKETS:
+    for bucket in buckets:
         row = [bucket]
         for family, k in columns:
             row.append(_fmt(results.get(f"test_{family}@{k}_{bucket}")))
-            if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in BUCKETS):
+            if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in buckets):
                 row.append(_fmt(results.get(f"test_mostpop_{family}@{k}_{bucket}")))
         if with_users:
             row.append(_fmt(results.get(f"test_num_users_{bucket}")))
@@ -299,9 +303,10 @@ _NOT_METRICS = re.compile(r"(runtime|per_second|_loss$|_steps?$|_ci95$|^test_num
 
 def _other_test_metrics(results: dict) -> list[tuple[str, str]]:
     used = {key for _, _, key in _test_metric_keys(results)}
+    bucketed = {key for key in results if (m := _TEST_KEY.match(key)) and m["bucket"]}
     other = []
     for key, value in results.items():
-        if not key.startswith("test_") or key in used or key.startswith("test_mostpop_") or _BUCKET_KEY.match(key):
+        if not key.startswith("test_") or key in used or key.startswith("test_mostpop_") or key in bucketed:
             continue
         if _NOT_METRICS.search(key) or not _is_number(value):
             continue
