@@ -54,7 +54,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_model  # noqa: E402
 from reproduce import (  # noqa: E402
-    DATASETS, SHARED, WORK, _run, dataset_file, exclusive, last_complete_checkpoint, train_command,
+    DATASETS,
+    SHARED,
+    WORK,
+    _run,
+    dataset_file,
+    exclusive,
+    last_complete_checkpoint,
+    train_command,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,7 +295,8 @@ def main() -> int:
                         help=f"one of {', '.join(' '.join(k) for k in DATASETS)}")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training")
     parser.add_argument("--initial", action="store_true",
-                        help="print the norms and state likeness of the untrained seed-0 model (what training starts from)")
+                        help="print the norms and state likeness of the untrained seed-0 model "
+                             "(what training starts from)")
     parser.add_argument("--backfill_geometry", action="store_true",
                         help="re-measure norms and state similarity of recorded variants whose run folders remain")
     args = parser.parse_args()

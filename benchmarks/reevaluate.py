@@ -56,7 +56,8 @@ def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, 
     split = data.split
     valid = evaluate_ranking(model, split.valid.contexts, split.valid.targets, item_user_counts=data.item_user_counts)
     test, per_user = evaluate_ranking(model, split.test.contexts, split.test.targets,
-                                      item_user_counts=data.item_user_counts, prefix="test", return_per_user=True)  # fmt: skip
+                                      item_user_counts=data.item_user_counts, prefix="test",
+                                      return_per_user=True)  # fmt: skip
     mostpop = most_popular_ranking(split.test.contexts, split.test.targets, data.item_interaction_counts,
                                    prefix="test_mostpop")  # fmt: skip
     return results, {**valid, **test, **mostpop}, per_user

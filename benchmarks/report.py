@@ -158,8 +158,8 @@ def main() -> int:
         if len(pairs) > 1:
             dataset, protocol, model, loss, alpha, _, batch, on = key
             cells = difference_cells([m for m, _ in pairs], [b for _, b in pairs])
-            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | {on} | all ({len(pairs)}) | "
-                         + " | ".join(cells) + " |")  # fmt: skip
+            lines.append(f"| {dataset} | {protocol} | {model} | {loss} | {alpha} | {batch} | {on} | "
+                         f"all ({len(pairs)}) | " + " | ".join(cells) + " |")  # fmt: skip
     lines += _other_dropout_section(records)
     lines += _pooled_section(records)
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
@@ -273,7 +273,8 @@ def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, tuple[int
                 and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
                 and r["batch_size"] == DEFAULT_BATCH.get(dataset, r["batch_size"])]  # the batch_size grid aside
         alphas = sorted({r["bt_alpha"] for r in runs})
-        seeds = set.intersection(*({r["seed"] for r in runs if r["bt_alpha"] == a} for a in alphas)) if alphas else set()
+        seeds_per_alpha = [{r["seed"] for r in runs if r["bt_alpha"] == a} for a in alphas]
+        seeds = set.intersection(*seeds_per_alpha) if alphas else set()
         if len(alphas) >= 2 and seeds:
             lines[on, tuple(sorted(seeds))] = alphas, [r for r in runs if r["seed"] in seeds]
     return lines

@@ -12,9 +12,11 @@
     for i in $(seq 8); do python benchmarks/reproduce.py --grid ml-1m --device cuda --threads 1 & done; wait
 
 Each run is `train.py` in a subprocess with a fixed setting; its working folder (checkpoints) lives under
-`$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in accuracy.json are skipped; a run that was killed (time budget,
-session end) resumes from its last complete checkpoint the next time. Records are appended as each run finishes, under
-a file lock, so the results file is always consistent, and a run already taken by another runner is skipped. Epoch caps are stated per dataset below (and by --list) and stored in every record.
+`$BTSR_REPRODUCE_WORK/<run_id>` (default `~/.cache/btsr/reproduce`, outside the repository). Runs already in
+accuracy.json are skipped; a run that was killed (time budget, session end) resumes from its last complete checkpoint
+the next time. Records are appended as each run finishes, under a file lock, so the results file is always
+consistent, and a run already taken by another runner is skipped. Epoch caps are stated per dataset below (and by
+--list) and stored in every record.
 Each record keeps its users' test ranks within the top 10 (`test_per_user`, see `compact_per_user`) for paired
 per-user intervals, and the commits its sessions ran (`code_versions`: more than one for a run resumed across a code
 change; records finished before 2026-11-28 predate the field). `train_seconds` are the last session's, from
@@ -36,11 +38,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from machine_info import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout's own packages, also when run from another worktree
 from data_processing.readers import default_data_root  # noqa: E402  (after the path entry above)
+
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 # Outside the work tree: checkpoints survive a fresh checkout of the repository on the same machine.
 WORK = Path(os.environ.get("BTSR_REPRODUCE_WORK", "~/.cache/btsr/reproduce")).expanduser()
@@ -206,7 +210,6 @@ def on_device(runs: list[dict], device: str) -> list[dict]:
 
 
 def train_command(run: dict, output_dir: Path) -> list[str]:
-    base = DATASETS[(run["dataset"], run["protocol"])]
     data = (["--dataset", run["dataset"]] if dataset_file(run["dataset"]) is None
             else ["--dataset", run["dataset"], "--data_root", str(SHARED)])  # fmt: skip
     preset = ["--preset", run["model"]] if run["model"] in CONTRASTIVE else []
@@ -405,7 +408,8 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
     results = json.loads((folder / "all_results.json").read_text())
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
     record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
-              "train_seconds": results.get("train_seconds"), "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
+              "train_seconds": results.get("train_seconds"),
+              "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
               "machine": machine(device_of(run)),
               "threads": threads,
               "command": " ".join(command[1:]),
@@ -479,7 +483,6 @@ def main() -> int:
     for run in runs:
         if run_id(run) in recorded:
             continue
-        base = DATASETS[(run["dataset"], run["protocol"])]
         file = dataset_file(run["dataset"])
         if file is not None and not (SHARED / file).exists():
             print(f"skipped {run_id(run)}: {SHARED / file} not found (not shipped: licence)")

@@ -90,7 +90,8 @@ def test_round_trip_covers_every_model_and_data_setting():
     assert {f.name for f in fields(ModelArguments)} <= covered
     assert {f.name for f in fields(DataArguments)} - _NOT_ROUND_TRIPPED <= covered
     # The model settings are BTSRConfig's own fields (less num_items; max_len and dropout are its renamed ones).
-    config_fields = set(arguments.BTSRConfig.__dict__["__annotations__"]) - {"num_items", "attention_probs_dropout_prob"}
+    config_fields = set(arguments.BTSRConfig.__dict__["__annotations__"])
+    config_fields -= {"num_items", "attention_probs_dropout_prob"}
     renamed = {"max_position_embeddings": "max_len", "hidden_dropout_prob": "dropout"}
     assert {renamed.get(n, n) for n in config_fields} == {f.name for f in fields(ModelArguments)}
 

@@ -474,7 +474,8 @@ def test_performance_render_marks_ce_at_1m_items_as_computed_and_lists_step_time
               "ce_1m": {"computed": True, "positions": 1000, **performance.ce_logits_mb(1000, 1_000_000)}}  # fmt: skip
     results = {"sections": {"memory": {"command": "cmd", "measured_at": "t", "machine": machine,
                                        "load_average_start": [0], "load_average_end": [0]}},
-               "memory": memory, "sce_1m_items_peak_mb": 30, "ce_1m_items_peak_mb": None, "benchmark_wall_s": 7.0}  # fmt: skip
+               "memory": memory, "sce_1m_items_peak_mb": 30, "ce_1m_items_peak_mb": None,
+               "benchmark_wall_s": 7.0}  # fmt: skip
     (tmp_path / "performance.json").write_text(json.dumps(results))
     monkeypatch.setattr(sys, "argv", ["performance.py", "--render_only"])
     performance.main()

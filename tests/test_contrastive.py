@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import math
 from collections import Counter
 
@@ -27,8 +27,8 @@ from data_processing import (
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.losses_btsr import infonce_loss
-from tests.helpers import run_train
 from tests.distributed import assert_two_processes_match_one
+from tests.helpers import run_train
 
 MASK = 10_000
 
@@ -200,7 +200,7 @@ def test_cl4srec_views_same_through_dataloader_workers(examples):
     got = [x for batch in loader for x in batch]
     assert len(got) == len(data)
     by_input = {}
-    for i, item in expected.items():
+    for item in expected.values():
         by_input.setdefault(tuple(item["input_ids"]), []).append(item)
     for item in got:
         assert item in by_input[tuple(item["input_ids"])]
@@ -229,7 +229,8 @@ def test_dropout_views_draw_nothing_and_duorec_views(examples, monkeypatch):
 
 
 def test_default_view_maker_and_alpha_zero_unchanged(examples):
-    data, explicit = PairedTrainDataset(examples, seed=7), PairedTrainDataset(examples, seed=7, view_maker="same_target")
+    data = PairedTrainDataset(examples, seed=7)
+    explicit = PairedTrainDataset(examples, seed=7, view_maker="same_target")
     for epoch in (0, 1):
         data.set_epoch(epoch)
         explicit.set_epoch(epoch)

@@ -7,8 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_btsr import barlow_twins_loss, cross_entropy_loss, sampled_bce_loss, scalable_cross_entropy_loss
-from modeling_btsr import losses_btsr
+from modeling_btsr import (
+    barlow_twins_loss,
+    cross_entropy_loss,
+    losses_btsr,
+    sampled_bce_loss,
+    scalable_cross_entropy_loss,
+)
 from modeling_btsr.losses_btsr import _chunked_topk, bucket_cross_entropy, sample_negatives
 from tests.distributed import assert_two_processes_match_one
 

@@ -217,8 +217,8 @@ def test_the_metric_module_loads_where_the_package_cannot_be_imported(tmp_path):
     blocker.mkdir()
     (blocker / "modeling_btsr.py").write_text("raise ImportError('the btsr package must not be needed')\n")
     script = (
-        "import evaluate, json; m = evaluate.load(%r); print(json.dumps(m.compute(ranks=[1, 3, 11], ks=[10])))"
-        % str(folder)
+        f"import evaluate, json; m = evaluate.load({str(folder)!r}); "
+        "print(json.dumps(m.compute(ranks=[1, 3, 11], ks=[10])))"
     )
     env = {"PYTHONPATH": str(blocker), "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),
            "PATH": "/usr/bin:/bin"}  # fmt: skip

@@ -9,8 +9,8 @@ from transformers import AutoModel, TrainingArguments
 from data_processing import DataError, PairedTrainDataset, SequenceCollator, build_train_dataset
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
 from modeling_btsr.arguments import PRESETS, parse_arguments
-from modeling_btsr.training_run import save_model_atomically
 from modeling_btsr.trainer import NonFiniteLossError
+from modeling_btsr.training_run import save_model_atomically
 
 
 def test_settings_resolve_command_line_over_config_over_preset(tmp_path, monkeypatch):
@@ -105,8 +105,8 @@ def _checkpoint(root, step, files):
 
 
 def test_resume_picks_the_newest_complete_checkpoint_and_refuses_an_interrupted_one(tmp_path):
-    from modeling_btsr.training_run import resolve_resume_checkpoint
     from modeling_btsr.trainer import COMPLETE_MARKER
+    from modeling_btsr.training_run import resolve_resume_checkpoint
 
     legacy = _checkpoint(tmp_path, 10, ["model.safetensors", "optimizer.pt", "trainer_state.json"])
     marked = _checkpoint(tmp_path, 20, ["model.safetensors", "optimizer.pt", "trainer_state.json", COMPLETE_MARKER])
@@ -115,7 +115,8 @@ def test_resume_picks_the_newest_complete_checkpoint_and_refuses_an_interrupted_
         assert resolve_resume_checkpoint(value, str(tmp_path)) == str(marked)
     assert resolve_resume_checkpoint(str(legacy), str(tmp_path)) == str(legacy)
     assert resolve_resume_checkpoint(None, str(tmp_path)) is None
-    with pytest.raises(DataError, match=rf"checkpoint-30: incomplete checkpoint .*the newest complete one is {marked}$"):
+    message = rf"checkpoint-30: incomplete checkpoint .*the newest complete one is {marked}$"
+    with pytest.raises(DataError, match=message):
         resolve_resume_checkpoint(str(broken), str(tmp_path))
     with pytest.raises(DataError, match="no such checkpoint folder"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-99"), str(tmp_path))

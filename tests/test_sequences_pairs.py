@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import data_processing.pairs as pairs_module
-
 from data_processing import PairedTrainDataset, build_train_dataset, draw_partners, split_interactions
 from data_processing.sequences import partner_index
 from tests.helpers import require

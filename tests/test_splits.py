@@ -57,7 +57,7 @@ def check_accounting(df: pd.DataFrame, split) -> None:
 def check_eval_structure(split, max_len: int) -> None:
     """Validation target = last item of the test context; contexts whole (never cut to the window), nested;
     dtypes; the items beyond the window counted."""
-    for vctx, vt, tctx, tt in zip(split.valid.contexts, split.valid.targets, split.test.contexts, split.test.targets):
+    for vctx, vt, tctx, _ in zip(split.valid.contexts, split.valid.targets, split.test.contexts, split.test.targets):
         assert vctx.dtype == np.int64 and tctx.dtype == np.int64
         assert len(vctx) >= 1 and len(tctx) == len(vctx) + 1
         assert tctx[-1] == vt  # the test context includes the validation target, as its most recent item
@@ -174,7 +174,7 @@ def test_leave_one_out_ml100k(ml100k):
     assert split.stats["num_items"] == 1682 and split.stats["num_test_users"] == 943
     check_accounting(ml100k, split)
     check_eval_structure(split, 50)
-    for seq, vctx, tctx, vt, tt in zip(
+    for seq, vctx, tctx, vt, _ in zip(
         split.train_sequences, split.valid.contexts, split.test.contexts, split.valid.targets, split.test.targets
     ):
         assert np.array_equal(vctx, seq)  # the whole history, though the model reads 50
