@@ -99,7 +99,7 @@ def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
     for _ in range(3):
         started = time.perf_counter()
         with torch.inference_mode():  # the model's own length-sorted batches of 256, user embeddings only
-            model._encode_indices([list(c) for c in contexts], batch_size=256)
+            model.encode_indices([list(c) for c in contexts], batch_size=256)
         timings.append(time.perf_counter() - started)
     encoder_s = statistics.median(timings)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -456,14 +456,14 @@ def attention_cells(examples, batch_size: int) -> dict:
     """Why grouping pays: the training rows' lengths, and the (query, key) cells attention computes over an epoch of
     the benchmark's batches on one grid per batch (rows x longest row squared) and per length group, per item
     position."""
-    from modeling_btsr.modeling_btsr import _length_group_bounds
+    from modeling_btsr.attention_btsr import length_group_bounds
 
     lengths = np.asarray([len(ids) for ids in examples.dataset["input_ids"]])
     one_grid = grouped = 0
     for rows in batch_orders(examples.dataset, lengths, length_bucketed=False, batch_size=batch_size):
         batch = np.sort(lengths[rows])
         one_grid += len(batch) * int(batch[-1]) ** 2
-        bounds = _length_group_bounds(batch.tolist()) or [(0, len(batch), int(batch[-1]))]
+        bounds = length_group_bounds(batch.tolist()) or [(0, len(batch), int(batch[-1]))]
         grouped += sum((end - start) * grid_len**2 for start, end, grid_len in bounds)
     items = int(lengths.sum())
     return {"median_length": float(np.median(lengths)), "max_length": int(lengths.max()),

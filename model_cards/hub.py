@@ -2,7 +2,7 @@
 
 Steps, each small enough to test without network:
 
-1. :func:`prepare_upload_folder` checks that the folder is complete (weights, config with `auto_map`, the three
+1. :func:`prepare_upload_folder` checks that the folder is complete (weights, config with `auto_map`, the model's
    code files, `item_vocab.json`, `README.md`, `all_results.json`) and returns the exact files to upload;
    checkpoints, `training_args.bin`, anything pickled, dot-files and staging folders never leave the machine.
 2. :func:`push_folder_to_hub` creates the repository if needed and uploads those files in a single commit.
@@ -20,12 +20,13 @@ import sys
 from pathlib import Path
 
 from data_processing.errors import DataError
+from modeling_btsr.modeling_btsr import REMOTE_CODE_FILES
 
 __all__ = ["REQUIRED_FILES", "CODE_FILES", "prepare_upload_folder", "push_folder_to_hub", "main"]
 
 logger = logging.getLogger("btsr")
 
-CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "losses_btsr.py")
+CODE_FILES = REMOTE_CODE_FILES  # the files save_pretrained copies for trust_remote_code
 REQUIRED_FILES = (
     "config.json",
     "model.safetensors",

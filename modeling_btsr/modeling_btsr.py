@@ -5,7 +5,6 @@ model folder (and the Hub) for `AutoModel.from_pretrained(..., trust_remote_code
 """
 
 import contextlib
-import functools
 import json
 import math
 import numbers
@@ -25,6 +24,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file
 
+from .attention_btsr import ALL_ATTENTION_FUNCTIONS, PackedBatch, eager_attention_forward, inverted_dropout
 from .configuration_btsr import BTSRConfig
 from .losses_btsr import (
     barlow_twins_loss,
@@ -42,21 +42,15 @@ __all__ = [
     "BTSRModelOutput",
     "BTSRSequentialRecommendationOutput",
     "ITEM_VOCAB_NAME",
+    "REMOTE_CODE_FILES",
     "left_pad_sequences",
     "exclude_seen_items_",
     "deterministic_inference",
 ]
 
 ITEM_VOCAB_NAME = "item_vocab.json"
-
-# Query rows per attention block (see `BTSRSelfAttention.forward`); a speed setting, results do not depend on it.
-ATTENTION_QUERY_BLOCK = 100
-# Inference batches with at most this share of padding run on the padded grid itself instead of packed item rows
-# (`_Layout`): packing's gathers and scatters cost more than the few padded rows they skip in length-sorted
-# evaluation batches. A speed setting: item positions get the same values either way.
-DENSE_LAYOUT_MAX_PADDING = 0.1
-# Rows up to this length share the first attention group (`_length_group_bounds`); a speed setting.
-ATTENTION_GROUP_MIN_LEN = 16
+# The files `save_pretrained` copies beside the weights, for `trust_remote_code`: this one and those it imports.
+REMOTE_CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "attention_btsr.py", "losses_btsr.py")
 
 
 def left_pad_sequences(
@@ -172,12 +166,18 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
 
 
 class BTSRSelfAttention(nn.Module):
-    """Causal multi-head attention with a key-padding mask; queries come from the normalised stream (SASRec)."""
+    """SASRec's causal multi-head attention with a key-padding mask; queries come from the normalised stream.
+
+    The attention function is `config._attn_implementation`'s (see `attention_btsr`): `"sdpa"` by default,
+    `"eager"` for the written-out product.
+    """
 
     def __init__(self, config: BTSRConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = 1.0 / math.sqrt(self.head_dim)
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
@@ -186,206 +186,38 @@ class BTSRSelfAttention(nn.Module):
             linear._zero_bias_init = True
         self.dropout_prob = float(config.attention_probs_dropout_prob)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """`queries`, `keys`: packed item positions (n_items_in_batch, hidden). Returns packed rows."""
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output = batch.attend(
+            attention_interface,
+            self,
+            self.query(queries),
+            self.key(keys),
+            self.value(keys),
+            scaling=self.scaling,
+            dropout=self.dropout_prob if _stochastic(self) else 0.0,
+        )
+        return self.output(attn_output)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, groups: "_AttentionGroups") -> torch.Tensor:
-        """`queries`, `keys`: packed item positions (n_items_in_batch, hidden); `groups` (built once per forward by
-        `BTSRModel`) splits the packed rows into groups of batch rows, each with its own padded grid (`_Layout`)
-        and additive mask (n_rows or 1, 1, grid_len, grid_len), 0 where a query may attend to a key and -inf
-        elsewhere. Returns packed rows.
+    def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """Like `forward`, for the last position of the rows `batch.last_rows` only: `queries` (n_rows, hidden)
+        are those positions' queries, in that order; `keys` all packed item positions. Returns (n_rows, hidden).
 
-        Projections run on all item positions at once; per group, q, k, v are scattered into its padded grid (zeros
-        at padding: those keys are masked, and padded query rows are never read back) for the attention products.
-
-        Passes that record gradients are written out rather than `F.scaled_dot_product_attention`: with dropout or
-        a mask, SDPA takes its math path on CPU anyway, converting the mask and drawing `bernoulli_` dropout every
-        call; here the mask is shared by all blocks and dropout draws cheaper uniform noise. Inference (no
-        gradient, no active dropout) calls SDPA, whose fused kernel takes the additive mask as it is (on CPU 0.34 s
-        of attention per ML-1M evaluation pass against 0.47 s written out, in two profiles of
-        benchmarks/evaluation_speed.py --profile). Same formula: `softmax(QK^T / sqrt(d_h) + mask) V`.
+        One query row per user: the written-out product (`eager_attention_forward`) under every implementation.
         """
-        q_packed = self.query(queries) * (1.0 / math.sqrt(self.head_dim))
-        k_packed, v_packed = self.key(keys), self.value(keys)
-        parts = [
-            self._attend(q_packed[start:end], k_packed[start:end], v_packed[start:end], layout)
-            for start, end, layout in groups.parts
-        ]
-        return self.output(parts[0] if len(parts) == 1 else torch.cat(parts))
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: "_Layout") -> torch.Tensor:
-        """Attention of one group: packed projections (n, hidden) -> packed attended values (n, hidden)."""
-        q, k, v = (self._heads(layout.scatter(t)) for t in (q, k, v))
-        batch, _, length, _ = q.shape
-        if not torch.is_grad_enabled() and not (_stochastic(self) and self.dropout_prob > 0):
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask_bias, scale=1.0)
-            return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
-        # Causal: queries [start, end) see keys [0, end) only, so the all-masked upper blocks are never computed
-        # (an exp(-inf) = 0 term less in a softmax changes nothing); ~35% fewer products and dropout draws at 200.
-        block = ATTENTION_QUERY_BLOCK if length > ATTENTION_QUERY_BLOCK else length
-        parts = []
-        for start in range(0, length, block):
-            end = min(start + block, length)
-            scores = (q[:, :, start:end] @ k[:, :, :end].transpose(-1, -2)).add_(layout.mask_bias[..., start:end, :end])
-            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, _stochastic(self))
-            parts.append(weights @ v[:, :, :end])
-        attended = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        return layout.gather(attended.transpose(1, 2).reshape(batch, length, -1))
-
-    def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, groups: "_AttentionGroups") -> torch.Tensor:
-        """Like `forward`, for the last position of the rows `groups.last_rows` only: `queries` (n_rows, hidden)
-        are those positions' queries, in that order; `keys` all packed item positions. Returns (n_rows, hidden)."""
-        n_rows = queries.shape[0]
-        q_rows = (self.query(queries) * (1.0 / math.sqrt(self.head_dim))).view(n_rows, self.num_heads, 1, -1)
-        k_packed, v_packed = self.key(keys), self.value(keys)
-        parts, first = [], 0
-        for start, end, layout in groups.parts:
-            q = q_rows[first : first + len(layout.last_rows)]
-            first += len(layout.last_rows)
-            k = self._heads(layout.rows_ending_in_item(layout.scatter(k_packed[start:end])))
-            v = self._heads(layout.rows_ending_in_item(layout.scatter(v_packed[start:end])))
-            scores = (q @ k.transpose(-1, -2)).add_(layout.rows_ending_in_item(layout.mask_bias[..., -1:, :]))
-            weights = _dropout(torch.softmax(scores, dim=-1), self.dropout_prob, _stochastic(self))
-            parts.append((weights @ v).reshape(len(q), -1))
-        return self.output(parts[0] if len(parts) == 1 else torch.cat(parts))
-
-
-class _Layout:
-    """Where the packed item positions of a left-padded batch sit in its (batch, seq_len) grid.
-
-    With `dense=True` every grid position is a packed row (padding included): `gather` and `scatter` are then
-    reshapes, and padded rows carry values that no item position reads (padded keys are masked, padded queries are
-    dropped), zeroed where the grid is returned. `is_item` (batch, seq_len) is the grid's mask of item positions.
-    """
-
-    def __init__(self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32):
-        self.batch, self.length = is_item.shape
-        self.dense = dense
-        self.dtype = dtype
-        if dense:
-            self.index = torch.arange(self.batch * self.length, device=is_item.device)
-        else:
-            self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
-        self.is_item = is_item
-
-    @functools.cached_property
-    def mask_bias(self) -> torch.Tensor:
-        """The grid's additive attention mask (see `_attention_mask_bias`), built once and shared by all blocks."""
-        return _attention_mask_bias(self.is_item, self.dtype)
-
-    @functools.cached_property
-    def all_rows(self) -> bool:
-        """Whether every row ends in an item (no empty row)."""
-        return bool(self.is_item[:, -1].all())
-
-    @functools.cached_property
-    def last_rows(self) -> torch.Tensor:
-        """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
-        return self.is_item[:, -1].nonzero().squeeze(1)
-
-    @functools.cached_property
-    def last_packed(self) -> torch.Tensor:
-        """The packed row of each of `last_rows`' last position."""
-        if self.dense:
-            return self.last_rows * self.length + (self.length - 1)
-        return (self.is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)  # a row's last packed row
-
-    def gather(self, grid: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, d) -> (n_items, d)."""
-        if self.dense:
-            return grid.reshape(self.batch * self.length, -1)
-        return grid.reshape(self.batch * self.length, -1).index_select(0, self.index)
-
-    def scatter(self, packed: torch.Tensor) -> torch.Tensor:
-        """(n_items, d) -> (batch, seq_len, d), zeros at padding (dense: the rows as they are)."""
-        if self.dense:
-            return packed.view(self.batch, self.length, -1)
-        grid = packed.new_zeros(self.batch * self.length, packed.shape[-1])
-        return grid.index_copy(0, self.index, packed).view(self.batch, self.length, -1)
-
-    def rows_ending_in_item(self, grid: torch.Tensor) -> torch.Tensor:
-        """The `last_rows` of a (batch, ...) tensor (no copy when every row ends in an item)."""
-        return grid if self.all_rows else grid.index_select(0, self.last_rows)
-
-
-class _AttentionGroups:
-    """The groups of batch rows that attention runs in, each on its own grid (`BTSRConfig.length_grouped_attention`).
-
-    `parts` lists `(packed_start, packed_end, layout)` per group: with the batch's rows sorted by length, a group's
-    item positions are one contiguous slice of the packed rows, and its `_Layout` is the grid of its rows cut to its
-    longest row (left padding: the cut columns are padding in every one of its rows). Ungrouped: one part, the
-    whole batch's layout.
-    """
-
-    def __init__(self, layout: _Layout, bounds: list[tuple[int, int, int]] | None = None):
-        if bounds is None:
-            self.parts = [(0, len(layout.index), layout)]
-            self._first_rows = [0]
-            return
-        self.parts, self._first_rows, packed_start = [], [], 0
-        for row_start, row_end, grid_len in bounds:
-            group = _Layout(layout.is_item[row_start:row_end, layout.length - grid_len :], dtype=layout.dtype)
-            self.parts.append((packed_start, packed_start + len(group.index), group))
-            self._first_rows.append(row_start)
-            packed_start += len(group.index)
-
-    @functools.cached_property
-    def last_rows(self) -> torch.Tensor:
-        """Batch rows (of the sorted batch) whose last position is an item, group by group."""
-        rows = [first + layout.last_rows for first, (_, _, layout) in zip(self._first_rows, self.parts)]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
-
-    @functools.cached_property
-    def last_packed(self) -> torch.Tensor:
-        """The packed row of each of `last_rows`' last position."""
-        rows = [start + layout.last_packed for start, _, layout in self.parts]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
-
-
-def _length_group_bounds(sorted_lengths: list[int]) -> list[tuple[int, int, int]] | None:
-    """Row groups for attention: `(row_start, row_end, grid_len)` per group of the rows, sorted by length, whose
-    lengths fall in one power-of-two bin (lengths up to `ATTENTION_GROUP_MIN_LEN` share the first), `grid_len`
-    the group's longest row. Empty rows (length 0) join no group: they have no position to compute. `None` when
-    every non-empty row falls in one bin (one grid, as ungrouped). A row in a grid at most twice its length wastes
-    at most 3/4 of its attention cells on padding (the first bin's grids, at most 16 long, are cheap whatever their
-    padding), against nearly all of them on one 200-long grid for short-history data; a handful of groups keeps the
-    per-group overhead small.
-
-    >>> _length_group_bounds([0, 3, 9, 16, 17, 40, 200])
-    [(1, 4, 16), (4, 5, 17), (5, 6, 40), (6, 7, 200)]
-    """
-    groups, row_start, current = [], None, None
-    for row, length in enumerate(sorted_lengths):
-        if length == 0:
-            continue
-        length_bin = max(ATTENTION_GROUP_MIN_LEN, 1 << (length - 1).bit_length())
-        if length_bin != current:
-            if current is not None:
-                groups.append((row_start, row, sorted_lengths[row - 1]))
-            row_start, current = row, length_bin
-    if current is not None:
-        groups.append((row_start, len(sorted_lengths), sorted_lengths[-1]))
-    return groups if len(groups) > 1 else None
-
-
-def _attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The additive attention mask shared by every block, (batch, 1, seq_len, seq_len): 0 where query i may attend
-    to key j (j <= i and j an item), -inf elsewhere; padded query rows attend to themselves, so no softmax row is
-    empty (their outputs are never read). Built as a causal (seq_len, seq_len) bias plus a key-padding (batch, 1,
-    seq_len) bias in one broadcast add: the (batch, seq_len, seq_len) grid is written once. A batch without padding
-    (most length-sorted evaluation batches of long histories) gets the causal bias alone, (1, 1, seq_len, seq_len),
-    broadcast over the batch."""
-    length = is_item.shape[1]
-    causal = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device).triu_(1)
-    if bool(is_item.all()):
-        return causal.view(1, 1, length, length)
-    minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=is_item.device)
-    zero = torch.zeros((), dtype=dtype, device=is_item.device)
-    keys = torch.where(is_item, zero, minus_inf).unsqueeze(1)
-    mask_bias = causal + keys
-    mask_bias.diagonal(dim1=-2, dim2=-1).zero_()  # item rows may see themselves anyway; padded rows need a key
-    return mask_bias.unsqueeze(1)
+        attn_output = batch.attend_last(
+            eager_attention_forward,
+            self,
+            self.query(queries),
+            self.key(keys),
+            self.value(keys),
+            scaling=self.scaling,
+            dropout=self.dropout_prob if _stochastic(self) else 0.0,
+        )
+        return self.output(attn_output)
 
 
 _THREAD = threading.local()
@@ -416,23 +248,12 @@ def _stochastic(module: nn.Module) -> bool:
     return module.training and not getattr(_THREAD, "inference", False)
 
 
-def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout, like `F.dropout`: each element kept with probability `1 - p` and scaled by `1 / (1 - p)`.
-
-    The keep mask is `uniform[0, 1) >= p`, drawn with `torch.rand_like`, which on CPU costs a fraction of the
-    `bernoulli_` that `F.dropout` draws (same distribution; a different random stream than `F.dropout`).
-    """
-    if not training or p == 0.0:
-        return x
-    noise = torch.rand_like(x).ge_(p).div_(1.0 - p)  # 0 or 1 / (1 - p); no gradient flows into the mask
-    return x * noise
-
-
 class BTSRDropout(nn.Dropout):
-    """`nn.Dropout` with the cheaper mask of `_dropout` (same distribution)."""
+    """`nn.Dropout` with the cheaper mask of `inverted_dropout` (same distribution), off in
+    `deterministic_inference`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _dropout(x, self.p, _stochastic(self))
+        return inverted_dropout(x, self.p, _stochastic(self))
 
 
 class BTSRFeedForward(nn.Module):
@@ -464,19 +285,19 @@ class BTSRBlock(GradientCheckpointingLayer):
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
 
-    def forward(self, x: torch.Tensor, groups: _AttentionGroups) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """`x`: packed item positions (n_items_in_batch, hidden); padding is never computed (the reference zeroes
         it after every block, and padded keys are masked, so item positions are unaffected)."""
         queries = self.attention_layernorm(x)
-        x = queries + self.attention(queries, x, groups)
+        x = queries + self.attention(queries, x, batch)
         return self.feed_forward(self.feed_forward_layernorm(x))
 
-    def forward_last(self, x: torch.Tensor, groups: _AttentionGroups) -> torch.Tensor:
-        """The block's output at the last position of the rows `groups.last_rows` only, (n_rows, hidden): keys and
+    def forward_last(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """The block's output at the last position of the rows `batch.last_rows` only, (n_rows, hidden): keys and
         values still come from every position, but the query-side path (LayerNorm, attention row, residual,
         feed-forward) runs for those positions alone."""
-        queries = self.attention_layernorm(x.index_select(0, groups.last_packed))
-        x = queries + self.attention.forward_last(queries, x, groups)
+        queries = self.attention_layernorm(x.index_select(0, batch.last_packed))
+        x = queries + self.attention.forward_last(queries, x, batch)
         return self.feed_forward(self.feed_forward_layernorm(x))
 
 
@@ -519,7 +340,7 @@ class BTSRPreTrainedModel(PreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             here = os.path.dirname(os.path.abspath(__file__))
-            for name in ("configuration_btsr.py", "modeling_btsr.py", "losses_btsr.py"):
+            for name in REMOTE_CODE_FILES:
                 source, target = os.path.join(here, name), os.path.join(save_directory, name)
                 if os.path.abspath(source) != os.path.abspath(target):
                     shutil.copyfile(source, target)
@@ -678,52 +499,35 @@ class BTSRModel(BTSRPreTrainedModel):
                     f"position_offsets[{row}] = {int(position_offsets[row])} is outside 0..{int(room[row])} "
                     f"(max_position_embeddings {max_len} minus the row's {max_len - int(room[row])} items)"
                 )
-        # Position-wise layers run on item positions only (packed rows); padding stays zero, as in the reference.
-        # Inference on nearly unpadded batches skips the packing (same values at item positions); training always
-        # packs, so its random dropout streams do not depend on the batch's padding.
-        dense = not (_stochastic(self) or torch.is_grad_enabled()) and (
-            1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
+        # Position-wise layers run on the item positions only (packed rows), attention on padded grids of them.
+        packed = PackedBatch(
+            is_item,
+            group_by_length=self.config.length_grouped_attention,
+            inference=not (_stochastic(self) or torch.is_grad_enabled()),
+            dtype=self.item_embeddings.weight.dtype,
         )
-        order, bounds = None, None
-        if self.config.length_grouped_attention and not dense:
-            sorted_lengths, order = torch.sort(is_item.sum(dim=1), stable=True)
-            bounds = _length_group_bounds(sorted_lengths.tolist())
-            if bounds is None:
-                order = None  # one group: the batch as it is
-            else:  # rows sorted by length, so that each group's item positions are contiguous once packed
-                input_ids, is_item = input_ids.index_select(0, order), is_item.index_select(0, order)
-                if position_offsets is not None:
-                    position_offsets = position_offsets.index_select(0, order.to(position_offsets.device))
-        layout = _Layout(is_item, dense=dense, dtype=self.item_embeddings.weight.dtype)
-        groups = _AttentionGroups(layout, bounds)
-        positions = layout.index % length + (max_len - length)
+        input_ids = packed.sort_rows(input_ids)
+        positions = packed.index % length + (max_len - length)  # the newest item at the last position embedding
         if position_offsets is not None:
-            shift = position_offsets.to(positions.device).index_select(0, layout.index // length)
+            shift = packed.sort_rows(position_offsets).to(positions.device).index_select(0, packed.index // length)
             positions = (positions - shift).clamp_min(0)  # only padded cells (dense layout) could fall below 0
-        x = self.item_embeddings(input_ids.reshape(-1).index_select(0, layout.index)) * math.sqrt(
-            self.config.hidden_size
-        ) + self.position_embeddings(positions)
-        x = self.embedding_dropout(x)
+        x = self.item_embeddings(packed.pack_ids(input_ids)) * math.sqrt(self.config.hidden_size)
+        x = self.embedding_dropout(x + self.position_embeddings(positions))
         if user_embeddings_only:
             for block in self.blocks[:-1]:
-                x = block(x, groups)
-            last = self.final_layernorm(self.blocks[-1].forward_last(x, groups))
-            rows = groups.last_rows if order is None else order.index_select(0, groups.last_rows)
-            users = last.new_zeros(batch, last.shape[-1]).index_copy(0, rows, last)
+                x = block(x, packed)
+            users = packed.unpack_last(self.final_layernorm(self.blocks[-1].forward_last(x, packed)))
             output = BTSRModelOutput(last_hidden_state=None, user_embeddings=users)
             return output if return_dict is not False else output.to_tuple()
         for block in self.blocks:
-            x = block(x, groups)
-        x = layout.scatter(self.final_layernorm(x))
-        if layout.dense:
-            x = x * is_item.unsqueeze(-1).to(x.dtype)  # padding zeroed, as in the reference
-        if order is not None:
-            x = x.index_select(0, order.argsort())  # back to the batch's own row order
+            x = block(x, packed)
+        x = packed.unpack(self.final_layernorm(x))
         output = BTSRModelOutput(last_hidden_state=x, user_embeddings=x[:, -1])
         return output if return_dict is not False else output.to_tuple()
 
-    def _encode_indices(self, histories: list[list[int]], batch_size: int) -> torch.Tensor:
-        """User embeddings `(n_users, hidden)` of index histories (each non-empty), in length-sorted batches."""
+    def encode_indices(self, histories: list[list[int]], batch_size: int = 256) -> torch.Tensor:
+        """User embeddings `(n_users, hidden)` of histories given as item indices (`1..num_items`, each history
+        non-empty), in length-sorted batches of `batch_size`; `recommend` maps raw ids to indices first."""
         device = self.item_embeddings.weight.device
         max_len = self.config.max_position_embeddings
         order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
@@ -800,7 +604,7 @@ class BTSRModel(BTSRPreTrainedModel):
             scores_out: list = [None] * len(indexed)
             for start in range(0, len(known), batch_size):
                 rows = known[start : start + batch_size]
-                users = self._encode_indices([indexed[i] for i in rows], batch_size)
+                users = self.encode_indices([indexed[i] for i in rows], batch_size)
                 scores = users.float() @ items.T
                 if exclude_seen:
                     exclude_seen_items_(scores, left_pad_sequences([indexed[i] for i in rows])[0].to(device))

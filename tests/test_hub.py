@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import socket
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
@@ -22,23 +24,26 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard  # noqa: E402
 from data_processing.errors import DataError  # noqa: E402
 from model_cards import prepare_upload_folder, push_folder_to_hub, write_model_card  # noqa: E402
 from model_cards.hub import main as hub_main  # noqa: E402
+from modeling_btsr.modeling_btsr import REMOTE_CODE_FILES  # noqa: E402
 from tests.isolation import run_without_project  # noqa: E402
 
 REPO_ID = "org/btsr-test"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 ITEM_IDS = list(range(100, 130))
 HISTORIES = [[100, 101, 102], [105], [], [129, 128, 127, 126, 125, 124, 123, 122, 121, 120, 119, 118]]
-EXPECTED_UPLOAD = [
-    "README.md",
-    "all_results.json",
-    "config.json",
-    "configuration_btsr.py",
-    "dataset_stats.json",
-    "item_vocab.json",
-    "losses_btsr.py",
-    "model.safetensors",
-    "modeling_btsr.py",
-]
+# The model's code files (REMOTE_CODE_FILES) and the folder's data files; that list itself is checked by loading a
+# saved folder where the project cannot be imported (test_saved_folder_loads_with_eager_attention_without_the_project).
+EXPECTED_UPLOAD = sorted(
+    [
+        "README.md",
+        "all_results.json",
+        "config.json",
+        "dataset_stats.json",
+        "item_vocab.json",
+        "model.safetensors",
+        *REMOTE_CODE_FILES,
+    ]
+)
 RESULTS = {
     "protocol": "temporal",
     "num_test_users": 12,
@@ -166,6 +171,55 @@ def test_loads_by_repo_id_with_the_package(model_folder, hf_home):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert model.recommend(HISTORIES, k=5) == recs
     assert model.recommend([[]], k=3) == [recs[2][:3]]  # popularity fallback survives the round trip
+
+
+LOAD_FOLDER_WITH_EAGER = """
+import json, sys
+from transformers import AutoModel
+model = AutoModel.from_pretrained({folder!r}, trust_remote_code=True, attn_implementation="eager")
+remote = sys.modules[type(model).__module__]
+calls = []
+eager = remote.eager_attention_forward
+remote.eager_attention_forward = lambda *args, **kwargs: calls.append(1) or eager(*args, **kwargs)
+sdpa_calls = []
+sdpa = remote.F.scaled_dot_product_attention
+remote.F.scaled_dot_product_attention = lambda *args, **kwargs: sdpa_calls.append(1) or sdpa(*args, **kwargs)
+recs = model.recommend({histories!r}, k=5)
+print("RESULT " + json.dumps({{"recs": recs, "attn": model.config._attn_implementation, "eager_calls": len(calls),
+                               "sdpa_calls": len(sdpa_calls), "module": type(model).__module__,
+                               "code": sorted(name for name in sys.modules if name.startswith(remote.__package__))}}))
+"""
+
+
+def test_saved_folder_loads_with_eager_attention_without_the_project(model_folder):
+    """A folder saved by save_pretrained runs from its own copied files, with the attention function asked for."""
+    folder, recs = model_folder
+    out = run_without_project(LOAD_FOLDER_WITH_EAGER.format(folder=str(folder), histories=HISTORIES))
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+    assert result["module"].startswith("transformers_modules"), result["module"]
+    assert result["attn"] == "eager" and result["eager_calls"] > 0 and result["sdpa_calls"] == 0
+    loaded = {name.rsplit(".", 1)[-1] + ".py" for name in result["code"]}
+    assert set(REMOTE_CODE_FILES) <= loaded, loaded
+    assert result["recs"] == recs  # the same lists as the sdpa default gave before saving
+
+
+def test_copied_code_files_import_only_torch_transformers_and_each_other():
+    """The files copied to the Hub are self-contained; each one the others import is copied; none is left out."""
+    import ast
+
+    import modeling_btsr.modeling_btsr as modeling
+
+    package = Path(modeling.__file__).parent
+    assert {p.name for p in package.glob("*_btsr.py")} == set(REMOTE_CODE_FILES)
+    allowed = {"torch", "transformers", "safetensors", "huggingface_hub"}
+    for name in REMOTE_CODE_FILES:
+        for node in ast.walk(ast.parse((package / name).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and f"{node.module}.py" in REMOTE_CODE_FILES, (name, node.module)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for module in [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]:
+                    top = module.split(".")[0]
+                    assert top in allowed or top in sys.stdlib_module_names, (name, module)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -96,36 +96,36 @@ def test_more_left_padding_leaves_last_state_unchanged():
     assert torch.equal(full[0, :7], torch.zeros_like(full[0, :7]))
 
 
-def _instances_of(monkeypatch, class_name: str) -> list:
-    """Every instance of `modeling_btsr.modeling_btsr.<class_name>` built from now on, in order."""
+def _packed_batches(monkeypatch) -> list:
+    """Every `PackedBatch` the model builds from now on, in order."""
     import modeling_btsr.modeling_btsr as modeling
 
-    built, original = [], getattr(modeling, class_name)
+    built, original = [], modeling.PackedBatch
 
     def spy(*args, **kwargs):
         built.append(original(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(modeling, class_name, spy)
+    monkeypatch.setattr(modeling, "PackedBatch", spy)
     return built
 
 
 @pytest.mark.parametrize("user_embeddings_only", [False, True])
 def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only):
     """Nearly unpadded inference batches skip the packing: the same values at item positions, zeros at padding."""
-    import modeling_btsr.modeling_btsr as modeling
+    import modeling_btsr.attention_btsr as attention
 
     model = make_model(hidden_size=16)
     ids = torch.randint(1, 41, (5, 12))
     ids[1, :3] = 0  # padding, and an empty row: its user embedding is zero either way
     ids[4] = 0
-    layouts = _instances_of(monkeypatch, "_Layout")
+    batches = _packed_batches(monkeypatch)
     outputs = {}
     for name, threshold in (("packed", -1.0), ("dense", 1.0)):
-        monkeypatch.setattr(modeling, "DENSE_LAYOUT_MAX_PADDING", threshold)
+        monkeypatch.setattr(attention, "DENSE_LAYOUT_MAX_PADDING", threshold)
         with torch.inference_mode():
             outputs[name] = model.btsr(ids, user_embeddings_only=user_embeddings_only)
-        assert layouts[-1].dense == (name == "dense")
+        assert batches[-1].dense == (name == "dense")
     assert torch.allclose(outputs["dense"].user_embeddings, outputs["packed"].user_embeddings, atol=1e-6)
     assert torch.equal(outputs["dense"].user_embeddings[4], torch.zeros(16))
     if not user_embeddings_only:
@@ -134,10 +134,10 @@ def test_dense_inference_layout_equals_packed(monkeypatch, user_embeddings_only)
     # Training (and any pass that records gradients) always packs: its dropout draws do not depend on padding.
     model.train()
     model.btsr(ids)
-    assert not layouts[-1].dense
+    assert not batches[-1].dense
     model.eval()
     model.btsr(ids)
-    assert not layouts[-1].dense
+    assert not batches[-1].dense
 
 
 def _ragged_batch(max_len=150, lengths=(0, 3, 9, 15, 20, 40, 70, 150, 5, 33)):
@@ -150,7 +150,7 @@ def _ragged_batch(max_len=150, lengths=(0, 3, 9, 15, 20, 40, 70, 150, 5, 33)):
 @pytest.mark.parametrize("heads", [1, 2])
 def test_length_grouped_attention_equals_one_grid(monkeypatch, mode, heads):
     """Attention per length group gives the states, user embeddings and gradients of one grid for the batch."""
-    groups_seen = _instances_of(monkeypatch, "_AttentionGroups")
+    batches = _packed_batches(monkeypatch)
     ids, mask = _ragged_batch()
     offsets = torch.tensor([0, 2, 0, 5, 0, 1, 0, 0, 7, 3])  # prefixes at their positions: offsets follow the rows
     results = {}
@@ -159,7 +159,7 @@ def test_length_grouped_attention_equals_one_grid(monkeypatch, mode, heads):
         model.config.length_grouped_attention = grouped
         with torch.set_grad_enabled(mode != "no_grad"):
             out = model.btsr(ids, mask, position_offsets=offsets, user_embeddings_only=mode == "user_embeddings_only")
-        assert len(groups_seen[-1].parts) == (5 if grouped else 1)  # bins 16, 32, 64, 128, 256 (the empty row: none)
+        assert len(batches[-1].parts) == (5 if grouped else 1)  # bins 16, 32, 64, 128, 256 (the empty row: none)
         results[grouped] = out
         if mode != "no_grad":
             target = out.user_embeddings if mode == "user_embeddings_only" else out.last_hidden_state
@@ -198,32 +198,29 @@ def test_length_grouped_training_is_seeded_and_one_bin_batches_are_untouched():
 
 
 def test_attention_mask_bias_equals_its_definition():
-    from modeling_btsr.modeling_btsr import _attention_mask_bias
+    from modeling_btsr.attention_btsr import attention_mask_bias
 
     is_item = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    bias = _attention_mask_bias(is_item, torch.float32)
+    bias = attention_mask_bias(is_item, torch.float32)
     assert bias.shape == (3, 1, 5, 5)
     for row in range(3):
         for i in range(5):
             for j in range(5):
                 allowed = (j <= i and bool(is_item[row, j])) or i == j  # a padded query sees itself alone
                 assert bias[row, 0, i, j] == (0.0 if allowed else float("-inf")), (row, i, j)
-    unpadded = _attention_mask_bias(is_item[2:], torch.float32)
+    unpadded = attention_mask_bias(is_item[2:], torch.float32)
     assert unpadded.shape == (1, 1, 5, 5) and torch.equal(unpadded[0], bias[2])  # broadcast over the batch
 
 
 @pytest.mark.parametrize("heads", [1, 2])
 def test_inference_attention_kernel_equals_the_written_out_formula(monkeypatch, heads):
     """Inference calls SDPA; passes that record gradients use the written-out blocks: the same states."""
-    import modeling_btsr.modeling_btsr as modeling
-
     model = make_model(hidden_size=16, num_attention_heads=heads, max_position_embeddings=150)
+    assert model.config._attn_implementation == "sdpa"  # transformers' default for a model that supports it
     ids = torch.randint(1, 41, (4, 150))  # longer than ATTENTION_QUERY_BLOCK: the written-out path splits rows
     ids[1, :40] = 0
     ids[3] = 0  # an empty row
-    calls = []
-    sdpa = modeling.F.scaled_dot_product_attention
-    monkeypatch.setattr(modeling.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    calls = _sdpa_calls(monkeypatch)
     with torch.no_grad():
         inferred = model.btsr(ids)
     assert calls, "inference did not take the SDPA path"
@@ -232,6 +229,96 @@ def test_inference_attention_kernel_equals_the_written_out_formula(monkeypatch, 
     assert not calls
     assert torch.allclose(inferred.last_hidden_state, written_out.last_hidden_state.detach(), atol=1e-5)
     assert torch.equal(inferred.user_embeddings[3], torch.zeros(16))
+
+
+def _sdpa_calls(monkeypatch) -> list:
+    """One entry per call of `F.scaled_dot_product_attention` from now on."""
+    calls, sdpa = [], nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    return calls
+
+
+def _eager_calls(monkeypatch) -> list:
+    """One entry per call of `eager_attention_forward` from now on, wherever it is called from."""
+    import modeling_btsr.attention_btsr as attention
+    import modeling_btsr.modeling_btsr as modeling
+
+    calls, eager = [], attention.eager_attention_forward
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)  # the query grid
+        return eager(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "eager_attention_forward", spy)
+    monkeypatch.setattr(modeling, "eager_attention_forward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "grad"])
+def test_eager_sdpa_and_length_grouped_attention_agree(monkeypatch, mode):
+    """Every attention implementation, on one grid or per length group, gives the same states on a padded batch
+    with an empty row, and the same gradients where they are recorded."""
+    ids, mask = _ragged_batch()
+    ids[0] = 0  # the empty row, unmasked ids too
+    results = {}
+    for implementation in ("eager", "sdpa"):
+        for grouped in (False, True):
+            model = make_model(hidden_size=16, num_attention_heads=2, max_position_embeddings=160)
+            model.config.length_grouped_attention = grouped
+            model.set_attn_implementation(implementation)
+            assert model.config._attn_implementation == implementation
+            with torch.set_grad_enabled(mode == "grad"):
+                out = model.btsr(ids, mask)
+                users = model.btsr(ids, mask, user_embeddings_only=True).user_embeddings
+            grads = None
+            if mode == "grad":
+                out.last_hidden_state.pow(2).sum().backward()
+                grads = [p.grad.clone() for p in model.parameters()]
+            results[implementation, grouped] = (out.last_hidden_state.detach(), users.detach(), grads)
+    reference_states, reference_users, reference_grads = results["eager", False]
+    assert torch.equal(reference_users[0], torch.zeros(16))  # the empty row
+    assert torch.equal(reference_states[1, :-3], torch.zeros(147, 16))  # padding stays zero
+    for key, (states, users, grads) in results.items():
+        assert torch.allclose(states, reference_states, atol=1e-5), key
+        assert torch.allclose(users, reference_users, atol=1e-5), key
+        assert torch.allclose(users, states[:, -1], atol=1e-5), key
+        for a, b in zip(grads or [], reference_grads or []):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), key
+
+
+def test_eager_implementation_never_calls_sdpa(monkeypatch):
+    model = make_model(hidden_size=16)
+    ids = torch.randint(1, 41, (3, 12))
+    ids[0, :5] = 0
+    sdpa, eager = _sdpa_calls(monkeypatch), _eager_calls(monkeypatch)
+    with torch.no_grad():
+        model.btsr(ids)
+    assert len(sdpa) == 2 and not eager  # sdpa: one call per block
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        model.btsr(ids)
+        model.btsr(ids, user_embeddings_only=True)
+    assert len(sdpa) == 2 and len(eager) == 4
+
+
+def test_from_pretrained_attn_implementation_selects_the_function(monkeypatch, tmp_path):
+    make_model(hidden_size=16).save_pretrained(tmp_path)
+    ids = torch.randint(1, 41, (2, 12))
+    sdpa, eager = _sdpa_calls(monkeypatch), _eager_calls(monkeypatch)
+    for cls in (AutoModel, BTSRForSequentialRecommendation):
+        loaded = cls.from_pretrained(tmp_path, attn_implementation="eager")
+        assert loaded.config._attn_implementation == "eager"
+        with torch.no_grad():
+            loaded.base_model(ids)
+        assert not sdpa and len(eager) == 2
+        eager.clear()
+    default = AutoModel.from_pretrained(tmp_path)
+    assert default.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        default(ids)
+    assert len(sdpa) == 2 and not eager
+    with pytest.raises(ValueError, match="does not support Flash Attention 2"):
+        AutoModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")
 
 
 def test_prefix_encoded_in_place_equals_the_sequence_state_at_its_end():
