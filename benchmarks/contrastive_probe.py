@@ -307,7 +307,7 @@ def main() -> int:
         return 2
     data_file = None if dataset_file(data[0]) is None else SHARED / dataset_file(data[0])
     if data_file is not None and not data_file.exists():
-        print(f"error: {data_file} not found (not shipped: licence); see ../shared/data/README.md", file=sys.stderr)
+        print(f"error: {data_file} not found (not shipped (licence): set BTSR_DATA_ROOT)", file=sys.stderr)
         return 2
     label_of = " ".join(data)
 

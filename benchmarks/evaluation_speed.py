@@ -26,7 +26,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from machine_info import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ML1M = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
 
 
 def main() -> int:
@@ -36,9 +35,6 @@ def main() -> int:
                         help="import the package from this checkout (another commit) instead; prints, writes nothing")
     parser.add_argument("--profile", action="store_true", help="also time the encoder alone and list the top ops")
     args = parser.parse_args()
-    if not ML1M.exists():
-        print(f"skipped: {ML1M} not found (ML-1M is not shipped; see ../shared/data/README.md)")
-        return 0
     commit = None
     if args.code_root is not None:
         if not (Path(args.code_root) / "modeling_btsr" / "__init__.py").exists():
@@ -47,6 +43,12 @@ def main() -> int:
         sys.path.insert(0, str(Path(args.code_root).resolve()))  # ahead of the editable install
         commit = subprocess.run(["git", "-C", args.code_root, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()  # fmt: skip
+    from data_processing.readers import known_dataset_path
+
+    ML1M = known_dataset_path("ml-1m")
+    if not ML1M.exists():
+        print(f"skipped: {ML1M} not found (not shipped (licence): set BTSR_DATA_ROOT)")
+        return 0
     import torch
 
     from data_processing import leave_one_out_split, read_interactions
@@ -91,6 +93,12 @@ def main() -> int:
 
 
 def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
+    from data_processing.readers import known_dataset_path
+
+    ML1M = known_dataset_path("ml-1m")
+    if not ML1M.exists():
+        print(f"skipped: {ML1M} not found (not shipped (licence): set BTSR_DATA_ROOT)")
+        return 0
     import torch
 
     from modeling_btsr.evaluation import evaluate_ranking

@@ -10,7 +10,7 @@ Usage (from the repository root):
 
 Writes ``benchmarks/results/performance.json`` and ``performance.md`` after each section; a run of some sections
 keeps the other sections' earlier figures, each section stamped with its command, time and load (these shared
-machines are noisy: compare figures within one section). Reads ``../shared/data/ml-1m/ml-1m.txt.gz`` (the SASRec
+machines are noisy: compare figures within one section). Reads ML-1M from the data root (``$BTSR_DATA_ROOT``) (the SASRec
 ML-1M file; ``--data`` to change); skips with a message when it is absent. 2 intra-op threads (``--threads``).
 The optimizer is the one train.py's Trainer builds (fused AdamW, weight decay 0, betas (0.9, 0.98)).
 
@@ -25,7 +25,7 @@ Sections:
 * ``grouping``: epochs with attention on one grid per batch (as long as its longest row) against attention per
   group of rows of similar length (``length_grouped_attention``, the default): SASRec-CE on ML-1M, and SASRec-SCE
   and BT-SR on Amazon Beauty with its reference settings (batch 1024, dropout 0.6, alpha 0.25; read from
-  ``../shared/data/beauty/Beauty.txt.gz``, skipped when absent), interleaved batch by batch.
+  Beauty from the data root, skipped when absent), interleaved batch by batch.
 * ``profile``: a CE and an SCE step split into encoder forward / loss forward / loss backward / encoder backward /
   optimizer, hence the lowest SCE / CE epoch ratio reachable while the encoder is shared; and the SCE loss alone
   under torch.profiler (its top operators, and how many bucket cells are a position's winning bucket).
@@ -62,8 +62,10 @@ from machine_info import cpu_model  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from data_processing.readers import known_dataset_path  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
+DEFAULT_DATA = known_dataset_path("ml-1m")
 BATCH, MAX_LEN = 256, 200
 SCRIPT = "benchmarks/performance.py"
 
@@ -424,7 +426,7 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
     }
 
 
-BEAUTY = ROOT.parent / "shared" / "data" / "beauty" / "Beauty.txt.gz"
+BEAUTY = known_dataset_path("beauty")
 
 
 def section_grouping(results: dict, examples, num_items: int, max_batches) -> None:

@@ -16,17 +16,19 @@ from pathlib import Path
 from machine_info import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
-ML1M = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
 
 
 def main() -> int:
-    if not ML1M.exists():
-        print(f"skipped: {ML1M} not found (ML-1M is not shipped; see ../shared/data/README.md)")
-        return 0
     started = time.perf_counter()
     from data_processing import build_train_dataset, leave_one_out_split, read_interactions
 
     imported = time.perf_counter()
+    from data_processing.readers import known_dataset_path
+
+    ML1M = known_dataset_path("ml-1m")
+    if not ML1M.exists():
+        print(f"skipped: {ML1M} not found (not shipped (licence): set BTSR_DATA_ROOT)")
+        return 0
     frame = read_interactions(ML1M, "sasrec")
     read = time.perf_counter()
     split = leave_one_out_split(frame, max_len=200, source=str(ML1M))

@@ -5,7 +5,7 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/recbole_sasrec.py [--max_batches 30] [--threads 2]
 
 Prints the result as JSON and writes ``benchmarks/results/recbole_sasrec.json``; ``benchmarks/performance.py`` imports
-``measure``. Reads ``../shared/data/ml-1m/ml-1m.txt.gz`` (``--data`` to change) and skips with a message when it is
+``measure``. Reads ML-1M from the data root (``$BTSR_DATA_ROOT``) (``--data`` to change) and skips with a message when it is
 absent.
 
 Why: RecBole's sequential datasets turn every prefix of a user's history into its own training sample (padded to
@@ -38,7 +38,10 @@ WORK = ROOT / "benchmarks" / "work"
 VENV = WORK / "recbole-venv"
 DATA_DIR = WORK / "recbole-data"
 RESULT = ROOT / "benchmarks" / "results" / "recbole_sasrec.json"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt.gz"
+sys.path.insert(0, str(ROOT))
+from data_processing.readers import known_dataset_path  # noqa: E402
+
+DEFAULT_DATA = known_dataset_path("ml-1m")
 DATASET = "ml1m"
 WARMUP_BATCHES = 2
 

@@ -26,7 +26,7 @@ __all__ = ["ML1M_URL", "ML1M_RATINGS_BLOB_ID", "default_cache_dir", "git_blob_id
 logger = logging.getLogger(__name__)
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
-# `git hash-object` of the official extracted ml-1m/ratings.dat, as recorded in shared/data/README.md.
+# `git hash-object` of the official extracted ml-1m/ratings.dat, as GroupLens distributes it.
 ML1M_RATINGS_BLOB_ID = "77a7c4b150f588c23bb9e1f068aa996c0b413695"
 ML1M_MEMBER = "ml-1m/ratings.dat"
 

@@ -271,6 +271,15 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else _REPO_ROOT.parent / "shared" / "data"
 
 
+def known_dataset_path(name: str, data_root: Optional[PathLike] = None) -> Path:
+    """Where the file of one of the :data:`KNOWN_DATASETS` is expected: under ``data_root`` (default
+    :func:`default_data_root`), or in the repository for the embedded one. It may not exist."""
+    known = KNOWN_DATASETS[name]
+    if known.in_repo:
+        return _REPO_ROOT / known.relative_path
+    return (Path(data_root).expanduser() if data_root is not None else default_data_root()) / known.relative_path
+
+
 def load_dataset_by_name(name: str, data_root: Optional[PathLike] = None) -> tuple[pd.DataFrame, dict]:
     """Read one of the :data:`KNOWN_DATASETS` by name.
 
