@@ -5,6 +5,7 @@ No network: cards are rendered and parsed locally (`ModelCard.validate` / `push_
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -262,3 +263,11 @@ def test_resumed_run_says_its_time_covers_the_last_session(tmp_path):
     assert "| training time (s) of the last session, which resumed at epoch 61 | 812.4 |" in text
     plain = write_model_card(write_folder(tmp_path / "fresh"), command=COMMAND).read_text()
     assert "| training time (s) | 812.4 |" in plain
+
+
+def test_readme_cites_the_paper_with_the_cards_bibtex():
+    """One BibTeX entry: the README's citation is the one every model card carries."""
+    from model_cards.card import BIBTEX
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert BIBTEX in readme and readme.count("@misc{") + readme.count("@article{") == 1
