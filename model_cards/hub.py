@@ -20,13 +20,14 @@ import sys
 from pathlib import Path
 
 from data_processing.errors import DataError
-from modeling_btsr.modeling_btsr import REMOTE_CODE_FILES
 
 __all__ = ["REQUIRED_FILES", "CODE_FILES", "prepare_upload_folder", "push_folder_to_hub", "main"]
 
 logger = logging.getLogger("btsr")
 
-CODE_FILES = REMOTE_CODE_FILES  # the files save_pretrained copies for trust_remote_code
+# What `save_pretrained` copies (modeling_btsr.REMOTE_CODE_FILES), not imported: modeling_btsr's training run imports
+# model_cards. tests/test_hub.py loads an upload where the project cannot be imported: a file left out fails it.
+CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "attention_btsr.py", "losses_btsr.py")
 REQUIRED_FILES = (
     "config.json",
     "model.safetensors",

@@ -191,16 +191,7 @@ class BTSRSelfAttention(nn.Module):
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output = batch.attend(
-            attention_interface,
-            self,
-            self.query(queries),
-            self.key(keys),
-            self.value(keys),
-            scaling=self.scaling,
-            dropout=self.dropout_prob if _stochastic(self) else 0.0,
-        )
-        return self.output(attn_output)
+        return self._attend(batch.attend, attention_interface, queries, keys)
 
     def forward_last(self, queries: torch.Tensor, keys: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """Like `forward`, for the last position of the rows `batch.last_rows` only: `queries` (n_rows, hidden)
@@ -208,16 +199,12 @@ class BTSRSelfAttention(nn.Module):
 
         One query row per user: the written-out product (`eager_attention_forward`) under every implementation.
         """
-        attn_output = batch.attend_last(
-            eager_attention_forward,
-            self,
-            self.query(queries),
-            self.key(keys),
-            self.value(keys),
-            scaling=self.scaling,
-            dropout=self.dropout_prob if _stochastic(self) else 0.0,
-        )
-        return self.output(attn_output)
+        return self._attend(batch.attend_last, eager_attention_forward, queries, keys)
+
+    def _attend(self, attend, attention_interface, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        dropout = self.dropout_prob if _stochastic(self) else 0.0
+        query, key, value = self.query(queries), self.key(keys), self.value(keys)
+        return self.output(attend(attention_interface, self, query, key, value, scaling=self.scaling, dropout=dropout))
 
 
 _THREAD = threading.local()
