@@ -2,7 +2,7 @@
 """Numerical checks a GPU session runs before it times anything (`bash benchmarks/gpu_session.sh check`).
 
 SCE's backward takes one of two paths: on the CPU a loop of small products over each bucket's winning rows, elsewhere
-two batched products over a zero block holding those rows (`losses_btsr._PER_BUCKET_BACKWARD_DEVICES`). The tests
+two batched products over a zero block holding those rows (`losses_btsr.PER_BUCKET_BACKWARD_DEVICES`). The tests
 run both on the CPU; this script runs the batched one where it is used, on `--device`, against the CPU's per-bucket
 path on the same inputs and buckets: float64 (equal up to summation order) and bfloat16 autocast (close to float32).
 
@@ -36,12 +36,12 @@ def _problem(dtype: torch.dtype, seed: int = 0) -> dict:
 
 @contextlib.contextmanager
 def _backward_path(device: str, per_bucket: bool):
-    saved = losses_btsr._PER_BUCKET_BACKWARD_DEVICES
-    losses_btsr._PER_BUCKET_BACKWARD_DEVICES = (torch.device(device).type,) if per_bucket else ()
+    saved = losses_btsr.PER_BUCKET_BACKWARD_DEVICES
+    losses_btsr.PER_BUCKET_BACKWARD_DEVICES = (torch.device(device).type,) if per_bucket else ()
     try:
         yield
     finally:
-        losses_btsr._PER_BUCKET_BACKWARD_DEVICES = saved
+        losses_btsr.PER_BUCKET_BACKWARD_DEVICES = saved
 
 
 def _loss_and_grads(problem: dict, device: str, autocast_dtype: torch.dtype | None = None):

@@ -351,8 +351,9 @@ def _target_columns(item_index: torch.Tensor, bucket_targets: torch.Tensor) -> t
 
 # Devices whose backward loops over buckets with one small product per bucket and winning row set (CPU: no launch
 # cost, and only the winning rows are multiplied); elsewhere the winning rows are put back into a zero block and
-# multiplied with two batched products.
-_PER_BUCKET_BACKWARD_DEVICES = ("cpu",)
+# multiplied with two batched products. Public so that a check can run either path on any device
+# (benchmarks/gpu_checks.py).
+PER_BUCKET_BACKWARD_DEVICES = ("cpu",)
 
 
 class _BucketMaxCrossEntropy(torch.autograd.Function):
@@ -423,7 +424,7 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
         winner_hidden = hidden[positions].to(dtype)  # (W, d)
         bucket_items = item_embeddings[item_index].to(dtype)  # (n_b, b_y, d)
         rows_hidden = per_bucket_items = None
-        if device.type in _PER_BUCKET_BACKWARD_DEVICES:
+        if device.type in PER_BUCKET_BACKWARD_DEVICES:
             if need_hidden:
                 rows_hidden = torch.empty(positions.shape[0], dim, device=device, dtype=dtype)
             if need_items:

@@ -445,7 +445,7 @@ def test_gpu_checks_compare_the_batched_sce_backward_and_catch_a_wrong_one(monke
 
     def off_when_batched(ctx, grad):
         grad_hidden, *rest = exact(ctx, grad)
-        return (grad_hidden * 1.01 if not losses_btsr._PER_BUCKET_BACKWARD_DEVICES else grad_hidden), *rest
+        return (grad_hidden * 1.01 if not losses_btsr.PER_BUCKET_BACKWARD_DEVICES else grad_hidden), *rest
 
     monkeypatch.setattr(losses_btsr._BucketMaxCrossEntropy, "_gradients", staticmethod(off_when_batched))
     assert gpu_checks.main(["--device", "cpu"]) == 1

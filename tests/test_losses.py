@@ -133,7 +133,7 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
     """Several overlapping buckets (positions picked by several, targets inside and outside the candidate lists),
     then every bucket twice (a tie in each maximum): loss and both gradients equal plain autograd's, with the CPU's
     per-bucket backward and with the batched one other devices use."""
-    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
+    monkeypatch.setattr(losses_btsr, "PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
     gen = torch.Generator().manual_seed(5)
     hidden = torch.randn(60, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     items = torch.randn(25, 8, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -167,7 +167,7 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
 def test_sce_one_side_gradients_and_an_empty_batch(per_bucket_backward, monkeypatch):
     """Only the hidden states or only the item embeddings needing a gradient gives that gradient alone, equal to
     the written-out form's; a batch without labelled positions gives a zero loss, count and gradient."""
-    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
+    monkeypatch.setattr(losses_btsr, "PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
     gen = torch.Generator().manual_seed(9)
     hidden = torch.randn(30, 6, generator=gen, dtype=torch.float64)
     items = torch.randn(20, 6, generator=gen, dtype=torch.float64)
@@ -189,7 +189,7 @@ def test_sce_one_side_gradients_and_an_empty_batch(per_bucket_backward, monkeypa
 
 @pytest.mark.parametrize("per_bucket_backward", [True, False], ids=["per-bucket", "batched"])
 def test_sce_half_precision_is_float32_and_close(per_bucket_backward, monkeypatch):
-    monkeypatch.setattr(losses_btsr, "_PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
+    monkeypatch.setattr(losses_btsr, "PER_BUCKET_BACKWARD_DEVICES", ("cpu",) if per_bucket_backward else ())
     gen = torch.Generator().manual_seed(2)
     hidden = torch.randn(50, 16, generator=gen, requires_grad=True)
     items = torch.randn(40, 16, generator=gen, requires_grad=True)
