@@ -144,7 +144,10 @@ class DataArguments:
         default="ml-latest-small",
         metadata={"help": "Named dataset (ml-latest-small ships with the package; the others are read from --data_root)."},
     )
-    data_path: str | None = field(default=None, metadata={"help": "Your interaction file (instead of --dataset)."})
+    data_path: str | None = field(
+        default=None,
+        metadata={"help": "Your interaction file (instead of --dataset; no preset applies unless --preset names one)."},
+    )
     data_format: Literal[DATA_FORMATS] | None = field(  # type: ignore[valid-type]
         default=None, metadata={"help": "Format of --data_path (default: guessed from the file name)."}
     )
@@ -522,7 +525,7 @@ class ResolvedSettings:
 def _layers(argv: list[str]) -> tuple[dict, str | None, dict, str | None]:
     """`(preset settings, preset name, config-file settings, config file)`, read before the one parse."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in ("dataset", "preset", "config"):
+    for name in ("dataset", "preset", "config", "data_path"):
         pre.add_argument(f"--{name}")
     known, _ = pre.parse_known_args(argv)
     file_settings = {}
@@ -539,6 +542,8 @@ def _layers(argv: list[str]) -> tuple[dict, str | None, dict, str | None]:
         }
         file_settings.pop("config", None)  # a run_settings.json names the file its run read, if any
     dataset = known.dataset or file_settings.get("dataset") or "ml-latest-small"
+    if known.dataset is None and (known.data_path or file_settings.get("data_path")):
+        dataset = None  # the user's own file: no named dataset's preset applies unless --preset asks for one
     preset_name = known.preset or file_settings.get("preset")
     if preset_name is not None and preset_name not in PRESETS:
         close = difflib.get_close_matches(preset_name, list(PRESETS), n=1)

@@ -291,6 +291,18 @@ def test_dataset_presets_exist_for_every_named_dataset_and_nothing_else(out):
         assert settings.sources["per_device_train_batch_size"] == f"preset:{name}"
 
 
+def test_own_file_gets_no_named_datasets_preset(out, tmp_path):
+    """`--data_path` alone trains with the documented defaults, not the embedded dataset's preset (whose name is
+    only the default of `--dataset`); `--preset` still applies one on request."""
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id\n1,1\n")
+    own = resolve_settings(out + ["--data_path", str(log)])
+    assert not any(source.startswith("preset:") for source in own.sources.values())
+    assert own.values["num_train_epochs"] != arguments.DATASET_PRESETS["ml-latest-small"]["num_train_epochs"]
+    asked = resolve_settings(out + ["--data_path", str(log), "--preset", "ml-latest-small"])
+    assert asked.sources["num_train_epochs"] == "preset:ml-latest-small" and asked.values["num_train_epochs"] == 20
+    assert resolve_settings(out).sources["num_train_epochs"] == "preset:ml-latest-small"
+
 def test_settings_command_rebuilds_the_same_settings(tmp_path, out):
     config = tmp_path / "c.yaml"
     config.write_text("learning_rate: 0.002\n")
