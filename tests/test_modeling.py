@@ -527,11 +527,58 @@ def test_other_losses_train(loss_type):
         ({"loss_type": "sce", "sce_bucket_size_y": 500}, r"sce_bucket_size_y \(500\) cannot exceed num_items \(40\)"),
         ({"hidden_size": 10, "num_attention_heads": 3}, "must be divisible"),
         ({"hidden_dropout_prob": 1.5}, r"hidden_dropout_prob must be in \[0, 1\)"),
+        ({"layer_norm_eps": 0}, "layer_norm_eps must be > 0"),
+        ({"sce_n_buckets": 0}, "sce_n_buckets must be >= 1 or None"),
+        ({"loss_type": "bce", "bce_num_negatives": 40}, r"bce_num_negatives \(40\) must be smaller than num_items"),
+        ({"view_maker": "mixup"}, "'view_maker' expected one of"),
+        ({"infonce_temperature": 0}, "infonce_temperature must be > 0"),
+        ({"ssl_objective": "infonce", "bt_projector_dims": [8]}, "bt_projector_dims applies to ssl_objective"),
+        ({"cl4srec_crop_ratio": 0}, r"cl4srec_crop_ratio must be in \(0, 1\]"),
+        ({"hidden_size": 0, "bt_alpha": -1}, "hidden_size must be >= 1, got 0$"),  # one rule at a time
     ],
 )
 def test_config_validation(kwargs, message):
     with pytest.raises(Exception, match=message):
         BTSRConfig(num_items=40, **kwargs)
+
+
+# config.json of a model saved before the fields were regrouped (transformers 5.23): it loads to the same settings.
+SAVED_CONFIG = {
+    "architectures": ["BTSRForSequentialRecommendation"], "attention_probs_dropout_prob": 0.3,
+    "auto_map": {"AutoConfig": "configuration_btsr.BTSRConfig", "AutoModel": "modeling_btsr.BTSRModel"},
+    "bce_num_negatives": 256, "bt_alpha": 0.25, "bt_lambda": 0.1, "bt_projector_dims": None, "cl4srec_crop_ratio": 0.6,
+    "cl4srec_mask_ratio": 0.3, "cl4srec_reorder_ratio": 0.6, "dtype": "float32", "hidden_dropout_prob": 0.3,
+    "hidden_size": 64, "infonce_similarity": "dot", "infonce_temperature": 1.0, "layer_norm_eps": 1e-08,
+    "length_grouped_attention": False, "loss_type": "sce", "max_position_embeddings": 50, "model_type": "btsr",
+    "num_attention_heads": 1, "num_hidden_layers": 2, "num_items": 12101, "sce_bucket_size_x": None,
+    "sce_bucket_size_y": 256, "sce_mix_x": False, "sce_n_buckets": None, "ssl_objective": "barlow_twins",
+    "ssl_view_span": "sequence", "transformers_version": "5.23.0", "view_maker": "same_target",
+}  # fmt: skip
+
+
+def test_config_saved_before_loads_unchanged(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(SAVED_CONFIG))
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, BTSRConfig)
+    for name, value in SAVED_CONFIG.items():
+        if name not in ("transformers_version", "dtype"):
+            assert getattr(config, name) == value, name
+    assert BTSRModel(config).config._attn_implementation == "sdpa"
+
+
+def test_each_config_field_is_documented_once_in_order():
+    """The class docstring's Args entries are the fields, in their order; each field's CLI help is its first
+    sentence there (no second description to drift)."""
+    import re
+    from dataclasses import fields
+
+    declared = list(BTSRConfig.__dict__["__annotations__"])
+    assert re.findall(r"^ {8}(\w+) \(", BTSRConfig.__doc__, flags=re.MULTILINE) == declared
+    helps = {f.name: f.metadata["help"] for f in fields(BTSRConfig) if f.name in declared}
+    assert all(text.endswith(".") and text in " ".join(BTSRConfig.__doc__.split()) for text in helps.values()), helps
+    assert declared.index("length_grouped_attention") < declared.index("loss_type") < declared.index("bt_alpha")
 
 
 def test_vocab_size_must_match():
