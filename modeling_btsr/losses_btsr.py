@@ -85,7 +85,9 @@ def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, bt_lambda: float = 0
     0.0625
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
-        raise ValueError(f"barlow_twins_loss needs two (batch, d) tensors of one shape, got {z_a.shape} and {z_b.shape}")
+        raise ValueError(
+            f"barlow_twins_loss needs two (batch, d) tensors of one shape, got {z_a.shape} and {z_b.shape}"
+        )
     if z_a.dtype in (torch.float16, torch.bfloat16):
         z_a, z_b = z_a.float(), z_b.float()
     # Batch statistics in half precision lose the small correlations the loss is about: autocast off.
@@ -164,7 +166,9 @@ def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddi
     """
     if hidden.shape[0] == 0 or not (hidden.dtype == item_embeddings.dtype and hidden.dtype.is_floating_point):
         logits = hidden @ item_embeddings.T
-        return F.cross_entropy(logits.float() if logits.dtype == torch.float16 else logits, targets - 1, reduction="sum")
+        return F.cross_entropy(
+            logits.float() if logits.dtype == torch.float16 else logits, targets - 1, reduction="sum"
+        )
     # Under no_grad, `needs_input_grad` still reports the inputs' flags: tell the Function whether to form gradients.
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or item_embeddings.requires_grad)
     return _ChunkedCrossEntropy.apply(hidden, targets, item_embeddings, with_grad)
@@ -399,8 +403,9 @@ class _BucketMaxCrossEntropy(torch.autograd.Function):
         winner_sums = sums.view(-1)[winners]
         probs = unnormalised.view(-1, bucket_size_y)[winners].div_(winner_sums.unsqueeze(-1))  # (W, b_y)
         target_prob = target_exp.view(-1)[winners].div_(winner_sums)
-        ctx.save_for_backward(probs, target_prob, winners, flat_positions[winners], hidden, item_embeddings,
-                              target_rows, item_index)  # fmt: skip
+        ctx.save_for_backward(
+            probs, target_prob, winners, flat_positions[winners], hidden, item_embeddings, target_rows, item_index
+        )
         ctx.bucket_size_x = bucket_size_x
         return per_position
 
@@ -491,7 +496,8 @@ def sampled_bce_loss(
     r"""SASRec's binary cross-entropy with sampled negatives, summed over positions.
 
     .. math::
-        L = \sum_n \Big( -\log \sigma(h_n \cdot E_{y_n}) - \sum_{j=1}^{K} \log\big(1 - \sigma(h_n \cdot E_{j_{n}})\big) \Big)
+        L = \sum_n \Big( -\log \sigma(h_n \cdot E_{y_n})
+            - \sum_{j=1}^{K} \log\big(1 - \sigma(h_n \cdot E_{j_{n}})\big) \Big)
 
     Args:
         hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from safetensors import SafetensorError
+from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -217,8 +217,9 @@ def deterministic_inference():
     (another thread may be training it).
 
     >>> model = BTSRModel(BTSRConfig(num_items=5, hidden_size=8, max_position_embeddings=4)).train()
+    >>> ids = torch.tensor([[1, 2]])
     >>> with deterministic_inference(), torch.no_grad():
-    ...     same = torch.equal(model(torch.tensor([[1, 2]])).user_embeddings, model(torch.tensor([[1, 2]])).user_embeddings)
+    ...     same = torch.equal(model(ids).user_embeddings, model(ids).user_embeddings)
     >>> same, model.training
     (True, True)
     """
@@ -372,8 +373,10 @@ def _check_model_folder(folder: str) -> None:
     """A local model folder has a BT-SR config and a non-empty weights file: a one-line error naming the file."""
     config_file = os.path.join(folder, "config.json")
     if not os.path.isfile(config_file):
-        raise OSError(f"{folder}: no config.json, so not a saved model (a BT-SR folder holds config.json, the weights "
-                      f"and {ITEM_VOCAB_NAME})")  # fmt: skip
+        raise OSError(
+            f"{folder}: no config.json, so not a saved model (a BT-SR folder holds config.json, the weights "
+            f"and {ITEM_VOCAB_NAME})"
+        )
     try:
         with open(config_file, encoding="utf-8") as handle:
             model_type = json.load(handle).get("model_type")
@@ -381,7 +384,9 @@ def _check_model_folder(folder: str) -> None:
         raise ValueError(f"{config_file}: not a valid config ({error})") from None
     if model_type != BTSRConfig.model_type:
         raise ValueError(f"{config_file}: model_type is {model_type!r}, not {BTSRConfig.model_type!r}")
-    weights = [name for name in os.listdir(folder) if name.endswith((".safetensors", ".bin", ".safetensors.index.json"))]
+    weights = [
+        name for name in os.listdir(folder) if name.endswith((".safetensors", ".bin", ".safetensors.index.json"))
+    ]
     if not weights:
         raise OSError(f"{folder}: no weights file (model.safetensors)")
     for name in weights:
@@ -436,8 +441,10 @@ class BTSRModel(BTSRPreTrainedModel):
         to_index = {raw: index + 1 for index, raw in enumerate(item_ids)}
         if len(to_index) != len(item_ids):
             first = next(i for i, raw in enumerate(item_ids) if to_index[raw] != i + 1)
-            raise ValueError(f"item vocabulary repeats id {item_ids[first]!r} (entries {first + 1} and "
-                             f"{to_index[item_ids[first]]}): ids must be distinct")  # fmt: skip
+            raise ValueError(
+                f"item vocabulary repeats id {item_ids[first]!r} (entries {first + 1} and "
+                f"{to_index[item_ids[first]]}): ids must be distinct"
+            )
         counts = vocab.get("item_counts")
         if counts is not None and len(counts) != self.config.num_items:
             raise ValueError(f"item_counts has {len(counts)} entries but the model has {self.config.num_items} items")
@@ -577,7 +584,9 @@ class BTSRModel(BTSRPreTrainedModel):
                 missing = [item for item, index in zip(history, row) if index is None]
                 if unknown_items == "error":
                     raise KeyError(f"user {user}: item id {missing[0]!r} is not in the model's vocabulary")
-                warnings.warn(f"user {user}: skipped {len(missing)} unknown item id(s), e.g. {missing[0]!r}")
+                warnings.warn(
+                    f"user {user}: skipped {len(missing)} unknown item id(s), e.g. {missing[0]!r}", stacklevel=3
+                )
                 row = [index for index in row if index is not None]
             indexed.append(row)
 
@@ -642,7 +651,9 @@ def _history_rows(histories) -> list[list]:
                 f"user {user}: a history must be a list, tuple, 1-D array or tensor of item ids, got "
                 f"{type(history).__name__} {history!r:.40}" + (" (pass [history] for one user)" if user == 0 else "")
             )
-        row = [item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item for item in history]
+        row = [
+            item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item for item in history
+        ]
         if any(isinstance(item, bool) for item in row):
             raise TypeError(f"user {user}: True / False is not an item id")
         rows.append(row)
@@ -777,9 +788,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             if self.projector is not None:
                 view_a, view_b = self.projector(view_a), self.projector(view_b)
             if self.config.ssl_objective == "infonce":
-                ssl_loss = infonce_loss(
-                    view_a, view_b, self.config.infonce_temperature, self.config.infonce_similarity
-                )
+                ssl_loss = infonce_loss(view_a, view_b, self.config.infonce_temperature, self.config.infonce_similarity)
             else:
                 ssl_loss = bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
         loss = None

@@ -55,8 +55,15 @@ RESULTS = {
     "test_mostpop_hr@10": 0.0833,
     "test_hr@10_ci95": [0.0, 0.5],
 }
-STATS = {"dataset": "ml-latest-small", "protocol": "temporal", "num_items": 30, "num_train_users": 40,
-         "num_train_interactions": 400, "num_test_users": 12, "partner_share": 0.275}  # fmt: skip
+STATS = {
+    "dataset": "ml-latest-small",
+    "protocol": "temporal",
+    "num_items": 30,
+    "num_train_users": 40,
+    "num_train_interactions": 400,
+    "num_test_users": 12,
+    "partner_share": 0.275,
+}
 COMMAND = "python train.py --split temporal --hidden_size 16 --max_len 10 --output_dir out"
 
 
@@ -159,8 +166,9 @@ def test_loads_by_repo_id_without_the_project(model_folder, hf_home):
 
 
 def test_loads_by_repo_id_with_the_package(model_folder, hf_home):
-    import modeling_btsr
     from transformers import AutoModel
+
+    import modeling_btsr
 
     _, recs = model_folder
     model, info = AutoModel.from_pretrained(
@@ -262,9 +270,17 @@ def test_push_deletes_stale_model_files_only(model_folder):
 
     folder, _ = model_folder
     api = mocked_api()
-    api.list_repo_files.return_value = [".gitattributes", "README.md", "model.safetensors", "pytorch_model.bin",
-                                        "configuration_old.py", "handler.py", "demo.ipynb", "plots/a.png",
-                                        "extra/modeling_x.py"]  # fmt: skip
+    api.list_repo_files.return_value = [
+        ".gitattributes",
+        "README.md",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "configuration_old.py",
+        "handler.py",
+        "demo.ipynb",
+        "plots/a.png",
+        "extra/modeling_x.py",
+    ]
     push_folder_to_hub(folder, REPO_ID, api=api)
     operations = list(api.create_commit.call_args.kwargs["operations"])
     deleted = sorted(op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete))
@@ -322,8 +338,8 @@ def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
     # --reference_folder rewrites the card with another run's test metrics beside this model's
-    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--reference_folder", str(folder),
-                     "--reference_label", "same run"]) == 0  # fmt: skip
+    with_reference = ["--dry_run", "--reference_folder", str(folder), "--reference_label", "same run"]
+    assert hub_main([str(copy), "someone/btsr", *with_reference]) == 0
     assert "| metric | this model | same run |" in (copy / "README.md").read_text()
     results = json.loads((folder / "all_results.json").read_text())
     other = tmp_path / "other"
@@ -359,8 +375,9 @@ class _FakeHub:
                 if "/tree/" not in self.path:
                     self.send_error(404)
                     return
-                data = json.dumps([{"type": "file", "path": name, "size": 1, "oid": "0" * 40}
-                                   for name in hub.existing]).encode()  # fmt: skip
+                data = json.dumps(
+                    [{"type": "file", "path": name, "size": 1, "oid": "0" * 40} for name in hub.existing]
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -378,8 +395,9 @@ class _FakeHub:
                     reply = {"errors": [], "warnings": []}
                 elif "/preupload/" in self.path:
                     files = json.loads(body)["files"]
-                    reply = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                       for f in files]}  # fmt: skip
+                    reply = {
+                        "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+                    }
                 elif "/commit/" in self.path:
                     hub.commit = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                     reply = {"commitUrl": f"{hub.endpoint}/{REPO_ID}/commit/{REVISION}", "commitOid": REVISION}

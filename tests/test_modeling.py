@@ -1,6 +1,7 @@
 """BTSRModel / BTSRForSequentialRecommendation against independent computations."""
 
 import concurrent.futures
+import json
 import math
 import warnings
 
@@ -15,7 +16,9 @@ from tests.isolation import run_without_project
 
 def make_model(num_items=40, seed=0, **config):
     torch.manual_seed(seed)
-    config = BTSRConfig(num_items=num_items, max_position_embeddings=config.pop("max_position_embeddings", 12), **config)
+    config = BTSRConfig(
+        num_items=num_items, max_position_embeddings=config.pop("max_position_embeddings", 12), **config
+    )
     model = BTSRForSequentialRecommendation(config)
     model.btsr.set_item_vocab(
         {"item_ids": [1000 + i for i in range(num_items)], "item_counts": [num_items - i for i in range(num_items)]}
@@ -543,22 +546,23 @@ def test_config_validation(kwargs, message):
 
 
 # config.json of a model saved before the fields were regrouped (transformers 5.23): it loads to the same settings.
-SAVED_CONFIG = {
-    "architectures": ["BTSRForSequentialRecommendation"], "attention_probs_dropout_prob": 0.3,
-    "auto_map": {"AutoConfig": "configuration_btsr.BTSRConfig", "AutoModel": "modeling_btsr.BTSRModel"},
-    "bce_num_negatives": 256, "bt_alpha": 0.25, "bt_lambda": 0.1, "bt_projector_dims": None, "cl4srec_crop_ratio": 0.6,
-    "cl4srec_mask_ratio": 0.3, "cl4srec_reorder_ratio": 0.6, "dtype": "float32", "hidden_dropout_prob": 0.3,
-    "hidden_size": 64, "infonce_similarity": "dot", "infonce_temperature": 1.0, "layer_norm_eps": 1e-08,
-    "length_grouped_attention": False, "loss_type": "sce", "max_position_embeddings": 50, "model_type": "btsr",
-    "num_attention_heads": 1, "num_hidden_layers": 2, "num_items": 12101, "sce_bucket_size_x": None,
-    "sce_bucket_size_y": 256, "sce_mix_x": False, "sce_n_buckets": None, "ssl_objective": "barlow_twins",
-    "ssl_view_span": "sequence", "transformers_version": "5.23.0", "view_maker": "same_target",
-}  # fmt: skip
+SAVED_CONFIG = json.loads(
+    """
+{"architectures": ["BTSRForSequentialRecommendation"], "attention_probs_dropout_prob": 0.3,
+"auto_map": {"AutoConfig": "configuration_btsr.BTSRConfig", "AutoModel": "modeling_btsr.BTSRModel"},
+"bce_num_negatives": 256, "bt_alpha": 0.25, "bt_lambda": 0.1, "bt_projector_dims": null,
+"cl4srec_crop_ratio": 0.6, "cl4srec_mask_ratio": 0.3, "cl4srec_reorder_ratio": 0.6, "dtype": "float32",
+"hidden_dropout_prob": 0.3, "hidden_size": 64, "infonce_similarity": "dot", "infonce_temperature": 1.0,
+"layer_norm_eps": 1e-08, "length_grouped_attention": false, "loss_type": "sce",
+"max_position_embeddings": 50, "model_type": "btsr", "num_attention_heads": 1, "num_hidden_layers": 2,
+"num_items": 12101, "sce_bucket_size_x": null, "sce_bucket_size_y": 256, "sce_mix_x": false,
+"sce_n_buckets": null, "ssl_objective": "barlow_twins", "ssl_view_span": "sequence",
+"transformers_version": "5.23.0", "view_maker": "same_target"}
+"""
+)
 
 
 def test_config_saved_before_loads_unchanged(tmp_path):
-    import json
-
     (tmp_path / "config.json").write_text(json.dumps(SAVED_CONFIG))
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, BTSRConfig)
