@@ -231,8 +231,9 @@ def write_table(records: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
-    for r in sorted(records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"],
-                                            order.index(r["variant"]))):  # fmt: skip
+    for r in sorted(
+        records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"], order.index(r["variant"]))
+    ):
         lines.append(
             f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_batch(r)} | "
             f"{_max_len(r)} | {_dropout(r)} | {r['epochs']} | "
@@ -270,6 +271,7 @@ def initial_geometry(data: tuple[str, str]) -> int:
 
 def backfill_geometry(labels: list[str], epochs: int, data: tuple[str, str]) -> int:
     """Re-measures `norms` on the recorded variants' last checkpoints (the ones their records were measured on)."""
+
     def recorded(record: dict, label: str) -> bool:
         return record["variant"] == label and record["epochs"] == epochs and _data_key(record) == data
 
@@ -291,14 +293,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--data", nargs=2, default=["ml-1m", "leave_one_out"], metavar=("DATASET", "PROTOCOL"),
-                        help=f"one of {', '.join(' '.join(k) for k in DATASETS)}")
+    parser.add_argument(
+        "--data",
+        nargs=2,
+        default=["ml-1m", "leave_one_out"],
+        metavar=("DATASET", "PROTOCOL"),
+        help=f"one of {', '.join(' '.join(k) for k in DATASETS)}",
+    )
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training")
-    parser.add_argument("--initial", action="store_true",
-                        help="print the norms and state likeness of the untrained seed-0 model "
-                             "(what training starts from)")
-    parser.add_argument("--backfill_geometry", action="store_true",
-                        help="re-measure norms and state similarity of recorded variants whose run folders remain")
+    parser.add_argument(
+        "--initial",
+        action="store_true",
+        help="print the norms and state likeness of the untrained seed-0 model (what training starts from)",
+    )
+    parser.add_argument(
+        "--backfill_geometry",
+        action="store_true",
+        help="re-measure norms and state similarity of recorded variants whose run folders remain",
+    )
     args = parser.parse_args()
     data = tuple(args.data)
     if data not in DATASETS:

@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_folder", nargs="?", default=None, help="a trained model (default: random init)")
-    parser.add_argument("--code_root", default=None,
-                        help="import the package from this checkout (another commit) instead; prints, writes nothing")
+    parser.add_argument(
+        "--code_root",
+        default=None,
+        help="import the package from this checkout (another commit) instead; prints, writes nothing",
+    )
     parser.add_argument("--profile", action="store_true", help="also time the encoder alone and list the top ops")
     args = parser.parse_args()
     commit = None
@@ -41,8 +44,9 @@ def main() -> int:
             print(f"error: --code_root {args.code_root}: no modeling_btsr package there", file=sys.stderr)
             return 2
         sys.path.insert(0, str(Path(args.code_root).resolve()))  # ahead of the editable install
-        commit = subprocess.run(["git", "-C", args.code_root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", args.code_root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     from data_processing.readers import known_dataset_path
 
     ML1M = known_dataset_path("ml-1m")
@@ -118,10 +122,14 @@ def profile(model, contexts, targets, pass_s: float, top: int = 12) -> dict:
         "encoder_s": round(encoder_s, 3),
         "encoder_share_of_pass": round(encoder_s / pass_s, 3),
         "top_ops_self_cpu": [
-            {"op": e.key, "calls": e.count, "ms": round(e.self_cpu_time_total / 1000, 1),
-             "share": round(e.self_cpu_time_total / total_us, 3)}
+            {
+                "op": e.key,
+                "calls": e.count,
+                "ms": round(e.self_cpu_time_total / 1000, 1),
+                "share": round(e.self_cpu_time_total / total_us, 3),
+            }
             for e in events[:top]
-        ],  # fmt: skip
+        ],
         "note": "operator times come from one profiled pass (the profiler adds overhead); compare shares",
     }
 

@@ -48,8 +48,9 @@ def _loss_and_grads(problem: dict, device: str, autocast_dtype: torch.dtype | No
     hidden = problem["hidden"].to(device).requires_grad_()
     items = problem["items"].to(device).requires_grad_()
     moved = [problem[k].to(device) for k in ("targets", "positions", "candidates")]
-    with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.bfloat16,
-                        enabled=autocast_dtype is not None):  # fmt: skip
+    with torch.autocast(
+        torch.device(device).type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None
+    ):
         states = hidden.to(autocast_dtype) if autocast_dtype is not None else hidden
         total, picked = losses_btsr.bucket_cross_entropy(states, moved[0], items, moved[1], moved[2])
     grads = torch.autograd.grad(total / picked, [hidden, items])
@@ -70,8 +71,11 @@ def compare_sce(device: str) -> list[str]:
             problems.append(f"{label}: {got[1]} picked positions on {device}, {want[1]} on cpu")
         loss_error = abs(float(got[0]) - float(want[0])) / abs(float(want[0]))
         grad_errors = [float((g.double() - w.double()).norm() / w.double().norm()) for g, w in zip(got[2], want[2])]
-        print(f"{label}: loss relative error {loss_error:.2e}, gradient relative errors "
-              f"(hidden, items) {grad_errors[0]:.2e}, {grad_errors[1]:.2e}", flush=True)  # fmt: skip
+        print(
+            f"{label}: loss relative error {loss_error:.2e}, gradient relative errors "
+            f"(hidden, items) {grad_errors[0]:.2e}, {grad_errors[1]:.2e}",
+            flush=True,
+        )
         if max(loss_error, *grad_errors) > tolerance:
             problems.append(f"{label}: relative error above {tolerance:g}")
     return problems

@@ -10,7 +10,7 @@ Usage (from the repository root):
 
 Writes ``benchmarks/results/performance.json`` and ``performance.md`` after each section; a run of some sections
 keeps the other sections' earlier figures, each section stamped with its command, time and load (these shared
-machines are noisy: compare figures within one section). Reads ML-1M from the data root (``$BTSR_DATA_ROOT``) (the SASRec
+machines are noisy: compare figures within one section). Reads ML-1M from the data root, ``$BTSR_DATA_ROOT`` (the SASRec
 ML-1M file; ``--data`` to change); skips with a message when it is absent. 2 intra-op threads (``--threads``).
 The optimizer is the one train.py's Trainer builds (fused AdamW, weight decay 0, betas (0.9, 0.98)).
 
@@ -57,6 +57,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
 from machine_info import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +115,9 @@ def batch_orders(dataset, lengths, length_bucketed: bool, seed: int = 0, batch_s
 class EpochRun:
     """One training setting: its own model, optimizer and batch order; `step(i)` runs and times batch `i`."""
 
-    def __init__(self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, device="cpu",
-                 **overrides):  # fmt: skip
+    def __init__(
+        self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, device="cpu", **overrides
+    ):
         from data_processing import PairedTrainDataset, SequenceCollator
 
         self.device = torch.device(device)
@@ -123,10 +125,15 @@ class EpochRun:
         self.model, self.optimizer = make_model(num_items, loss_type, alpha, n_buckets, device=device, **overrides)
         config = self.model.config
         self.dataset = PairedTrainDataset(
-            examples, seed=0, with_pairs=alpha > 0, view_maker=config.view_maker,
-            crop_ratio=config.cl4srec_crop_ratio, mask_ratio=config.cl4srec_mask_ratio,
-            reorder_ratio=config.cl4srec_reorder_ratio, mask_token=config.mask_token_id,
-        )  # fmt: skip
+            examples,
+            seed=0,
+            with_pairs=alpha > 0,
+            view_maker=config.view_maker,
+            crop_ratio=config.cl4srec_crop_ratio,
+            mask_ratio=config.cl4srec_mask_ratio,
+            reorder_ratio=config.cl4srec_reorder_ratio,
+            mask_token=config.mask_token_id,
+        )
         self.collate = SequenceCollator()
         lengths = None
         if length_bucketed:
@@ -289,27 +296,54 @@ def markdown(results: dict) -> str:
     if "grouping" in cmd:
         c = cmd["grouping"]
         for name, figures in r["grouping"]["speedup"].items():
-            rows.append((f"{name} epoch (s): one grid / grouped attention (speed-up)",
-                         f"{figures['one_grid_epoch_s']} / {figures['grouped_epoch_s']} ({figures['speedup']}x)", c))  # fmt: skip
+            rows.append(
+                (
+                    f"{name} epoch (s): one grid / grouped attention (speed-up)",
+                    f"{figures['one_grid_epoch_s']} / {figures['grouped_epoch_s']} ({figures['speedup']}x)",
+                    c,
+                )
+            )
         for name, figures in r["grouping"].get("attention_cells", {}).items():
-            rows.append((f"{name} rows: median / longest length; attention cells per item, one grid / grouped",
-                         f"{figures['median_length']:g} / {figures['max_length']}; {figures['one_grid_cells_per_item']}"
-                         f" / {figures['grouped_cells_per_item']} ({figures['one_grid_over_grouped']}x)", c))  # fmt: skip
+            rows.append(
+                (
+                    f"{name} rows: median / longest length; attention cells per item, one grid / grouped",
+                    f"{figures['median_length']:g} / {figures['max_length']}; {figures['one_grid_cells_per_item']}"
+                    f" / {figures['grouped_cells_per_item']} ({figures['one_grid_over_grouped']}x)",
+                    c,
+                )
+            )
     if "profile" in cmd:
         c, prof = cmd["profile"], r["profile"]
         for name in ("ce", "sce"):
             parts = prof["seconds_per_batch_median"][name]
-            rows.append((f"{name.upper()} step, s/batch: encoder fwd / loss fwd / loss bwd / encoder bwd / optimizer",
-                         " / ".join(f"{parts[k]:.3f}" for k in ("encoder_forward", "loss_forward", "loss_backward",
-                                                               "encoder_backward", "optimizer")), c))  # fmt: skip
+            rows.append(
+                (
+                    f"{name.upper()} step, s/batch: encoder fwd / loss fwd / loss bwd / encoder bwd / optimizer",
+                    " / ".join(
+                        f"{parts[k]:.3f}"
+                        for k in ("encoder_forward", "loss_forward", "loss_backward", "encoder_backward", "optimizer")
+                    ),
+                    c,
+                )
+            )
         rows.append(("SCE / CE step (profiled batches)", prof["sce_over_ce_step"], c))
         rows.append(("SCE / CE floor if SCE's loss cost nothing", prof["sce_over_ce_floor_if_sce_loss_were_free"], c))
         if "sce_loss" in prof:
             sce = prof["sce_loss"]
-            rows.append(("SCE loss alone, fwd+bwd, top operators (self ms per batch)",
-                         ", ".join(f"{op} {ms}" for op, ms in sce["operators_self_ms_per_batch"].items()), c))
-            rows.append(("SCE bucket cells (n_b x b_x) / winning cells (the rows backward multiplies)",
-                         f"{sce['bucket_cells']:,} / {sce['winning_cells']:,}", c))  # fmt: skip
+            rows.append(
+                (
+                    "SCE loss alone, fwd+bwd, top operators (self ms per batch)",
+                    ", ".join(f"{op} {ms}" for op, ms in sce["operators_self_ms_per_batch"].items()),
+                    c,
+                )
+            )
+            rows.append(
+                (
+                    "SCE bucket cells (n_b x b_x) / winning cells (the rows backward multiplies)",
+                    f"{sce['bucket_cells']:,} / {sce['winning_cells']:,}",
+                    c,
+                )
+            )
     if "recommend" in cmd:
         c = cmd["recommend"]
         rows += [
@@ -327,25 +361,44 @@ def markdown(results: dict) -> str:
             computed = r.get(f"ce_{n}_items_peak_mb_is")
             rows.append((f"CE peak RSS, {n} items (MB)", f"{ce_peak} ({computed})" if computed else ce_peak, c))
             steps = [r["memory"].get(f"{loss}_{n}", {}).get("step_s") for loss in ("sce", "ce")]
-            rows.append((f"one training step, {n} items, SCE / CE (s)", " / ".join(
-                "not run" if step is None else str(step) for step in steps), c))  # fmt: skip
-        rows.append(("SCE peak RSS, 1m items, activation checkpointing (MB)",
-                     r.get("sce_1m_items_checkpointing_peak_mb"), c))  # fmt: skip
+            rows.append(
+                (
+                    f"one training step, {n} items, SCE / CE (s)",
+                    " / ".join("not run" if step is None else str(step) for step in steps),
+                    c,
+                )
+            )
+        rows.append(
+            ("SCE peak RSS, 1m items, activation checkpointing (MB)", r.get("sce_1m_items_checkpointing_peak_mb"), c)
+        )
     if "objectives" in cmd:
         c = cmd["objectives"]
         for name, figures in r["objectives"]["epochs"].items():
             rows.append((f"{name} epoch (s)", figures["epoch_s"], c))
         for name, figures in r["objectives"]["ssl_loss"].items():
-            rows.append((f"SSL loss alone, {name}: fwd+bwd ms / (B or d)-squared matrix MB",
-                         f"{figures['ms']} / {figures['matrix_mb']}", c))  # fmt: skip
+            rows.append(
+                (
+                    f"SSL loss alone, {name}: fwd+bwd ms / (B or d)-squared matrix MB",
+                    f"{figures['ms']} / {figures['matrix_mb']}",
+                    c,
+                )
+            )
     if "gpu" in cmd:
         c, g = cmd["gpu"], r["gpu"]
         cpu = g["cpu_reference_epoch_s"]
         for name, label in (("sasrec_ce", "SASRec CE"), ("sasrec_sce", "SASRec SCE"), ("btsr_ce", "BT-SR CE")):
-            rows.append((f"GPU ({g['device']}) {label} epoch, mean of {g['epochs_measured']} (s); CPU epochs section",
-                         f"{g[f'{name}_epoch_s']} ; {cpu[name]}", c))  # fmt: skip
-        rows += [("GPU BT-SR / SASRec", g["btsr_over_sasrec"], c), ("GPU SCE / CE", g["sce_over_ce"], c),
-                 ("GPU peak memory, all three models (MB)", g["peak_gpu_memory_mb"], c)]  # fmt: skip
+            rows.append(
+                (
+                    f"GPU ({g['device']}) {label} epoch, mean of {g['epochs_measured']} (s); CPU epochs section",
+                    f"{g[f'{name}_epoch_s']} ; {cpu[name]}",
+                    c,
+                )
+            )
+        rows += [
+            ("GPU BT-SR / SASRec", g["btsr_over_sasrec"], c),
+            ("GPU SCE / CE", g["sce_over_ce"], c),
+            ("GPU peak memory, all three models (MB)", g["peak_gpu_memory_mb"], c),
+        ]
     if "recbole" in cmd:
         c = cmd["recbole"]
         rows += [
@@ -365,9 +418,11 @@ def markdown(results: dict) -> str:
     ]
     for name, info in sections.items():
         m = info["machine"]
-        lines.append(f"| {name} | {info['measured_at']} | {m['cpu_model']}, {m['cores']} cores, torch {m['torch']}, "
-                     f"OMP_WAIT_POLICY={m['omp_wait_policy']} | {m['threads']} | {info['load_average_start']} / "
-                     f"{info['load_average_end']} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {info['measured_at']} | {m['cpu_model']}, {m['cores']} cores, torch {m['torch']}, "
+            f"OMP_WAIT_POLICY={m['omp_wait_policy']} | {m['threads']} | {info['load_average_start']} / "
+            f"{info['load_average_end']} |"
+        )
     if "epochs" in cmd:
         lines += ["", f"Epoch figures: {r['epoch_measurement']}."]
     lines += ["", "| metric | value | command |", "|---|---|---|"]
@@ -468,9 +523,13 @@ def attention_cells(examples, batch_size: int) -> dict:
         bounds = length_group_bounds(batch.tolist()) or [(0, len(batch), int(batch[-1]))]
         grouped += sum((end - start) * grid_len**2 for start, end, grid_len in bounds)
     items = int(lengths.sum())
-    return {"median_length": float(np.median(lengths)), "max_length": int(lengths.max()),
-            "one_grid_cells_per_item": round(one_grid / items, 1), "grouped_cells_per_item": round(grouped / items, 1),
-            "one_grid_over_grouped": round(one_grid / grouped, 1)}  # fmt: skip
+    return {
+        "median_length": float(np.median(lengths)),
+        "max_length": int(lengths.max()),
+        "one_grid_cells_per_item": round(one_grid / items, 1),
+        "grouped_cells_per_item": round(grouped / items, 1),
+        "one_grid_over_grouped": round(one_grid / grouped, 1),
+    }
 
 
 GPU_EPOCHS = 20
@@ -579,8 +638,8 @@ def section_profile(results: dict, examples, num_items: int, batches: int = 8) -
         "sce_over_ce_floor_if_sce_loss_were_free": round(floor, 3),
         "sce_loss": sce_loss_operators(runs["sce"], 0),
         "note": "median seconds per batch of 256 (collation excluded); loss_* = the prediction loss alone "
-                "(CE: chunked full softmax over 3,416 items; SCE: bucketed), encoder_* = the shared SASRec encoder",
-    }  # fmt: skip
+        "(CE: chunked full softmax over 3,416 items; SCE: bucketed), encoder_* = the shared SASRec encoder",
+    }
     print(results["profile"], flush=True)
 
 
@@ -638,12 +697,26 @@ def mark_computed_ce_1m(results: dict) -> None:
 OBJECTIVES = {
     "sasrec_ce": {"loss_type": "ce", "alpha": 0.0},
     "btsr": {"loss_type": "ce", "alpha": 0.2},
-    "cl4srec": {"loss_type": "ce", "alpha": 0.1, "ssl_objective": "infonce", "view_maker": "cl4srec",
-                "infonce_temperature": 1.0, "infonce_similarity": "dot", "cl4srec_crop_ratio": 0.6,
-                "cl4srec_mask_ratio": 0.3, "cl4srec_reorder_ratio": 0.6},
-    "duorec": {"loss_type": "ce", "alpha": 0.1, "ssl_objective": "infonce", "view_maker": "same_target+dropout",
-               "infonce_temperature": 1.0, "infonce_similarity": "dot"},
-}  # fmt: skip
+    "cl4srec": {
+        "loss_type": "ce",
+        "alpha": 0.1,
+        "ssl_objective": "infonce",
+        "view_maker": "cl4srec",
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+        "cl4srec_crop_ratio": 0.6,
+        "cl4srec_mask_ratio": 0.3,
+        "cl4srec_reorder_ratio": 0.6,
+    },
+    "duorec": {
+        "loss_type": "ce",
+        "alpha": 0.1,
+        "ssl_objective": "infonce",
+        "view_maker": "same_target+dropout",
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+    },
+}
 
 
 def time_ssl_losses(batch_sizes=(256, 1024, 4096), hidden: int = 64, repeats: int = 3) -> dict:
@@ -666,14 +739,19 @@ def time_ssl_losses(batch_sizes=(256, 1024, 4096), hidden: int = 64, repeats: in
                 loss.backward()
                 times.append(time.perf_counter() - t0)
             cells = hidden * hidden if name == "barlow_twins" else 3 * (2 * batch) ** 2
-            out[f"{name}_b{batch}"] = {"ms": round(1e3 * float(np.median(times)), 2),
-                                       "matrix_mb": round(cells * 4 / 2**20, 3)}  # fmt: skip
+            out[f"{name}_b{batch}"] = {
+                "ms": round(1e3 * float(np.median(times)), 2),
+                "matrix_mb": round(cells * 4 / 2**20, 3),
+            }
     return out
 
 
 def section_objectives(results: dict, examples, num_items: int, max_batches) -> None:
-    settings = {f"{name}_b{batch}": {**setting, "batch_size": batch}
-                for batch in (256, 1024) for name, setting in OBJECTIVES.items()}  # fmt: skip
+    settings = {
+        f"{name}_b{batch}": {**setting, "batch_size": batch}
+        for batch in (256, 1024)
+        for name, setting in OBJECTIVES.items()
+    }
     epochs = {}
     for batch in (256, 1024):  # one interleaved group per batch size (equal batch counts within a group)
         group = {k: v for k, v in settings.items() if v["batch_size"] == batch}
@@ -686,8 +764,10 @@ def section_objectives(results: dict, examples, num_items: int, max_batches) -> 
     results["objectives"] = {
         "epochs": epochs,
         "ssl_loss": ssl,
-        "over_sasrec_b256": {name: round(epochs[f"{name}_b256"]["epoch_s"] / epochs["sasrec_ce_b256"]["epoch_s"], 3)
-                             for name in OBJECTIVES},  # fmt: skip
+        "over_sasrec_b256": {
+            name: round(epochs[f"{name}_b256"]["epoch_s"] / epochs["sasrec_ce_b256"]["epoch_s"], 3)
+            for name in OBJECTIVES
+        },
         "settings": OBJECTIVES,
     }
 
@@ -714,12 +794,18 @@ def main():
     parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS,
-                        default=[x for x in SECTIONS if x not in ("recbole", "gpu")],
-                        help="what to measure; other sections' figures in performance.json are kept")  # fmt: skip
-    parser.add_argument("--render_only", action="store_true",
-                        help="rewrite performance.md (and the keys derived from measured ones) from performance.json; "
-                             "measure nothing")  # fmt: skip
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=[x for x in SECTIONS if x not in ("recbole", "gpu")],
+        help="what to measure; other sections' figures in performance.json are kept",
+    )
+    parser.add_argument(
+        "--render_only",
+        action="store_true",
+        help="rewrite performance.md (and the keys derived from measured ones) from performance.json; measure nothing",
+    )
     child_args = ("BATCH", "LOSS", "N_ITEMS", "N_BUCKETS")
     parser.add_argument("--memory-child", nargs=4, metavar=child_args, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -744,9 +830,13 @@ def main():
     results = json.loads(path.read_text()) if path.exists() else {}
     if "sections" not in results and "command" in results:  # a file from before sections: one run measured all
         old = results["machine"]
-        info = {"command": results["command"], "measured_at": "2026-11 (earlier file, one run of all sections)",
-                "machine": {k: v for k, v in old.items() if not k.startswith("load")},
-                "load_average_start": old.get("load_average_start"), "load_average_end": old.get("load_average_end")}
+        info = {
+            "command": results["command"],
+            "measured_at": "2026-11 (earlier file, one run of all sections)",
+            "machine": {k: v for k, v in old.items() if not k.startswith("load")},
+            "load_average_start": old.get("load_average_start"),
+            "load_average_end": old.get("load_average_end"),
+        }
         results["sections"] = {name: dict(info) for name in ("epochs", "recommend", "memory")}
         for stale in ("command", "recbole_comparison"):  # the old format's keys, now per section
             results.pop(stale, None)

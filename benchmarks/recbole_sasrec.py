@@ -5,7 +5,7 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/recbole_sasrec.py [--max_batches 30] [--threads 2]
 
 Prints the result as JSON and writes ``benchmarks/results/recbole_sasrec.json``; ``benchmarks/performance.py`` imports
-``measure``. Reads ML-1M from the data root (``$BTSR_DATA_ROOT``) (``--data`` to change) and skips with a message when it is
+``measure``. Reads ML-1M from ``$BTSR_DATA_ROOT`` (``--data`` to change) and skips with a message when it is
 absent.
 
 Why: RecBole's sequential datasets turn every prefix of a user's history into its own training sample (padded to
@@ -49,9 +49,22 @@ WARMUP_BATCHES = 2
 # multi-GB CUDA build from PyPI. The rest are RecBole's requirements at the versions this script was run with.
 TORCH_PIN = "torch==2.13.0"
 RECBOLE_PINS = [
-    "recbole==1.2.1", "numpy==2.4.6", "scipy==1.17.1", "pandas==3.1.1", "scikit-learn==1.9.1", "tqdm==4.70.1",
-    "colorlog==4.7.2", "colorama==0.4.4", "pyyaml==6.0.4", "tensorboard==2.21.0", "thop==0.1.1.post2209072238",
-    "tabulate==0.10.0", "plotly==7.1.0", "texttable==1.7.2", "psutil==7.2.2", "ray==2.6.3",
+    "recbole==1.2.1",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "pandas==3.1.1",
+    "scikit-learn==1.9.1",
+    "tqdm==4.70.1",
+    "colorlog==4.7.2",
+    "colorama==0.4.4",
+    "pyyaml==6.0.4",
+    "tensorboard==2.21.0",
+    "thop==0.1.1.post2209072238",
+    "tabulate==0.10.0",
+    "plotly==7.1.0",
+    "texttable==1.7.2",
+    "psutil==7.2.2",
+    "ray==2.6.3",
 ]
 REPORTED_PACKAGES = ("recbole", "torch", "numpy", "scipy", "pandas")
 
@@ -171,15 +184,29 @@ def recbole_config() -> dict:
         "user_inter_num_interval": "[0,inf)",  # no k-core: keep the data exactly as ours sees it
         "item_inter_num_interval": "[0,inf)",
         "MAX_ITEM_LIST_LENGTH": 200,
-        "hidden_size": 64, "inner_size": 64, "n_layers": 2, "n_heads": 1,
-        "hidden_dropout_prob": 0.1, "attn_dropout_prob": 0.1,
+        "hidden_size": 64,
+        "inner_size": 64,
+        "n_layers": 2,
+        "n_heads": 1,
+        "hidden_dropout_prob": 0.1,
+        "attn_dropout_prob": 0.1,
         # ours: ReLU feed-forward, LayerNorm eps 1e-8 (RecBole defaults: GELU, 1e-12)
-        "hidden_act": "relu", "layer_norm_eps": 1e-8,
-        "loss_type": "CE", "train_batch_size": 256, "learner": "adam", "learning_rate": 1e-3,
+        "hidden_act": "relu",
+        "layer_norm_eps": 1e-8,
+        "loss_type": "CE",
+        "train_batch_size": 256,
+        "learner": "adam",
+        "learning_rate": 1e-3,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
         "train_neg_sample_args": None,
-        "gpu_id": "", "use_gpu": False, "device": "cpu", "worker": 0,
-        "seed": 0, "reproducibility": True, "show_progress": False, "state": "WARNING",
+        "gpu_id": "",
+        "use_gpu": False,
+        "device": "cpu",
+        "worker": 0,
+        "seed": 0,
+        "reproducibility": True,
+        "show_progress": False,
+        "state": "WARNING",
     }
 
 
@@ -264,8 +291,15 @@ def measure(data_file: Path, max_batches: int = 30, threads: int = 2) -> dict:
     install_s = ensure_venv()
     fixes = apply_patches()
     convert(data_file)
-    command = [str(venv_python()), str(Path(__file__).resolve()), "--child",
-               "--max_batches", str(max_batches), "--threads", str(threads)]
+    command = [
+        str(venv_python()),
+        str(Path(__file__).resolve()),
+        "--child",
+        "--max_batches",
+        str(max_batches),
+        "--threads",
+        str(threads),
+    ]
     # As in performance.py: on a shared 2-core machine spinning OpenMP threads made 2-thread training much slower
     # (here 4.6 vs 2.0 s per RecBole batch at load ~4), so both sides run with the passive policy.
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
@@ -286,7 +320,9 @@ def measure(data_file: Path, max_batches: int = 30, threads: int = 2) -> dict:
         "fixes": fixes,
         "command": f".venv/bin/python benchmarks/recbole_sasrec.py --max_batches {max_batches} --threads {threads}",
         "machine": {
-            "cpu_model": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "cpu_model": cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
             "omp_wait_policy": env["OMP_WAIT_POLICY"],
         },
         "notes": (

@@ -51,21 +51,30 @@ def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, 
     model = BTSRForSequentialRecommendation.from_pretrained(folder).eval()
     data = prepare_data(data_args, model.config.max_position_embeddings)
     if len(data.item_user_counts) != model.config.num_items:
-        raise SystemExit(f"reevaluate.py: the data has {len(data.item_user_counts)} items, the model "
-                         f"{model.config.num_items}: not the data this run was trained on")  # fmt: skip
+        raise SystemExit(
+            f"reevaluate.py: the data has {len(data.item_user_counts)} items, the model "
+            f"{model.config.num_items}: not the data this run was trained on"
+        )
     split = data.split
     valid = evaluate_ranking(model, split.valid.contexts, split.valid.targets, item_user_counts=data.item_user_counts)
-    test, per_user = evaluate_ranking(model, split.test.contexts, split.test.targets,
-                                      item_user_counts=data.item_user_counts, prefix="test",
-                                      return_per_user=True)  # fmt: skip
-    mostpop = most_popular_ranking(split.test.contexts, split.test.targets, data.item_interaction_counts,
-                                   prefix="test_mostpop")  # fmt: skip
+    test, per_user = evaluate_ranking(
+        model,
+        split.test.contexts,
+        split.test.targets,
+        item_user_counts=data.item_user_counts,
+        prefix="test",
+        return_per_user=True,
+    )
+    mostpop = most_popular_ranking(
+        split.test.contexts, split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
+    )
     return results, {**valid, **test, **mostpop}, per_user
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("folder", type=Path, help="a train.py output folder (model, all_results.json)")
     parser.add_argument("--data_root", default=None, help="where the named datasets are, if not where they were")
     parser.add_argument("--dry_run", action="store_true", help="print the figures, write nothing")

@@ -55,22 +55,21 @@ SHARED = default_data_root()
 # (dataset, protocol) -> settings shared by all runs of that dataset, including the stated epoch cap and patience.
 # Where each dataset's file is comes from the one registry, data_processing.readers.KNOWN_DATASETS (`dataset_file`).
 DATASETS = {
-    ("ml-1m", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30,
-                                 "loss": "ce", "bt_lambda": 0.05},
-    ("beauty", "leave_one_out"): {"batch_size": 1024, "epochs": 300, "patience": 30,
-                                  "loss": "sce", "bt_lambda": 0.1},
-    ("sports", "leave_one_out"): {"batch_size": 1024,
-                                  "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
-    ("lastfm", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30,
-                                  "loss": "ce", "bt_lambda": 0.05},
-    ("ml-100k", "temporal"): {"batch_size": 128, "epochs": 200,
-                              "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("ml-1m", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("beauty", "leave_one_out"): {"batch_size": 1024, "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
+    ("sports", "leave_one_out"): {"batch_size": 1024, "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
+    ("lastfm", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("ml-100k", "temporal"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     # In no grid: ML-100K's sequences under the other protocol, for benchmarks/contrastive_probe.py.
-    ("ml-100k", "leave_one_out"): {"batch_size": 128, "epochs": 200,
-                                   "patience": 30, "loss": "ce", "bt_lambda": 0.05},
-    ("ml-latest-small", "temporal"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce",
-                                      "bt_lambda": 0.05},
-}  # fmt: skip
+    ("ml-100k", "leave_one_out"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("ml-latest-small", "temporal"): {
+        "batch_size": 128,
+        "epochs": 200,
+        "patience": 30,
+        "loss": "ce",
+        "bt_lambda": 0.05,
+    },
+}
 
 
 # Contrastive baselines run through their train.py presets (hyper-parameters documented there); alpha is their
@@ -103,14 +102,34 @@ def _run(dataset, protocol, model, seed, alpha=None, dropout=0.1, loss=None, bat
         alpha = CONTRASTIVE_ALPHA if alpha is None else alpha
     else:
         alpha = 0.0
-    return {"dataset": dataset, "protocol": protocol, "model": model, "loss_type": loss, "bt_alpha": alpha,
-            "bt_lambda": base["bt_lambda"], "dropout": dropout, "batch_size": batch_size or base["batch_size"],
-            "seed": seed, "max_epochs": base["epochs"], "patience": base["patience"],
-            **({"length_grouped_attention": True} if grouped else {}), "eval_exclusion": "history"}  # fmt: skip
+    return {
+        "dataset": dataset,
+        "protocol": protocol,
+        "model": model,
+        "loss_type": loss,
+        "bt_alpha": alpha,
+        "bt_lambda": base["bt_lambda"],
+        "dropout": dropout,
+        "batch_size": batch_size or base["batch_size"],
+        "seed": seed,
+        "max_epochs": base["epochs"],
+        "patience": base["patience"],
+        **({"length_grouped_attention": True} if grouped else {}),
+        "eval_exclusion": "history",
+    }
 
 
-GRIDS = ("main", "amazon", "temporal", "contrastive", "contrastive_rescaled", "batch_size", "alpha_sweep",
-         "lastfm_sweep", "ml-1m")  # fmt: skip
+GRIDS = (
+    "main",
+    "amazon",
+    "temporal",
+    "contrastive",
+    "contrastive_rescaled",
+    "batch_size",
+    "alpha_sweep",
+    "lastfm_sweep",
+    "ml-1m",
+)
 
 
 def grid(name: str, seeds: list[int]) -> list[dict]:
@@ -125,37 +144,65 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         runs = []
         for dataset in ("beauty", "sports"):
             for seed in seeds:
-                runs += [_run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6, grouped=True),
-                         _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6,
-                              grouped=True)]  # fmt: skip
+                runs += [
+                    _run(dataset, "leave_one_out", "sasrec-sce", seed, dropout=0.6, grouped=True),
+                    _run(dataset, "leave_one_out", "bt-sr", seed, alpha=0.25, dropout=0.6, grouped=True),
+                ]
         for seed in seeds:
             runs += [_run("lastfm", "leave_one_out", "sasrec-ce", seed), _run("lastfm", "leave_one_out", "bt-sr", seed)]
         return runs
     if name == "temporal":  # a protocol check: 92 and 42 evaluated users
-        return [_run(d, "temporal", m, s) for d in ("ml-100k", "ml-latest-small") for s in seeds
-                for m in ("sasrec-ce", "bt-sr")]  # fmt: skip
+        return [
+            _run(d, "temporal", m, s)
+            for d in ("ml-100k", "ml-latest-small")
+            for s in seeds
+            for m in ("sasrec-ce", "bt-sr")
+        ]
     if name == "contrastive":  # BT-SR against InfoNCE objectives on one protocol each, same harness
-        return [_run(d, p, m, s) for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
-                for s in seeds for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
+        return [
+            _run(d, p, m, s)
+            for (d, p) in (("ml-1m", "leave_one_out"), ("ml-100k", "temporal"))
+            for s in seeds
+            for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")
+        ]
     if name == "contrastive_rescaled":  # the InfoNCE baselines at a 100x smaller weight (see above)
-        return [_run(d, "leave_one_out", m, s, alpha=a) for d, a in CONTRASTIVE_ALPHA_PER_POSITION.items()
-                for s in seeds for m in CONTRASTIVE]  # fmt: skip
+        return [
+            _run(d, "leave_one_out", m, s, alpha=a)
+            for d, a in CONTRASTIVE_ALPHA_PER_POSITION.items()
+            for s in seeds
+            for m in CONTRASTIVE
+        ]
     if name == "batch_size":  # InfoNCE's negatives are the batch; Barlow Twins has none: accuracy against batch size
-        return [_run("lastfm", "leave_one_out", m, s, batch_size=b) for s in seeds for b in (256, 64, 1024)
-                for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")]  # fmt: skip
+        return [
+            _run("lastfm", "leave_one_out", m, s, batch_size=b)
+            for s in seeds
+            for b in (256, 64, 1024)
+            for m in ("sasrec-ce", "bt-sr", "cl4srec", "duorec")
+        ]
     if name == "lastfm_sweep":  # the LastFM half of the alpha sweep alone (minutes per run, not an hour)
         return [r for r in grid("alpha_sweep", seeds) if r["dataset"] == "lastfm"]
     if name == "ml-1m":  # every ML-1M run of the other grids, most wanted first, each once (for a GPU session)
-        runs = [r for r in grids(["main", "contrastive", "alpha_sweep", "contrastive_rescaled"], seeds)
-                if r["dataset"] == "ml-1m"]  # fmt: skip
-        main = [r for r in runs if r["model"] in ("sasrec-ce", "bt-sr") and r["dropout"] == 0.1
-                and r["bt_alpha"] in (0.0, 0.2)]  # fmt: skip
+        runs = [
+            r
+            for r in grids(["main", "contrastive", "alpha_sweep", "contrastive_rescaled"], seeds)
+            if r["dataset"] == "ml-1m"
+        ]
+        main = [
+            r
+            for r in runs
+            if r["model"] in ("sasrec-ce", "bt-sr") and r["dropout"] == 0.1 and r["bt_alpha"] in (0.0, 0.2)
+        ]
         return main + [r for r in runs if r not in main]
     if name == "alpha_sweep":
-        runs = [_run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
-                for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
-        runs += [_run("lastfm", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", s, alpha=a)
-                 for s in seeds for a in (0.0, 0.1, 0.2, 0.4, 0.8)]  # fmt: skip
+        runs = [
+            _run("ml-1m", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
+            for a in (0.0, 0.1, 0.2, 0.4, 0.8)
+        ]
+        runs += [
+            _run("lastfm", "leave_one_out", "sasrec-ce" if a == 0 else "bt-sr", s, alpha=a)
+            for s in seeds
+            for a in (0.0, 0.1, 0.2, 0.4, 0.8)
+        ]
         return runs
     raise SystemExit(f"unknown grid {name!r}: {' | '.join(GRIDS)}")
 
@@ -172,8 +219,10 @@ def grids(names: list[str], seeds: list[int]) -> list[dict]:
 def run_id(run: dict) -> str:
     key = json.dumps({k: run[k] for k in sorted(run)}, sort_keys=True)
     device = f"{run['device']}-" if "device" in run else ""
-    return (f"{run['dataset']}-{run['protocol']}-{run['model']}-s{run['seed']}-{device}"
-            + hashlib.sha1(key.encode()).hexdigest()[:8])  # fmt: skip
+    return (
+        f"{run['dataset']}-{run['protocol']}-{run['model']}-s{run['seed']}-{device}"
+        + hashlib.sha1(key.encode()).hexdigest()[:8]
+    )
 
 
 def device_of(run: dict) -> str:
@@ -210,23 +259,62 @@ def on_device(runs: list[dict], device: str) -> list[dict]:
 
 
 def train_command(run: dict, output_dir: Path) -> list[str]:
-    data = (["--dataset", run["dataset"]] if dataset_file(run["dataset"]) is None
-            else ["--dataset", run["dataset"], "--data_root", str(SHARED)])  # fmt: skip
+    data = (
+        ["--dataset", run["dataset"]]
+        if dataset_file(run["dataset"]) is None
+        else ["--dataset", run["dataset"], "--data_root", str(SHARED)]
+    )
     preset = ["--preset", run["model"]] if run["model"] in CONTRASTIVE else []
     return [
-        sys.executable, str(ROOT / "train.py"), *data, *preset, "--split", run["protocol"],
-        "--loss_type", run["loss_type"], "--bt_alpha", str(run["bt_alpha"]), "--bt_lambda", str(run["bt_lambda"]),
-        "--dropout", str(run["dropout"]), "--per_device_train_batch_size", str(run["batch_size"]),
-        "--seed", str(run["seed"]), "--num_train_epochs", str(run["max_epochs"]), "--patience", str(run["patience"]),
-        "--length_grouped_attention", str(bool(run.get("length_grouped_attention", False))),
-        "--output_dir", str(output_dir), "--save_total_limit", "2",
+        sys.executable,
+        str(ROOT / "train.py"),
+        *data,
+        *preset,
+        "--split",
+        run["protocol"],
+        "--loss_type",
+        run["loss_type"],
+        "--bt_alpha",
+        str(run["bt_alpha"]),
+        "--bt_lambda",
+        str(run["bt_lambda"]),
+        "--dropout",
+        str(run["dropout"]),
+        "--per_device_train_batch_size",
+        str(run["batch_size"]),
+        "--seed",
+        str(run["seed"]),
+        "--num_train_epochs",
+        str(run["max_epochs"]),
+        "--patience",
+        str(run["patience"]),
+        "--length_grouped_attention",
+        str(bool(run.get("length_grouped_attention", False))),
+        "--output_dir",
+        str(output_dir),
+        "--save_total_limit",
+        "2",
         *(["--use_cpu"] if device_of(run) == "cpu" else []),
-    ]  # fmt: skip
+    ]
 
 
 # The settings `_run` and `on_device` put in a run (what `run_id` hashes); a record adds what the run produced.
-RUN_KEYS = ("dataset", "protocol", "model", "loss_type", "bt_alpha", "bt_lambda", "dropout", "batch_size", "seed",
-            "max_epochs", "patience", "length_grouped_attention", "device", "eval_exclusion")  # fmt: skip
+RUN_KEYS = (
+    "dataset",
+    "protocol",
+    "model",
+    "loss_type",
+    "bt_alpha",
+    "bt_lambda",
+    "dropout",
+    "batch_size",
+    "seed",
+    "max_epochs",
+    "patience",
+    "length_grouped_attention",
+    "device",
+    "eval_exclusion",
+)
 
 
 def run_of_record(record: dict) -> dict:
@@ -234,8 +322,10 @@ def run_of_record(record: dict) -> dict:
     `eval_exclusion: window` was hashed before the field existed, so the mark is not part of its id."""
     run = {k: record[k] for k in RUN_KEYS if k in record and not (k == "eval_exclusion" and record[k] == "window")}
     if run_id(run) != record.get("run_id"):
-        raise ValueError(f"record {record.get('run_id')!r}: its settings {run} hash to {run_id(run)!r}, "
-                         "not to its run_id (a run setting missing from reproduce.RUN_KEYS?)")  # fmt: skip
+        raise ValueError(
+            f"record {record.get('run_id')!r}: its settings {run} hash to {run_id(run)!r}, "
+            "not to its run_id (a run setting missing from reproduce.RUN_KEYS?)"
+        )
     return run
 
 
@@ -246,12 +336,14 @@ def rerun_command(wanted: str, seeds=range(5)) -> str:
     gave it (one visible GPU for a GPU run; the recorded intra-op threads)."""
     records = [r for r in load_records() if r.get("run_id") == wanted]
     candidates = [run_of_record(r) for r in records] or [
-        run for device in ("cpu", "cuda") for run in on_device(grids(list(GRIDS), list(seeds)), device)]  # fmt: skip
+        run for device in ("cpu", "cuda") for run in on_device(grids(list(GRIDS), list(seeds)), device)
+    ]
     for run in candidates:
         if run_id(run) == wanted:
             shared = os.path.relpath(SHARED, ROOT)
-            command = [shared if part == str(SHARED) else part
-                       for part in train_command(run, Path("outputs") / wanted)[2:]]  # fmt: skip
+            command = [
+                shared if part == str(SHARED) else part for part in train_command(run, Path("outputs") / wanted)[2:]
+            ]
             env = ["CUDA_VISIBLE_DEVICES=0"] if device_of(run) != "cpu" else []
             threads = records[0].get("threads") if records else None
             env += [f"OMP_NUM_THREADS={threads}"] if threads else []
@@ -296,8 +388,10 @@ def compact_per_user(per_user: dict) -> dict:
     if ranks.min(initial=0) < 0 or ranks.max(initial=0) > 10:
         raise ValueError("per-user ndcg@10 holds a value no rank in 1..10 gives")
     compact = {"rank@10": "".join(RANK_DIGITS[rank] for rank in ranks)}
-    if not (np.array_equal(per_user_metric(compact, "hr@10"), hr)
-            and np.allclose(per_user_metric(compact, "ndcg@10"), ndcg, rtol=0, atol=1e-9)):  # fmt: skip
+    if not (
+        np.array_equal(per_user_metric(compact, "hr@10"), hr)
+        and np.allclose(per_user_metric(compact, "ndcg@10"), ndcg, rtol=0, atol=1e-9)
+    ):
         raise ValueError("per-user hr@10 / ndcg@10 are not those of one rank in 1..10 per user")
     return compact
 
@@ -334,6 +428,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 def code_version() -> str:
     """The commit the runner's checkout is at, `+local` when the code a training imports differs from it."""
+
     def git(*args):
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
 
@@ -407,16 +502,21 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
         raise SystemExit(f"run {run_id(run)} failed (exit {process.returncode}); see {folder / 'train.log'}")
     results = json.loads((folder / "all_results.json").read_text())
     per_user = json.loads((folder / "eval" / "test_per_user.json").read_text())
-    record = {**run, "run_id": run_id(run), "epochs": results.get("epochs"), "best_epoch": results.get("best_epoch"),
-              "train_seconds": results.get("train_seconds"),
-              "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
-              "machine": machine(device_of(run)),
-              "threads": threads,
-              "command": " ".join(command[1:]),
-              "code_versions": note_code_version(folder),
-              **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
-              "test_per_user": compact_per_user(per_user),
-              "curve_eval_ndcg@10": validation_curve(folder)}  # fmt: skip
+    record = {
+        **run,
+        "run_id": run_id(run),
+        "epochs": results.get("epochs"),
+        "best_epoch": results.get("best_epoch"),
+        "train_seconds": results.get("train_seconds"),
+        "resumed_from_epoch": results.get("resumed_from_epoch", 0.0),
+        "machine": machine(device_of(run)),
+        "threads": threads,
+        "command": " ".join(command[1:]),
+        "code_versions": note_code_version(folder),
+        **{k: v for k, v in results.items() if k.startswith(("eval_", "test_"))},
+        "test_per_user": compact_per_user(per_user),
+        "curve_eval_ndcg@10": validation_curve(folder),
+    }
     append_record(record)
     return True
 
@@ -427,8 +527,13 @@ def machine(device: str = "cpu") -> str:
         return host
     # nvidia-smi, not torch: a runner that initialised CUDA would hold a GPU context for the whole session.
     try:
-        name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=30).stdout.strip().split("\n")[0]  # fmt: skip
+        name = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+            )
+            .stdout.strip()
+            .split("\n")[0]
+        )
     except (OSError, subprocess.TimeoutExpired):
         name = ""
     return f"{name or 'GPU (nvidia-smi gave no name)'} (torch {importlib.metadata.version('torch')}), {host}"
@@ -438,26 +543,42 @@ def caps_text() -> str:
     """The epoch cap and early-stopping patience of every dataset's runs (also stored in each record)."""
     lines = ["epoch caps (every run of a dataset; also in each record as max_epochs / patience):"]
     for (dataset, protocol), base in DATASETS.items():
-        lines.append(f"  {dataset} {protocol}: at most {base['epochs']} epochs, stopped after {base['patience']} "
-                     "epochs without a better validation NDCG@10")
+        lines.append(
+            f"  {dataset} {protocol}: at most {base['epochs']} epochs, stopped after {base['patience']} "
+            "epochs without a better validation NDCG@10"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=caps_text())
-    parser.add_argument("--grid", nargs="+", default=["main"], choices=GRIDS,
-                        help="one or more grids, run in that order (a run in several is run once)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=caps_text()
+    )
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=["main"],
+        choices=GRIDS,
+        help="one or more grids, run in that order (a run in several is run once)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--time_budget_min", type=float, default=60.0, help="stop (resumably) after this long")
     parser.add_argument("--list", action="store_true", help="show the grid and what is recorded, run nothing")
     parser.add_argument("--only", default=None, help="run only the runs whose id contains this text (e.g. ml-100k)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each training (default: all)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)")
-    parser.add_argument("--command", metavar="RUN_ID|FOLDER", default=None,
-                        help="print the train.py command that reruns this run (a record's run_id, or a run folder "
-                             "or its run_settings.json), run nothing")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="cuda: train on the GPU; recorded as separate runs (own ids, own table rows)",
+    )
+    parser.add_argument(
+        "--command",
+        metavar="RUN_ID|FOLDER",
+        default=None,
+        help="print the train.py command that reruns this run (a record's run_id, or a run folder "
+        "or its run_settings.json), run nothing",
+    )
     args = parser.parse_args()
     if args.command is not None:
         settings_file = Path(args.command) / "run_settings.json" if Path(args.command).is_dir() else Path(args.command)
@@ -476,8 +597,11 @@ def main() -> int:
     recorded = {r["run_id"] for r in load_records()}
     if args.list:
         for run in runs:
-            print(("done    " if run_id(run) in recorded else "pending ") + run_id(run)
-                  + f"  (cap {run['max_epochs']} epochs, patience {run['patience']})")
+            print(
+                ("done    " if run_id(run) in recorded else "pending ")
+                + run_id(run)
+                + f"  (cap {run['max_epochs']} epochs, patience {run['patience']})"
+            )
         return 0
     deadline = time.time() + args.time_budget_min * 60
     for run in runs:

@@ -7,8 +7,9 @@ so its outputs do not depend on the amount of padding and short batches cost les
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

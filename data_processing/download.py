@@ -15,11 +15,10 @@ import shutil
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 from .errors import DataError
-
 
 __all__ = ["ML1M_URL", "ML1M_RATINGS_BLOB_ID", "default_cache_dir", "git_blob_id", "fetch_ml1m_ratings"]
 
@@ -39,7 +38,7 @@ def default_cache_dir() -> Path:
     return Path("~/.cache/btsr").expanduser()
 
 
-def git_blob_id(path: Union[str, os.PathLike]) -> str:
+def git_blob_id(path: str | os.PathLike) -> str:
     """The id ``git hash-object`` gives the file: sha1 of ``b"blob <size>\\0"`` and the content, read in chunks.
 
     Example:
@@ -60,7 +59,7 @@ def git_blob_id(path: Union[str, os.PathLike]) -> str:
 
 
 def fetch_ml1m_ratings(
-    cache_dir: Optional[Union[str, os.PathLike]] = None,
+    cache_dir: str | os.PathLike | None = None,
     url: str = ML1M_URL,
     expected_blob_id: str = ML1M_RATINGS_BLOB_ID,
     opener: Callable = urllib.request.urlopen,

@@ -12,7 +12,6 @@ import pandas as pd
 
 from .errors import DataError
 
-
 __all__ = ["filter_interactions"]
 
 USER, ITEM = "user_id", "item_id"

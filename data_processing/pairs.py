@@ -29,6 +29,7 @@ from .sequences import TrainExamples, partner_index
 
 __all__ = ["draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
 
+
 def draw_partners(
     seed: int,
     epoch: int,
@@ -254,9 +255,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         sequence = self._input_ids[i]
         if self._prefixes:
             sequence = sequence[: int(self.prefix_cuts(epoch)[i]) + 1]
-        return cl4srec_view(
-            sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token
-        )
+        return cl4srec_view(sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token)
 
     def __len__(self) -> int:
         return len(self._input_ids)

@@ -27,7 +27,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import DataError
-
 
 if TYPE_CHECKING:
     import datasets
@@ -51,7 +50,7 @@ __all__ = [
 
 DATA_FORMATS = ("csv", "tsv", "parquet", "movielens_csv", "ml1m_dat", "ml100k_udata", "sasrec", "s3rec", "hf_dataset")
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 USER, ITEM, TIME = "user_id", "item_id", "timestamp"
 
@@ -121,10 +120,10 @@ def guess_data_format(path: PathLike) -> str:
 
 def read_interactions(
     path: PathLike,
-    data_format: Optional[str] = None,
+    data_format: str | None = None,
     user_col: str = USER,
     item_col: str = ITEM,
-    time_col: Optional[str] = TIME,
+    time_col: str | None = TIME,
 ) -> pd.DataFrame:
     """Read an interaction file into a ``user_id, item_id[, timestamp]`` table in file order.
 
@@ -178,10 +177,10 @@ def read_interactions(
 
 
 def interactions_from_dataset(
-    ds: "datasets.Dataset",
+    ds: datasets.Dataset,
     user_col: str = USER,
     item_col: str = ITEM,
-    time_col: Optional[str] = TIME,
+    time_col: str | None = TIME,
     name: str = "<dataset>",
 ) -> pd.DataFrame:
     """Turn a :class:`datasets.Dataset` with user, item and optional time columns into the interaction table.
@@ -224,8 +223,8 @@ class KnownDataset:
 _MOVIELENS_TERMS = (
     "MovieLens data (GroupLens Research, University of Minnesota) may be used for research purposes only: no "
     "commercial use without permission, no redistribution of the data without separate permission, no claim of "
-    "endorsement, and publications using it must cite F. M. Harper and J. A. Konstan, \"The MovieLens Datasets: "
-    "History and Context\", ACM TiiS 5(4), 2015."
+    'endorsement, and publications using it must cite F. M. Harper and J. A. Konstan, "The MovieLens Datasets: '
+    'History and Context", ACM TiiS 5(4), 2015.'
 )
 _AMAZON_TERMS = (
     "Amazon review data 2014 (McAuley lab, UCSD), S3-Rec preprocessing: a research release with no separate data "
@@ -240,8 +239,8 @@ KNOWN_DATASETS = {
         "ml-latest-small",
         "MovieLens latest-small (GroupLens Research, University of Minnesota): research use; the data set, including "
         "transformations, may be redistributed only under these same license conditions; no commercial use without "
-        "permission; no claim of endorsement; publications using it must cite F. M. Harper and J. A. Konstan, \"The "
-        "MovieLens Datasets: History and Context\", ACM TiiS 5(4), 2015.",
+        'permission; no claim of endorsement; publications using it must cite F. M. Harper and J. A. Konstan, "The '
+        'MovieLens Datasets: History and Context", ACM TiiS 5(4), 2015.',
         in_repo=True,
     ),
     "ml-100k": KnownDataset("ml-100k/interactions.csv.gz", "csv", "MovieLens-100K", _MOVIELENS_TERMS),
@@ -271,7 +270,7 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else _REPO_ROOT.parent / "shared" / "data"
 
 
-def known_dataset_path(name: str, data_root: Optional[PathLike] = None) -> Path:
+def known_dataset_path(name: str, data_root: PathLike | None = None) -> Path:
     """Where the file of one of the :data:`KNOWN_DATASETS` is expected: under ``data_root`` (default
     :func:`default_data_root`), or in the repository for the embedded one. It may not exist."""
     known = KNOWN_DATASETS[name]
@@ -280,7 +279,7 @@ def known_dataset_path(name: str, data_root: Optional[PathLike] = None) -> Path:
     return (Path(data_root).expanduser() if data_root is not None else default_data_root()) / known.relative_path
 
 
-def load_dataset_by_name(name: str, data_root: Optional[PathLike] = None) -> tuple[pd.DataFrame, dict]:
+def load_dataset_by_name(name: str, data_root: PathLike | None = None) -> tuple[pd.DataFrame, dict]:
     """Read one of the :data:`KNOWN_DATASETS` by name.
 
     ``ml-latest-small`` ships with the repository. The others are not redistributable and are looked up under
@@ -355,7 +354,7 @@ def _check_utf8(raw: bytes, source: str) -> None:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise DataError(
-            f"{source}: line {line}: byte {raw[err.start:err.start + 1]!r} is not valid UTF-8; save the file as UTF-8"
+            f"{source}: line {line}: byte {raw[err.start : err.start + 1]!r} is not valid UTF-8; save the file as UTF-8"
         ) from err
 
 
@@ -365,7 +364,7 @@ def _read_table(
     sep: str,
     user_col: str,
     item_col: str,
-    time_col: Optional[str],
+    time_col: str | None,
     time_required: bool,
 ) -> pd.DataFrame:
     """A delimited file with a header line; every value is read as text and typed afterwards."""
@@ -488,9 +487,7 @@ def _read_s3rec(raw: bytes, source: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _read_parquet(
-    raw: bytes, source: str, user_col: str, item_col: str, time_col: Optional[str]
-) -> pd.DataFrame:
+def _read_parquet(raw: bytes, source: str, user_col: str, item_col: str, time_col: str | None) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
@@ -504,7 +501,7 @@ def _read_parquet(
     return _frame_from_arrow(table, columns, source)
 
 
-def _read_saved_dataset(path: Path, user_col: str, item_col: str, time_col: Optional[str]) -> pd.DataFrame:
+def _read_saved_dataset(path: Path, user_col: str, item_col: str, time_col: str | None) -> pd.DataFrame:
     import datasets
 
     try:
@@ -528,7 +525,7 @@ def _select_columns(
     source: str,
     user_col: str,
     item_col: str,
-    time_col: Optional[str],
+    time_col: str | None,
     time_required: bool,
 ) -> dict:
     """Map contract names to the source's column names, or say which columns the source has."""
@@ -561,7 +558,7 @@ def _frame_from_arrow(
     table: pa.Table,
     columns: dict,
     source: str,
-    lines: Optional[np.ndarray] = None,
+    lines: np.ndarray | None = None,
     unit: str = "row",
 ) -> pd.DataFrame:
     """Type the selected columns of ``table`` and build the contract DataFrame.

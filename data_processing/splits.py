@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
 from .builtins import to_builtin
+from .errors import DataError
 from .vocab import ItemVocab, sorted_unique
 
 __all__ = [
@@ -255,8 +255,8 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
 
     if not is_train_user.any():
         raise DataError(
-            f"{source}: the temporal split left no training users (t* = {to_builtin(t_star)}: every user either appears "
-            f"at or after t* or has fewer than 2 interactions before it)"
+            f"{source}: the temporal split left no training users (t* = {to_builtin(t_star)}: every user either "
+            f"appears at or after t* or has fewer than 2 interactions before it)"
         )
     if not is_eval_user.any():
         raise DataError(

@@ -85,7 +85,7 @@ class ItemVocab:
         self._ids_array[:] = ids
 
     @classmethod
-    def from_items(cls, items: Iterable[Any] | np.ndarray | pd.Series) -> "ItemVocab":
+    def from_items(cls, items: Iterable[Any] | np.ndarray | pd.Series) -> ItemVocab:
         """Vocabulary of the distinct ids in ``items`` (any iterable, array or Series), sorted (see module doc)."""
         return cls(sorted_unique(items))
 
@@ -164,7 +164,7 @@ class ItemVocab:
         return {"item_ids": list(self._ids)}
 
     @classmethod
-    def from_json_dict(cls, data: dict) -> "ItemVocab":
+    def from_json_dict(cls, data: dict) -> ItemVocab:
         """Inverse of :meth:`to_json_dict`."""
         if not isinstance(data, dict) or not isinstance(data.get("item_ids"), list):
             raise DataError("item_vocab.json: expected an object with a list 'item_ids'")

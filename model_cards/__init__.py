@@ -18,6 +18,7 @@ def __getattr__(name):
         return getattr(hub, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "build_model_card",
     "write_model_card",

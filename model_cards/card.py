@@ -200,7 +200,9 @@ def _test_metric_keys(results: dict) -> list[tuple[str, int, str]]:
     found = [
         (m["family"], int(m["k"]), key)
         for key in results
-        if (m := _TEST_KEY.match(key)) and not m["bucket"] and m["family"] in METRIC_FAMILIES
+        if (m := _TEST_KEY.match(key))
+        and not m["bucket"]
+        and m["family"] in METRIC_FAMILIES
         and _is_number(results[key])
     ]
     return sorted(found, key=lambda fkk: (list(METRIC_FAMILIES).index(fkk[0]), fkk[1]))
@@ -236,15 +238,25 @@ def _overall_rows(results: dict, reference: dict | None = None) -> tuple[list[di
         ci_text = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
         any_pop |= _is_number(pop)
         any_ci |= bool(ci_text)
-        rows.append({"metric": _metric_label(family, k), "model": _fmt(results[key]), "baseline": _fmt(pop),
-                     "reference": _fmt((reference or {}).get(key)), "ci": ci_text})  # fmt: skip
+        rows.append(
+            {
+                "metric": _metric_label(family, k),
+                "model": _fmt(results[key]),
+                "baseline": _fmt(pop),
+                "reference": _fmt((reference or {}).get(key)),
+                "ci": ci_text,
+            }
+        )
     return rows, any_pop, any_ci
 
 
 def _check_reference(results: dict, stats: dict, reference: dict, reference_stats: dict | None = None) -> None:
     """A reference run shares the data, the protocol and the evaluated users, or its column would compare other
     things; a run that does not say which (no protocol or user count) is refused too."""
-    mine = (results.get("protocol") or stats.get("protocol"), results.get("num_test_users", stats.get("num_test_users")))
+    mine = (
+        results.get("protocol") or stats.get("protocol"),
+        results.get("num_test_users", stats.get("num_test_users")),
+    )
     theirs = (reference.get("protocol"), reference.get("num_test_users"))
     if None in mine or None in theirs:
         raise DataError(
@@ -271,8 +283,11 @@ def _bucket_table(results: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-popularity-bucket table (model, then most-popular, per metric)."""
     buckets = _buckets(results)
     columns = sorted(
-        {(m["family"], int(m["k"])) for key in results
-         if (m := _TEST_KEY.match(key)) and m["bucket"] and _is_number(results[key])},
+        {
+            (m["family"], int(m["k"]))
+            for key in results
+            if (m := _TEST_KEY.match(key)) and m["bucket"] and _is_number(results[key])
+        },
         key=lambda fk: (list(METRIC_FAMILIES).index(fk[0]) if fk[0] in METRIC_FAMILIES else 99, fk[1]),
     )
     if not columns:
@@ -349,8 +364,12 @@ def _stats_rows(stats: dict) -> list[tuple[str, str]]:
         rows.append((f"removed rows: {reason.replace('_', ' ')}", _fmt(count)))
     filtering = stats.get("filtering") or {}
     if isinstance(filtering, dict) and filtering.get("removed_rows"):
-        rows.append(("removed by filtering (rows / users / items)", " / ".join(
-            _fmt(filtering.get(k)) for k in ("removed_rows", "removed_users", "removed_items"))))
+        rows.append(
+            (
+                "removed by filtering (rows / users / items)",
+                " / ".join(_fmt(filtering.get(k)) for k in ("removed_rows", "removed_users", "removed_items")),
+            )
+        )
     return rows
 
 
@@ -359,12 +378,25 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
     alpha, lam = config.get("bt_alpha"), config.get("bt_lambda")
     infonce = config.get("ssl_objective") == "infonce" and bool(alpha)
     rows = [
-        ("`loss_type`", _fmt(loss), {"ce": "full softmax cross-entropy over the catalogue",
-                                     "sce": "Scalable Cross-Entropy (softmax over hard items found by bucketing)",
-                                     "bce": "binary cross-entropy with sampled negatives"}.get(loss, "")),
-        ("`bt_alpha` (α)", _num(alpha), ("weight of the InfoNCE loss" if infonce else
-                                         "weight of the Barlow Twins loss: accuracy vs catalogue coverage")
-         + (" (0 = plain SASRec)" if alpha == 0 else "")),
+        (
+            "`loss_type`",
+            _fmt(loss),
+            {
+                "ce": "full softmax cross-entropy over the catalogue",
+                "sce": "Scalable Cross-Entropy (softmax over hard items found by bucketing)",
+                "bce": "binary cross-entropy with sampled negatives",
+            }.get(loss, ""),
+        ),
+        (
+            "`bt_alpha` (α)",
+            _num(alpha),
+            (
+                "weight of the InfoNCE loss"
+                if infonce
+                else "weight of the Barlow Twins loss: accuracy vs catalogue coverage"
+            )
+            + (" (0 = plain SASRec)" if alpha == 0 else ""),
+        ),
     ]
     if infonce:
         rows += [
@@ -375,8 +407,11 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
     else:
         rows.append(("`bt_lambda` (λ)", _num(lam), "weight of the off-diagonal (decorrelation) term"))
     rows += [
-        ("`bt_projector_dims`", _fmt(config.get("bt_projector_dims")) if config.get("bt_projector_dims") else "none",
-         "projector before the BT loss (none = the paper's setting)"),
+        (
+            "`bt_projector_dims`",
+            _fmt(config.get("bt_projector_dims")) if config.get("bt_projector_dims") else "none",
+            "projector before the BT loss (none = the paper's setting)",
+        ),
         ("`hidden_size` (d)", _fmt(config.get("hidden_size")), ""),
         ("`num_hidden_layers`", _fmt(config.get("num_hidden_layers")), ""),
         ("`num_attention_heads`", _fmt(config.get("num_attention_heads")), ""),
@@ -400,8 +435,11 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
 def _training_rows(results: dict) -> list[tuple[str, str]]:
     resumed = results.get("resumed_from_epoch")
     # The Trainer times one session: a resumed run's time is its last session's.
-    time_label = (f"training time (s) of the last session, which resumed at epoch {_num(resumed)}" if resumed
-                  else "training time (s)")  # fmt: skip
+    time_label = (
+        f"training time (s) of the last session, which resumed at epoch {_num(resumed)}"
+        if resumed
+        else "training time (s)"
+    )
     rows = []
     for label, key in (
         ("validation NDCG@10 of the selected model", "eval_ndcg@10"),
@@ -419,13 +457,20 @@ def _training_rows(results: dict) -> list[tuple[str, str]]:
 
 # The training settings a reader of a card asks for first, from the run's run_settings.json.
 _TRAINING_SETTINGS = (
-    ("learning_rate", "Adam learning rate"), ("adam_beta1", "Adam beta1"), ("adam_beta2", "Adam beta2"),
-    ("weight_decay", "weight decay"), ("max_grad_norm", "gradient clipping (0 = none)"),
-    ("lr_scheduler_type", "learning-rate schedule"), ("per_device_train_batch_size", "batch size per device"),
-    ("gradient_accumulation_steps", "gradient accumulation steps"), ("num_train_epochs", "epoch cap"),
-    ("max_steps", "step cap (-1 = none)"), ("patience", "early-stopping patience (evaluations)"),
-    ("seed", "seed"), ("preset", "preset"),
-)  # fmt: skip
+    ("learning_rate", "Adam learning rate"),
+    ("adam_beta1", "Adam beta1"),
+    ("adam_beta2", "Adam beta2"),
+    ("weight_decay", "weight decay"),
+    ("max_grad_norm", "gradient clipping (0 = none)"),
+    ("lr_scheduler_type", "learning-rate schedule"),
+    ("per_device_train_batch_size", "batch size per device"),
+    ("gradient_accumulation_steps", "gradient accumulation steps"),
+    ("num_train_epochs", "epoch cap"),
+    ("max_steps", "step cap (-1 = none)"),
+    ("patience", "early-stopping patience (evaluations)"),
+    ("seed", "seed"),
+    ("preset", "preset"),
+)
 
 
 def _settings_rows(settings: dict | None) -> list[tuple[str, str, str]]:

@@ -92,9 +92,7 @@ def prepare_upload_folder(folder) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such model folder")
-    missing = [
-        name for name in REQUIRED_FILES if name != "model.safetensors" and not (folder / name).is_file()
-    ]
+    missing = [name for name in REQUIRED_FILES if name != "model.safetensors" and not (folder / name).is_file()]
     if not (folder / "model.safetensors").is_file() and not (folder / WEIGHTS_INDEX).is_file():
         missing.insert(1, "model.safetensors")
     if missing:
@@ -129,10 +127,20 @@ def prepare_upload_folder(folder) -> list[str]:
 
 # Files a model push owns: a previous push's copies that the new folder lacks are deleted (see push_folder_to_hub).
 STALE_MODEL_FILE_PATTERNS = (
-    "*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt",
-    "config.json", "item_vocab.json", "all_results.json", "dataset_stats.json",
-    "configuration_*.py", "modeling_*.py", "losses_*.py",  # the remote code, not e.g. a user's handler.py
-)  # fmt: skip
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "config.json",
+    "item_vocab.json",
+    "all_results.json",
+    "dataset_stats.json",
+    "configuration_*.py",
+    "modeling_*.py",
+    "losses_*.py",  # the remote code, not e.g. a user's handler.py
+)
 
 
 def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
@@ -146,8 +154,11 @@ def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
     from fnmatch import fnmatch
 
     keep = set(uploading)
-    return sorted(name for name in existing if name not in keep and "/" not in name
-                  and any(fnmatch(name, pattern) for pattern in STALE_MODEL_FILE_PATTERNS))  # fmt: skip
+    return sorted(
+        name
+        for name in existing
+        if name not in keep and "/" not in name and any(fnmatch(name, pattern) for pattern in STALE_MODEL_FILE_PATTERNS)
+    )
 
 
 def push_folder_to_hub(
@@ -225,7 +236,9 @@ def main(argv=None, api=None) -> int:
         help="rewrite README.md with another run's test metrics beside this model's: that run's folder, on the same "
         "data, split and users (e.g. SASRec, --bt_alpha 0)",
     )
-    parser.add_argument("--reference_label", default="SASRec (α = 0)", help="with --reference_folder: its column's header")
+    parser.add_argument(
+        "--reference_label", default="SASRec (α = 0)", help="with --reference_folder: its column's header"
+    )
     parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
     parser.add_argument(
         "--keep_stale",
@@ -239,8 +252,12 @@ def main(argv=None, api=None) -> int:
         if args.write_card or args.reference_folder or not (Path(args.folder) / "README.md").is_file():
             from .card import write_model_card
 
-            card = write_model_card(args.folder, repo_id=args.repo_id, reference_folder=args.reference_folder,
-                                    reference_label=args.reference_label)  # fmt: skip
+            card = write_model_card(
+                args.folder,
+                repo_id=args.repo_id,
+                reference_folder=args.reference_folder,
+                reference_label=args.reference_label,
+            )
             print(f"wrote {card}")
         if args.dry_run:
             for name in prepare_upload_folder(args.folder):

@@ -22,7 +22,7 @@ from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
-from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
+from transformers.trainer_utils import IntervalStrategy, SchedulerType
 
 from data_processing import PROTOCOLS, DataError
 from data_processing.builtins import to_builtin
@@ -142,7 +142,9 @@ class DataArguments:
 
     dataset: DatasetName = field(
         default="ml-latest-small",
-        metadata={"help": "Named dataset (ml-latest-small ships with the package; the others are read from --data_root)."},
+        metadata={
+            "help": "Named dataset (ml-latest-small ships with the package; the others are read from --data_root)."
+        },
     )
     data_path: str | None = field(
         default=None,
@@ -155,7 +157,8 @@ class DataArguments:
         default=None, metadata={"help": "Folder of the named datasets (default: $BTSR_DATA_ROOT, else ../shared/data)."}
     )
     download: bool = field(
-        default=False, metadata={"help": "With --dataset ml-1m-raw: fetch GroupLens' ml-1m.zip (verified) into the cache."}
+        default=False,
+        metadata={"help": "With --dataset ml-1m-raw: fetch GroupLens' ml-1m.zip (verified) into the cache."},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Cache for downloads and the datasets.map partner index (~/.cache/btsr)."}
@@ -245,49 +248,148 @@ _NOT_SAVED = ("hub_token", "resume_from_checkpoint")
 # Each named dataset's reference settings (BT-SR.md section 4, and the benchmark grids for the datasets the paper
 # does not tune): `--dataset NAME` trains with these unless told otherwise.
 DATASET_PRESETS: dict[str, dict] = {
-    "ml-latest-small": {"loss_type": "ce", "bt_alpha": 0.2, "bt_lambda": 0.05, "dropout": 0.2,
-                        "per_device_train_batch_size": 32, "num_train_epochs": 20, "patience": 10},
-    "ml-100k": {"split": "temporal", "loss_type": "ce", "bt_alpha": 0.2, "bt_lambda": 0.05, "dropout": 0.1,
-                "per_device_train_batch_size": 128, "num_train_epochs": 200, "patience": 30},
-    "ml-1m": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
-              "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
-    "ml-1m-raw": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
-                  "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
-    "beauty": {"loss_type": "sce", "per_device_train_batch_size": 1024, "dropout": 0.6, "bt_alpha": 0.25,
-               "bt_lambda": 0.1, "sce_n_buckets": 202, "sce_bucket_size_x": 202, "sce_bucket_size_y": 256,
-               "sce_mix_x": False, "num_train_epochs": 300, "patience": 30},
-    "sports": {"loss_type": "sce", "per_device_train_batch_size": 1024, "dropout": 0.6, "bt_alpha": 0.25,
-               "bt_lambda": 0.1, "num_train_epochs": 300, "patience": 30},
-    "lastfm": {"loss_type": "ce", "per_device_train_batch_size": 256, "dropout": 0.1, "bt_alpha": 0.2,
-               "bt_lambda": 0.05, "num_train_epochs": 200, "patience": 30},
-}  # fmt: skip
+    "ml-latest-small": {
+        "loss_type": "ce",
+        "bt_alpha": 0.2,
+        "bt_lambda": 0.05,
+        "dropout": 0.2,
+        "per_device_train_batch_size": 32,
+        "num_train_epochs": 20,
+        "patience": 10,
+    },
+    "ml-100k": {
+        "split": "temporal",
+        "loss_type": "ce",
+        "bt_alpha": 0.2,
+        "bt_lambda": 0.05,
+        "dropout": 0.1,
+        "per_device_train_batch_size": 128,
+        "num_train_epochs": 200,
+        "patience": 30,
+    },
+    "ml-1m": {
+        "loss_type": "ce",
+        "per_device_train_batch_size": 256,
+        "dropout": 0.1,
+        "bt_alpha": 0.2,
+        "bt_lambda": 0.05,
+        "num_train_epochs": 200,
+        "patience": 30,
+    },
+    "ml-1m-raw": {
+        "loss_type": "ce",
+        "per_device_train_batch_size": 256,
+        "dropout": 0.1,
+        "bt_alpha": 0.2,
+        "bt_lambda": 0.05,
+        "num_train_epochs": 200,
+        "patience": 30,
+    },
+    "beauty": {
+        "loss_type": "sce",
+        "per_device_train_batch_size": 1024,
+        "dropout": 0.6,
+        "bt_alpha": 0.25,
+        "bt_lambda": 0.1,
+        "sce_n_buckets": 202,
+        "sce_bucket_size_x": 202,
+        "sce_bucket_size_y": 256,
+        "sce_mix_x": False,
+        "num_train_epochs": 300,
+        "patience": 30,
+    },
+    "sports": {
+        "loss_type": "sce",
+        "per_device_train_batch_size": 1024,
+        "dropout": 0.6,
+        "bt_alpha": 0.25,
+        "bt_lambda": 0.1,
+        "num_train_epochs": 300,
+        "patience": 30,
+    },
+    "lastfm": {
+        "loss_type": "ce",
+        "per_device_train_batch_size": 256,
+        "dropout": 0.1,
+        "bt_alpha": 0.2,
+        "bt_lambda": 0.05,
+        "num_train_epochs": 200,
+        "patience": 30,
+    },
+}
 
 # Presets beyond the named datasets: the flagship, the paper's settings for datasets you bring yourself
 # (`--preset yelp --data_path yelp.csv`), and the contrastive baselines.
 _OTHER_PRESETS: dict[str, dict] = {
     "btsr-ml1m": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out"},
-    "yelp": {"loss_type": "sce", "per_device_train_batch_size": 512, "dropout": 0.3, "bt_alpha": 0.1,
-             "bt_lambda": 0.05, "sce_n_buckets": 470, "sce_bucket_size_x": 470, "sce_bucket_size_y": 1024,
-             "sce_mix_x": False, "num_train_epochs": 300, "patience": 10},
-    "gowalla": {"loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.25,
-                "bt_lambda": 0.05, "sce_n_buckets": 882, "sce_bucket_size_x": 882, "sce_bucket_size_y": 256,
-                "sce_mix_x": False, "num_train_epochs": 300, "patience": 10},
-    "kindle-store": {"loss_type": "sce", "per_device_train_batch_size": 2048, "dropout": 0.3, "bt_alpha": 0.08,
-                     "bt_lambda": 0.07, "sce_n_buckets": 658, "sce_bucket_size_x": 658, "sce_bucket_size_y": 256,
-                     "sce_mix_x": True, "num_train_epochs": 300, "patience": 10},
+    "yelp": {
+        "loss_type": "sce",
+        "per_device_train_batch_size": 512,
+        "dropout": 0.3,
+        "bt_alpha": 0.1,
+        "bt_lambda": 0.05,
+        "sce_n_buckets": 470,
+        "sce_bucket_size_x": 470,
+        "sce_bucket_size_y": 1024,
+        "sce_mix_x": False,
+        "num_train_epochs": 300,
+        "patience": 10,
+    },
+    "gowalla": {
+        "loss_type": "sce",
+        "per_device_train_batch_size": 2048,
+        "dropout": 0.3,
+        "bt_alpha": 0.25,
+        "bt_lambda": 0.05,
+        "sce_n_buckets": 882,
+        "sce_bucket_size_x": 882,
+        "sce_bucket_size_y": 256,
+        "sce_mix_x": False,
+        "num_train_epochs": 300,
+        "patience": 10,
+    },
+    "kindle-store": {
+        "loss_type": "sce",
+        "per_device_train_batch_size": 2048,
+        "dropout": 0.3,
+        "bt_alpha": 0.08,
+        "bt_lambda": 0.07,
+        "sce_n_buckets": 658,
+        "sce_bucket_size_x": 658,
+        "sce_bucket_size_y": 256,
+        "sce_mix_x": True,
+        "num_train_epochs": 300,
+        "patience": 10,
+    },
     # Contrastive baselines of the BT-SR paper, with btsr-ml1m's data and training settings (full CE):
     # - CL4SRec (Xie et al., ICDE 2022): InfoNCE between two augmented views (crop / mask / reorder), lambda 0.1,
     #   tau 1.0, dot similarity, eta 0.6, gamma 0.3, beta 0.6 (the RecBole-based CL4SRec in the DuoRec code).
     # - DuoRec (Qiu et al., WSDM 2022), "us_x": a second dropout pass and a same-target partner, lambda 0.1, tau 1.0.
     # How they fare in this harness: benchmarks/results/accuracy.md and contrastive_probe.json.
-    "cl4srec": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out",
-                "ssl_objective": "infonce", "view_maker": "cl4srec", "bt_alpha": 0.1, "infonce_temperature": 1.0,
-                "infonce_similarity": "dot", "cl4srec_crop_ratio": 0.6, "cl4srec_mask_ratio": 0.3,
-                "cl4srec_reorder_ratio": 0.6},
-    "duorec": {**DATASET_PRESETS["ml-1m"], "dataset": "ml-1m", "split": "leave_one_out",
-               "ssl_objective": "infonce", "view_maker": "same_target+dropout", "bt_alpha": 0.1,
-               "infonce_temperature": 1.0, "infonce_similarity": "dot"},
-}  # fmt: skip
+    "cl4srec": {
+        **DATASET_PRESETS["ml-1m"],
+        "dataset": "ml-1m",
+        "split": "leave_one_out",
+        "ssl_objective": "infonce",
+        "view_maker": "cl4srec",
+        "bt_alpha": 0.1,
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+        "cl4srec_crop_ratio": 0.6,
+        "cl4srec_mask_ratio": 0.3,
+        "cl4srec_reorder_ratio": 0.6,
+    },
+    "duorec": {
+        **DATASET_PRESETS["ml-1m"],
+        "dataset": "ml-1m",
+        "split": "leave_one_out",
+        "ssl_objective": "infonce",
+        "view_maker": "same_target+dropout",
+        "bt_alpha": 0.1,
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+    },
+}
 
 PRESETS: dict[str, dict] = {**DATASET_PRESETS, **_OTHER_PRESETS}
 
@@ -324,11 +426,33 @@ Settings resolve as command line > --config file > preset > defaults. The defaul
 dataset (and preset) on this command line: `python train.py --dataset beauty --help` shows Beauty's."""
 
 # The training flags most runs touch; the rest of TrainingArguments is listed by --help_all.
-TRAINING_FLAGS_SHOWN = ("output_dir", "learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "max_grad_norm",
-                   "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                   "num_train_epochs", "max_steps", "eval_strategy", "save_strategy", "save_total_limit",
-                   "load_best_model_at_end", "seed", "use_cpu", "bf16", "fp16", "report_to", "disable_tqdm",
-                   "resume_from_checkpoint", "dataloader_num_workers", "torch_compile", "logging_strategy")  # fmt: skip
+TRAINING_FLAGS_SHOWN = (
+    "output_dir",
+    "learning_rate",
+    "adam_beta1",
+    "adam_beta2",
+    "weight_decay",
+    "max_grad_norm",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "eval_strategy",
+    "save_strategy",
+    "save_total_limit",
+    "load_best_model_at_end",
+    "seed",
+    "use_cpu",
+    "bf16",
+    "fp16",
+    "report_to",
+    "disable_tqdm",
+    "resume_from_checkpoint",
+    "dataloader_num_workers",
+    "torch_compile",
+    "logging_strategy",
+)
 
 
 class _Parser(HfArgumentParser):
@@ -547,8 +671,10 @@ def _layers(argv: list[str]) -> tuple[dict, str | None, dict, str | None]:
     preset_name = known.preset or file_settings.get("preset")
     if preset_name is not None and preset_name not in PRESETS:
         close = difflib.get_close_matches(preset_name, list(PRESETS), n=1)
-        raise SettingsError(f"--preset {preset_name}: no such preset{'; did you mean ' + close[0] + '?' if close else ''}"
-                            f" (presets: {', '.join(PRESETS)})")  # fmt: skip
+        raise SettingsError(
+            f"--preset {preset_name}: no such preset{'; did you mean ' + close[0] + '?' if close else ''}"
+            f" (presets: {', '.join(PRESETS)})"
+        )
     preset_name = preset_name or (dataset if dataset in PRESETS else None)
     return (PRESETS[preset_name] if preset_name else {}), preset_name, file_settings, known.config
 
@@ -615,15 +741,52 @@ def _settings_from_values(values: dict, sources: dict) -> ResolvedSettings:
 # Checks before any data is read
 # ---------------------------------------------------------------------------------------------------------------------
 
-_FINITE = ("bt_alpha", "bt_lambda", "dropout", "learning_rate", "infonce_temperature", "layer_norm_eps",
-           "cl4srec_crop_ratio", "cl4srec_mask_ratio", "cl4srec_reorder_ratio", "num_train_epochs", "adam_beta1",
-           "adam_beta2", "weight_decay", "max_grad_norm")  # fmt: skip
-_AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "hidden_size", "num_hidden_layers", "num_attention_heads", "max_len")  # fmt: skip
-_NOT_NEGATIVE = ("patience", "min_users_per_item", "min_items_per_user", "bt_alpha", "bt_lambda", "learning_rate",
-                 "dataloader_num_workers", "max_grad_norm", "weight_decay")  # fmt: skip
-_TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
-             "trackio": "trackio", "swanlab": "swanlab", "clearml": "clearml", "dvclive": "dvclive"}  # fmt: skip
+_FINITE = (
+    "bt_alpha",
+    "bt_lambda",
+    "dropout",
+    "learning_rate",
+    "infonce_temperature",
+    "layer_norm_eps",
+    "cl4srec_crop_ratio",
+    "cl4srec_mask_ratio",
+    "cl4srec_reorder_ratio",
+    "num_train_epochs",
+    "adam_beta1",
+    "adam_beta2",
+    "weight_decay",
+    "max_grad_norm",
+)
+_AT_LEAST_ONE = (
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_len",
+)
+_NOT_NEGATIVE = (
+    "patience",
+    "min_users_per_item",
+    "min_items_per_user",
+    "bt_alpha",
+    "bt_lambda",
+    "learning_rate",
+    "dataloader_num_workers",
+    "max_grad_norm",
+    "weight_decay",
+)
+_TRACKERS = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "trackio": "trackio",
+    "swanlab": "swanlab",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+}
 
 
 def _flag(name: str) -> str:

@@ -126,7 +126,9 @@ def _score_shard(
         rows = order[start : start + batch_size]
         batch = [contexts[i] for i in rows]
         ids, mask = left_pad_sequences(batch, max_len)
-        users = base(ids.to(device), mask.to(device), user_embeddings_only=True).user_embeddings.float()  # (batch, hidden)
+        users = base(
+            ids.to(device), mask.to(device), user_embeddings_only=True
+        ).user_embeddings.float()  # (batch, hidden)
         target = torch.as_tensor(targets[rows], device=device)  # item indices 1..num_items
         target_column = target - 1
         # The target's score, computed once; every chunk counts the other items scoring at or above it.

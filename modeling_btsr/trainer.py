@@ -117,7 +117,8 @@ class EpochLogCallback(ProgressCallback):
             self._write(
                 f"epoch {epoch}{'/' + str(total) if total else ''}  {self._loss_text()}  valid "
                 f"HR@10 {logs['eval_hr@10']:.4f} NDCG@10 {ndcg:.4f} Coverage@10 {logs['eval_coverage@10']:.4f}  "
-                f"best NDCG@10 {self._best[0]:.4f} (epoch {self._best[1]})  {time.perf_counter() - self._epoch_started:.1f} s"
+                f"best NDCG@10 {self._best[0]:.4f} (epoch {self._best[1]})  "
+                f"{time.perf_counter() - self._epoch_started:.1f} s"
             )
         elif "train_runtime" in logs:
             self._write(f"trained to epoch {epoch} ({state.global_step} steps) in {logs['train_runtime']:.0f} s")
@@ -125,8 +126,11 @@ class EpochLogCallback(ProgressCallback):
     def _loss_text(self) -> str:
         if "loss" not in self._loss:
             return ""
-        parts = [f"{name.removesuffix('_loss')} {self._loss[name]:.4f}" for name in ("prediction_loss", "bt_loss",
-                 "ssl_loss") if name in self._loss]  # fmt: skip
+        parts = [
+            f"{name.removesuffix('_loss')} {self._loss[name]:.4f}"
+            for name in ("prediction_loss", "bt_loss", "ssl_loss")
+            if name in self._loss
+        ]
         return f"loss {self._loss['loss']:.4f}" + (f" ({', '.join(parts)})" if parts else "")
 
     def _write(self, text: str) -> None:
@@ -298,7 +302,6 @@ class BTSRTrainer(Trainer):
         self.log(compact_metrics(metrics))
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
 
 
 def compact_metrics(metrics: dict) -> dict:

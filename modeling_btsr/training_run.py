@@ -30,10 +30,10 @@ from model_cards import push_folder_to_hub, write_model_card
 
 from .arguments import DataArguments, ModelArguments, ResolvedSettings, config_kwargs, write_run_settings
 from .configuration_btsr import BTSRConfig
-from .losses_btsr import default_sce_buckets
-from .modeling_btsr import BTSRForSequentialRecommendation
 from .evaluation import evaluate_ranking, most_popular_ranking
+from .losses_btsr import default_sce_buckets
 from .metrics import bootstrap_ci
+from .modeling_btsr import BTSRForSequentialRecommendation
 from .trainer import (
     COMPLETE_MARKER,
     BTSRTrainer,
@@ -136,9 +136,7 @@ def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int)
     if model_args.loss_type == "sce" and (n_buckets is None or bucket_x is None):
         default = default_sce_buckets(batch_size, data.examples.mean_labelled_positions)
         n_buckets, bucket_x = n_buckets or default, bucket_x or default
-    model = BTSRForSequentialRecommendation(
-        make_config(model_args, len(data.split.item_vocab), n_buckets, bucket_x)
-    )
+    model = BTSRForSequentialRecommendation(make_config(model_args, len(data.split.item_vocab), n_buckets, bucket_x))
     vocab = data.split.item_vocab.to_json_dict()
     vocab["item_counts"] = data.item_interaction_counts.tolist()
     model.btsr.set_item_vocab(vocab)
@@ -204,8 +202,10 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str) -> str 
 
     if value in (None, False, "", "False", "false"):
         return None
-    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                     if p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
+    folders = sorted(
+        Path(output_dir).glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
     complete = [p for p in folders if p.is_dir() and is_complete_checkpoint(p)]
     newest = f"; the newest complete one is {complete[-1]}" if complete else ""
     if value in (True, "True", "true", "latest"):
@@ -235,10 +235,8 @@ def run_training(
     bootstrap intervals for small evaluations, timings).
     """
 
-
     hub = hub or {}
     if hub.get("push_to_hub") and not hub.get("hub_model_id"):
-
         raise DataError("--push_to_hub needs --hub_model_id org/name (checked before training, not after)")
     with_pairs = model_args.bt_alpha > 0
     if with_pairs and training_args.world_size > 1 and not training_args.dataloader_drop_last:
@@ -339,7 +337,6 @@ def run_training(
     if command:
         results["command"] = command
     if trainer.is_world_process_zero():
-
         save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), output_dir)
         with open(os.path.join(output_dir, "all_results.json"), "w") as handle:
             json.dump(to_builtin(results), handle, indent=2)

@@ -25,8 +25,20 @@ from modeling_btsr.arguments import (
 # Layering flags; values this CPU machine refuses by design (fp16, bf16, tf32: tested below or by the Trainer);
 # settings refused on purpose (label smoothing) or valid only beside another (a prefetch factor needs workers; fsdp
 # takes its own option words; a DDP backend needs a launched process group).
-_NOT_ROUND_TRIPPED = {"dataset", "preset", "config", "output_dir", "fp16", "bf16", "bf16_full_eval", "tf32",
-                      "label_smoothing_factor", "dataloader_prefetch_factor", "fsdp", "ddp_backend"}  # fmt: skip
+_NOT_ROUND_TRIPPED = {
+    "dataset",
+    "preset",
+    "config",
+    "output_dir",
+    "fp16",
+    "bf16",
+    "bf16_full_eval",
+    "tf32",
+    "label_smoothing_factor",
+    "dataloader_prefetch_factor",
+    "fsdp",
+    "ddp_backend",
+}
 _CHOICES = {a.dest: a.choices for a in arguments.build_parser(help_all=True).built_actions if a.choices}
 
 
@@ -143,8 +155,11 @@ def test_every_abbreviation_and_misspelling_fails_naming_it(flag, out):
 
 
 def test_abbreviations_from_the_issue_suggest_the_flag(out):
-    for wrong, meant in (("--max_step", "--max_steps"), ("--bt_alp", "--bt_alpha"),
-                         ("--per_device_train_batch", "--per_device_train_batch_size")):  # fmt: skip
+    for wrong, meant in (
+        ("--max_step", "--max_steps"),
+        ("--bt_alp", "--bt_alpha"),
+        ("--per_device_train_batch", "--per_device_train_batch_size"),
+    ):
         with pytest.raises(SettingsError, match=f"did you mean {meant}\\?"):
             resolve_settings(out + [wrong, "5"])
 
@@ -154,9 +169,14 @@ def test_help_shows_the_effective_defaults_choices_and_presets(capsys):
         resolve_settings(["--help"])
     assert stop.value.code == 0
     text = capsys.readouterr().out
-    for flag, default in (("--learning_rate", "0.001"), ("--per_device_train_batch_size", "32"),
-                          ("--num_train_epochs", "20"), ("--dropout", "0.2"), ("--max_grad_norm", "0.0"),
-                          ("--adam_beta2", "0.98")):  # fmt: skip
+    for flag, default in (
+        ("--learning_rate", "0.001"),
+        ("--per_device_train_batch_size", "32"),
+        ("--num_train_epochs", "20"),
+        ("--dropout", "0.2"),
+        ("--max_grad_norm", "0.0"),
+        ("--adam_beta2", "0.98"),
+    ):
         line = next(line for line in text.splitlines() if line.strip().startswith(flag + " "))
         assert f"(default: {default})" in line or f"(default: {default})" in text.split(line, 1)[1][:200], flag
     assert "--loss_type {ce,sce,bce}" in text and "--split {temporal,leave_one_out}" in text
@@ -303,6 +323,7 @@ def test_own_file_gets_no_named_datasets_preset(out, tmp_path):
     assert asked.sources["num_train_epochs"] == "preset:ml-latest-small" and asked.values["num_train_epochs"] == 20
     assert resolve_settings(out).sources["num_train_epochs"] == "preset:ml-latest-small"
 
+
 def test_settings_command_rebuilds_the_same_settings(tmp_path, out):
     config = tmp_path / "c.yaml"
     config.write_text("learning_rate: 0.002\n")
@@ -319,8 +340,22 @@ def test_settings_command_rebuilds_the_same_settings(tmp_path, out):
 @pytest.mark.integration
 def test_a_rerun_from_run_settings_reproduces_all_results(tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
-              "--save_steps", "2", "--per_device_train_batch_size", "64", "--disable_tqdm", "True"]  # fmt: skip
+    common = [
+        "--max_steps",
+        "4",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "64",
+        "--disable_tqdm",
+        "True",
+    ]
     assert train.main(common + ["--output_dir", str(first)]) == 0
     saved = json.loads((first / "run_settings.json").read_text())
     assert saved["sources"]["max_steps"] == "command line" and saved["sources"]["dropout"] == "preset:ml-latest-small"
@@ -339,8 +374,13 @@ def test_benchmark_grids_use_the_dataset_presets():
     from tests.test_benchmark_tools import load_script
 
     reproduce = load_script("reproduce")
-    names = {"batch_size": "per_device_train_batch_size", "epochs": "num_train_epochs", "patience": "patience",
-             "loss": "loss_type", "bt_lambda": "bt_lambda"}  # fmt: skip
+    names = {
+        "batch_size": "per_device_train_batch_size",
+        "epochs": "num_train_epochs",
+        "patience": "patience",
+        "loss": "loss_type",
+        "bt_lambda": "bt_lambda",
+    }
     for (dataset, protocol), grid in reproduce.DATASETS.items():
         preset = arguments.DATASET_PRESETS[dataset]
         for key, flag in names.items():

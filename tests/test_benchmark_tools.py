@@ -103,11 +103,15 @@ def test_validation_curve_reads_every_epoch_of_the_last_checkpoint(tmp_path):
     states = {
         "checkpoint-8": [{"epoch": 1.0, "eval_ndcg@10": 0.1}],
         # Resumed after a kill at epoch 2.5: epoch 2 evaluated again; the loss entries carry no metric.
-        "checkpoint-16": [{"epoch": 1.0, "eval_ndcg@10": 0.1}, {"epoch": 2.0, "eval_ndcg@10": 0.15},
-                          {"epoch": 2.0, "loss": 5.0}, {"epoch": 2.0, "eval_ndcg@10": 0.2},
-                          {"epoch": 3.0, "eval_ndcg@10": 0.123456789}],
+        "checkpoint-16": [
+            {"epoch": 1.0, "eval_ndcg@10": 0.1},
+            {"epoch": 2.0, "eval_ndcg@10": 0.15},
+            {"epoch": 2.0, "loss": 5.0},
+            {"epoch": 2.0, "eval_ndcg@10": 0.2},
+            {"epoch": 3.0, "eval_ndcg@10": 0.123456789},
+        ],
         "checkpoint-24": None,  # being written when the run was killed: no trainer_state.json yet
-    }  # fmt: skip
+    }
     for name, history in states.items():
         (tmp_path / name).mkdir()
         if history is not None:
@@ -120,9 +124,19 @@ def test_validation_curve_reads_every_epoch_of_the_last_checkpoint(tmp_path):
 
 def _record(model, alpha, seed, ranks, coverage, loss="ce"):
     """A record whose users' targets sit at `ranks` (one character each: 1-9, a = 10, 0 = not in the top 10)."""
-    return {"dataset": "d", "protocol": "leave_one_out", "model": model, "loss_type": loss, "bt_alpha": alpha,
-            "dropout": 0.1, "batch_size": 256, "seed": seed, "test_coverage@10": coverage,
-            "test_per_user": {"rank@10": ranks}, "eval_exclusion": "history"}  # fmt: skip
+    return {
+        "dataset": "d",
+        "protocol": "leave_one_out",
+        "model": model,
+        "loss_type": loss,
+        "bt_alpha": alpha,
+        "dropout": 0.1,
+        "batch_size": 256,
+        "seed": seed,
+        "test_coverage@10": coverage,
+        "test_per_user": {"rank@10": ranks},
+        "eval_exclusion": "history",
+    }
 
 
 NDCG_OF_RANK = {str(r): 1.0 / math.log2(r + 1) for r in range(1, 10)} | {"a": 1.0 / math.log2(11), "0": 0.0}
@@ -149,9 +163,11 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     base = {s: "".join(rng.choice(["0", "3"], 50)) for s in (0, 1)}
     method = {s: base[s].translate(str.maketrans("03", "31")) for s in (0, 1)}  # NDCG 0 -> 0.5, 0.5 -> 1
     # Decoys first: another prediction loss, another batch size, another device (same seed 0).
-    decoys = [_record("sasrec-sce", 0.0, 0, "0" * 50, 0.1, loss="sce"),
-              dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), batch_size=64),
-              dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), device="cuda")]  # fmt: skip
+    decoys = [
+        _record("sasrec-sce", 0.0, 0, "0" * 50, 0.1, loss="sce"),
+        dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), batch_size=64),
+        dict(_record("sasrec-ce", 0.0, 0, "0" * 50, 0.1), device="cuda"),
+    ]
     baselines = [_record("sasrec-ce", 0.0, s, base[s], 0.5) for s in (0, 1)]
     methods = [_record("cl4srec", 0.1, s, method[s], 0.6) for s in (0, 1)]
     records = decoys + baselines + methods
@@ -162,8 +178,10 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     # Pooled: per-user means over seeds, so the difference is exactly +0.5 NDCG@10 for every user.
     cells = report.difference_cells(methods, baselines)
     assert cells[0] == "+0.5000" and cells[1] == "[+0.5000, +0.5000]"
-    hit_rate = {name: np.mean([[c != "0" for c in ranks] for ranks in runs.values()])
-                for name, runs in (("method", method), ("base", base))}  # fmt: skip
+    hit_rate = {
+        name: np.mean([[c != "0" for c in ranks] for ranks in runs.values()])
+        for name, runs in (("method", method), ("base", base))
+    }
     hits = hit_rate["method"] - hit_rate["base"]
     assert cells[2] == f"{hits:+.4f}" and hits > 0
     assert cells[-1] == "+0.1000"
@@ -223,9 +241,10 @@ def test_report_alpha_plot_ignores_contrastive_runs(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     report = load_script("report")
     monkeypatch.setattr(report, "RESULTS", tmp_path)
-    records = [dict(_record(m, a, 0, "0", 0.5), **{"test_hr@10": 0.1, "test_ndcg@10": 0.1,
-                                                             "test_hr@10_tail": 0.0})
-               for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2), ("cl4srec", 0.1), ("duorec", 0.1))]  # fmt: skip
+    records = [
+        dict(_record(m, a, 0, "0", 0.5), **{"test_hr@10": 0.1, "test_ndcg@10": 0.1, "test_hr@10_tail": 0.0})
+        for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2), ("cl4srec", 0.1), ("duorec", 0.1))
+    ]
     report._alpha_plots(records)
     assert not (tmp_path / "alpha_sweep_d.png").exists()  # BT-SR alphas {0, 0.2}: fewer than 3, no plot
     records.append(dict(records[1], bt_alpha=0.4, seed=1))
@@ -240,8 +259,11 @@ def _split_sweep():
     """ML-1M's shape: alpha 0.1 and 0.4 on the GPU (seeds 0-1, seed 2 at alpha 0 only), 0.8 on the CPU (seed 0)."""
     metrics = {"test_hr@10": 0.1, "test_ndcg@10": 0.1, "test_hr@10_tail": 0.0}
     cpu = [dict(_record(m, a, 0, "0", 0.5), **metrics) for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.8))]
-    gpu = [dict(_record(m, a, s, "0", 0.5), **metrics, device="cuda")
-           for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.1), ("bt-sr", 0.4)) for s in (0, 1)]  # fmt: skip
+    gpu = [
+        dict(_record(m, a, s, "0", 0.5), **metrics, device="cuda")
+        for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.1), ("bt-sr", 0.4))
+        for s in (0, 1)
+    ]
     return cpu, gpu + [dict(gpu[0], seed=2)]
 
 
@@ -251,8 +273,10 @@ def test_report_alpha_sweep_lines_are_per_device_over_each_devices_own_seeds():
     report = load_script("report")
     cpu, gpu = _split_sweep()
     lines = report._sweep_lines(cpu + gpu, "d")
-    assert {key: alphas for key, (alphas, _) in lines.items()} == {("cpu", (0,)): [0.0, 0.8],
-                                                                  ("cuda", (0, 1)): [0.0, 0.1, 0.4]}
+    assert {key: alphas for key, (alphas, _) in lines.items()} == {
+        ("cpu", (0,)): [0.0, 0.8],
+        ("cuda", (0, 1)): [0.0, 0.1, 0.4],
+    }
     assert all(report.device(r) == on for (on, _), (_, runs) in lines.items() for r in runs)
     assert len(lines["cuda", (0, 1)][1]) == 6
 
@@ -294,6 +318,7 @@ def test_grouped_attention_runs_get_their_own_ids_and_older_runs_keep_one_grid()
     beauty = [r for r in amazon if r["dataset"] in ("beauty", "sports")]
     lastfm = [r for r in amazon if r["dataset"] == "lastfm"]
     assert beauty and all(reproduce.computed_on(r) == "cpu grouped" for r in beauty)
+
     def legacy(run, *keys):  # the run as recorded before these settings existed
         return {k: v for k, v in run.items() if k not in ("eval_exclusion", *keys)}
 
@@ -324,7 +349,11 @@ def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
         model, _, training, _ = parse_arguments(command[command.index("train.py") + 1 :])
         assert model.length_grouped_attention is bool(run.get("length_grouped_attention", False))
         assert (training.seed, training.per_device_train_batch_size, model.dropout, model.bt_alpha) == (
-            run["seed"], run["batch_size"], run["dropout"], run["bt_alpha"])
+            run["seed"],
+            run["batch_size"],
+            run["dropout"],
+            run["bt_alpha"],
+        )
         seen_grouped.add(model.length_grouped_attention)
     assert seen_grouped == {True, False}
     reproduce.RESULTS = tmp_path / "accuracy.json"  # nothing recorded: the grids alone
@@ -341,19 +370,25 @@ def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     reproduce = load_script("reproduce")
     seeds = [0, 1, 2]
     ids = [reproduce.run_id(r) for r in reproduce.grid("ml-1m", seeds)]
-    expected = {reproduce.run_id(r) for name in ("main", "contrastive", "alpha_sweep", "contrastive_rescaled")
-                for r in reproduce.grid(name, seeds) if r["dataset"] == "ml-1m"}  # fmt: skip
+    expected = {
+        reproduce.run_id(r)
+        for name in ("main", "contrastive", "alpha_sweep", "contrastive_rescaled")
+        for r in reproduce.grid(name, seeds)
+        if r["dataset"] == "ml-1m"
+    }
     assert len(ids) == len(set(ids)) and set(ids) == expected
     first = reproduce.grid("ml-1m", seeds)[:6]
     assert {(r["model"], r["seed"], r["bt_alpha"], r["dropout"]) for r in first} == {
-        (m, s, a, 0.1) for s in seeds for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2))}
+        (m, s, a, 0.1) for s in seeds for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2))
+    }
 
 
 def test_rescaled_contrastive_runs_differ_from_the_preset_runs_in_their_weight_alone():
     reproduce = load_script("reproduce")
     rescaled = reproduce.grid("contrastive_rescaled", [0])
-    preset = [r for r in reproduce.grid("contrastive", [0]) if r["model"] in reproduce.CONTRASTIVE
-              and r["dataset"] == "ml-1m"]  # fmt: skip
+    preset = [
+        r for r in reproduce.grid("contrastive", [0]) if r["model"] in reproduce.CONTRASTIVE and r["dataset"] == "ml-1m"
+    ]
     assert [{**r, "bt_alpha": 0.1} for r in rescaled] == preset
     assert {r["bt_alpha"] for r in rescaled} == {0.001}
     # the weight reaches train.py, whose preset would otherwise set 0.1
@@ -373,18 +408,20 @@ def test_several_grids_run_in_order_each_run_once():
 
 @pytest.mark.parametrize(
     "label, alpha, similarity, view_maker, span",
-    [("cl4srec-lambda-0.001", 0.001, "dot", "cl4srec", "sequence"),
-     ("duorec-cosine", 0.1, "cosine", "same_target+dropout", "sequence"),
-     ("sasrec-ce", 0.0, "dot", "same_target", "sequence"),
-     ("cl4srec-prefix", 0.1, "dot", "cl4srec", "random_prefix"),
-     ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix"),
-     ("cl4srec-in-place", 0.1, "dot", "cl4srec", "random_prefix_in_place"),
-     ("cl4srec-batch-32", 0.1, "dot", "cl4srec", "sequence"),
-     ("cl4srec-len-50", 0.1, "dot", "cl4srec", "sequence"),
-     ("sasrec-ce-len-50", 0.0, "dot", "same_target", "sequence"),
-     ("duorec-dropout-0.5", 0.1, "dot", "same_target+dropout", "sequence"),
-     ("cl4srec-tau-10", 0.1, "dot", "cl4srec", "sequence")],
-)  # fmt: skip
+    [
+        ("cl4srec-lambda-0.001", 0.001, "dot", "cl4srec", "sequence"),
+        ("duorec-cosine", 0.1, "cosine", "same_target+dropout", "sequence"),
+        ("sasrec-ce", 0.0, "dot", "same_target", "sequence"),
+        ("cl4srec-prefix", 0.1, "dot", "cl4srec", "random_prefix"),
+        ("duorec-prefix", 0.1, "dot", "same_target+dropout", "random_prefix"),
+        ("cl4srec-in-place", 0.1, "dot", "cl4srec", "random_prefix_in_place"),
+        ("cl4srec-batch-32", 0.1, "dot", "cl4srec", "sequence"),
+        ("cl4srec-len-50", 0.1, "dot", "cl4srec", "sequence"),
+        ("sasrec-ce-len-50", 0.0, "dot", "same_target", "sequence"),
+        ("duorec-dropout-0.5", 0.1, "dot", "same_target+dropout", "sequence"),
+        ("cl4srec-tau-10", 0.1, "dot", "cl4srec", "sequence"),
+    ],
+)
 def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
     """Each probe variant changes one setting of the grid's run and keeps the rest: parsed by train.py's own parser."""
     from modeling_btsr.arguments import parse_arguments
@@ -402,9 +439,15 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     assert model_args.infonce_temperature == (10.0 if "tau-10" in label else 1.0)
     # The record states those settings as the parser read them; InfoNCE's own settings only where it runs.
     stated = probe.probe_settings(command)
-    assert stated == {"bt_alpha": alpha, "similarity": similarity if alpha else "-", "view_span": span,
-                      "batch_size": batch, "max_len": model_args.max_len, "dropout": model_args.dropout,
-                      "infonce_temperature": model_args.infonce_temperature if alpha else None}  # fmt: skip
+    assert stated == {
+        "bt_alpha": alpha,
+        "similarity": similarity if alpha else "-",
+        "view_span": span,
+        "batch_size": batch,
+        "max_len": model_args.max_len,
+        "dropout": model_args.dropout,
+        "infonce_temperature": model_args.infonce_temperature if alpha else None,
+    }
 
 
 def test_contrastive_probe_state_likeness_is_one_when_every_user_gets_the_same_state(tmp_path):
@@ -469,13 +512,27 @@ def test_performance_render_marks_ce_at_1m_items_as_computed_and_lists_step_time
     performance = load_script("performance")
     monkeypatch.setattr(performance, "RESULTS", tmp_path)
     machine = {"cpu_model": "cpu", "cores": 2, "torch": "t", "omp_wait_policy": "PASSIVE", "threads": 2}
-    memory = {"sce_10k": {"peak_mb": 10, "step_s": 0.5}, "ce_10k": {"peak_mb": 9, "step_s": 2.0},
-              "sce_1m": {"peak_mb": 30, "step_s": 3.0},
-              "ce_1m": {"computed": True, "positions": 1000, **performance.ce_logits_mb(1000, 1_000_000)}}  # fmt: skip
-    results = {"sections": {"memory": {"command": "cmd", "measured_at": "t", "machine": machine,
-                                       "load_average_start": [0], "load_average_end": [0]}},
-               "memory": memory, "sce_1m_items_peak_mb": 30, "ce_1m_items_peak_mb": None,
-               "benchmark_wall_s": 7.0}  # fmt: skip
+    memory = {
+        "sce_10k": {"peak_mb": 10, "step_s": 0.5},
+        "ce_10k": {"peak_mb": 9, "step_s": 2.0},
+        "sce_1m": {"peak_mb": 30, "step_s": 3.0},
+        "ce_1m": {"computed": True, "positions": 1000, **performance.ce_logits_mb(1000, 1_000_000)},
+    }
+    results = {
+        "sections": {
+            "memory": {
+                "command": "cmd",
+                "measured_at": "t",
+                "machine": machine,
+                "load_average_start": [0],
+                "load_average_end": [0],
+            }
+        },
+        "memory": memory,
+        "sce_1m_items_peak_mb": 30,
+        "ce_1m_items_peak_mb": None,
+        "benchmark_wall_s": 7.0,
+    }
     (tmp_path / "performance.json").write_text(json.dumps(results))
     monkeypatch.setattr(sys, "argv", ["performance.py", "--render_only"])
     performance.main()

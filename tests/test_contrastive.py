@@ -194,9 +194,13 @@ def test_cl4srec_views_same_through_dataloader_workers(examples):
     fresh = _cl4srec(examples)
     fresh.set_epoch(2)
     loader = torch.utils.data.DataLoader(
-        fresh, batch_size=7, shuffle=True, num_workers=2, collate_fn=lambda b: b,
+        fresh,
+        batch_size=7,
+        shuffle=True,
+        num_workers=2,
+        collate_fn=lambda b: b,
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     got = [x for batch in loader for x in batch]
     assert len(got) == len(data)
     by_input = {}
@@ -362,8 +366,13 @@ def test_random_prefix_cl4srec_views_augment_the_prefix(examples):
 
 
 def _config(**kwargs):
-    base = dict(num_items=12, hidden_size=8, max_position_embeddings=10, hidden_dropout_prob=0.0,
-                attention_probs_dropout_prob=0.0)  # fmt: skip
+    base = dict(
+        num_items=12,
+        hidden_size=8,
+        max_position_embeddings=10,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return BTSRConfig(**{**base, **kwargs})
 
 
@@ -426,9 +435,15 @@ def test_forward_ssl_objective_and_views(view_maker, objective):
 
 
 def test_ssl_settings_are_validated_and_saved(tmp_path):
-    for bad in ({"ssl_objective": "simclr"}, {"infonce_temperature": 0.0}, {"view_maker": "crop"},
-                {"cl4srec_crop_ratio": 0.0}, {"cl4srec_mask_ratio": 1.5}, {"infonce_similarity": "l2"},
-                {"ssl_view_span": "suffix"}):  # fmt: skip
+    for bad in (
+        {"ssl_objective": "simclr"},
+        {"infonce_temperature": 0.0},
+        {"view_maker": "crop"},
+        {"cl4srec_crop_ratio": 0.0},
+        {"cl4srec_mask_ratio": 1.5},
+        {"infonce_similarity": "l2"},
+        {"ssl_view_span": "suffix"},
+    ):
         with pytest.raises(Exception, match=next(iter(bad))):
             _config(**bad)
     model = BTSRForSequentialRecommendation(
@@ -458,16 +473,42 @@ def test_presets_resolve():
     assert PRESETS["btsr-ml1m"]["loss_type"] == PRESETS["cl4srec"]["loss_type"] == PRESETS["duorec"]["loss_type"]
 
 
-@pytest.mark.parametrize("preset,span", [("cl4srec", "sequence"), ("duorec", "sequence"), ("duorec", "random_prefix"),
-                                         ("cl4srec", "random_prefix_in_place")])  # fmt: skip
+@pytest.mark.parametrize(
+    "preset,span",
+    [
+        ("cl4srec", "sequence"),
+        ("duorec", "sequence"),
+        ("duorec", "random_prefix"),
+        ("cl4srec", "random_prefix_in_place"),
+    ],
+)
 @pytest.mark.integration
 def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span):
     out = tmp_path / preset
-    result = run_train([
-        "--preset", preset, "--data_path", str(synthetic_log), "--output_dir", str(out), "--hidden_size", "16",
-        "--max_len", "20", "--per_device_train_batch_size", "16", "--num_train_epochs", "2", "--use_cpu",
-        "--seed", "3", "--dataloader_num_workers", "0", *(["--ssl_view_span", span] if span != "sequence" else []),
-    ])  # fmt: skip
+    result = run_train(
+        [
+            "--preset",
+            preset,
+            "--data_path",
+            str(synthetic_log),
+            "--output_dir",
+            str(out),
+            "--hidden_size",
+            "16",
+            "--max_len",
+            "20",
+            "--per_device_train_batch_size",
+            "16",
+            "--num_train_epochs",
+            "2",
+            "--use_cpu",
+            "--seed",
+            "3",
+            "--dataloader_num_workers",
+            "0",
+            *(["--ssl_view_span", span] if span != "sequence" else []),
+        ]
+    )
     assert "Test metrics" in result.stdout
     results = json.loads((out / "all_results.json").read_text())
     assert 0.0 <= results["test_ndcg@10"] <= 1.0 and math.isfinite(results["train_loss"])

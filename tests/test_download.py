@@ -158,4 +158,3 @@ def test_damaged_cached_file_is_downloaded_again(tmp_path, blob_id):
     opener = Opener(ZIP)
     assert fetch_ml1m_ratings(cache_dir=tmp_path, expected_blob_id=blob_id, opener=opener).read_bytes() == RATINGS
     assert len(opener.calls) == 1
-

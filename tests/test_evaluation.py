@@ -403,10 +403,24 @@ def test_two_accelerate_processes_equal_one(small, tmp_path):
     (tmp_path / "data.json").write_text(json.dumps(data))
     (tmp_path / "script.py").write_text(_LAUNCHED_SCRIPT)
     command = [
-        str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(tmp_path / "script.py"), str(tmp_path / "data.json"), str(tmp_path / "model"), str(tmp_path / "out"),
-    ]  # fmt: skip
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(tmp_path / "script.py"),
+        str(tmp_path / "data.json"),
+        str(tmp_path / "model"),
+        str(tmp_path / "out"),
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -96,7 +96,8 @@ def test_no_module_import_cycle():
     # A package's __init__ re-exports its modules: an edge into the package is an edge into each module it
     # re-exports, so `pkg -> pkg.x -> pkg` is not a cycle unless pkg.x reaches back into another module of pkg.
     inner = {
-        name: {t for t in targets if not (name.startswith(t + ".") and t in PACKAGES)} for name, targets in edges.items()
+        name: {t for t in targets if not (name.startswith(t + ".") and t in PACKAGES)}
+        for name, targets in edges.items()
     }
     assert _cycle(inner) is None, " -> ".join(_cycle(inner))
 

@@ -147,8 +147,10 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
     own_target_listed = candidates.unsqueeze(1) == (targets - 1)[positions].unsqueeze(2)
     assert own_target_listed.any() and not own_target_listed.any(-1).all()  # both cases are exercised
     weights = torch.randn(2, generator=gen, dtype=torch.float64)
-    for got, want in zip(torch.autograd.grad(weights[0] * total, [hidden, items]),
-                         torch.autograd.grad(weights[0] * reference, [hidden, items], retain_graph=True)):  # fmt: skip
+    for got, want in zip(
+        torch.autograd.grad(weights[0] * total, [hidden, items]),
+        torch.autograd.grad(weights[0] * reference, [hidden, items], retain_graph=True),
+    ):
         assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
 
     # A tie: every bucket twice, so each position's maximum is reached twice; autograd's amax splits the gradient
@@ -156,9 +158,11 @@ def test_sce_value_and_gradients_match_written_out_form(per_bucket_backward, mon
     twice = bucket_cross_entropy(hidden, targets, items, positions.repeat(2, 1), candidates.repeat(2, 1))
     assert torch.allclose(twice[0], total, rtol=1e-14) and int(twice[1]) == int(picked)
     reference_twice = _sce_written_out(hidden, targets, items, positions.repeat(2, 1), candidates.repeat(2, 1))
-    for got, want, one_copy in zip(torch.autograd.grad(twice[0] * weights[1], [hidden, items]),
-                                   torch.autograd.grad(reference_twice * weights[1], [hidden, items]),
-                                   torch.autograd.grad(reference * weights[1], [hidden, items])):  # fmt: skip
+    for got, want, one_copy in zip(
+        torch.autograd.grad(twice[0] * weights[1], [hidden, items]),
+        torch.autograd.grad(reference_twice * weights[1], [hidden, items]),
+        torch.autograd.grad(reference * weights[1], [hidden, items]),
+    ):
         assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
         assert torch.allclose(got, one_copy, rtol=1e-10, atol=1e-12)
 
@@ -237,7 +241,8 @@ def test_bce_formula_and_negative_sampling():
     assert valid.sum() == 2 and set(negs[valid].tolist()) == {19, 20}
     h, t = hidden[:1], torch.tensor([3])
     expected = -np.log(torch.sigmoid(h[0] @ items[2]).item()) - sum(
-        np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20))
+        np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20)
+    )
     assert sampled_bce_loss(h, t, items, negs, valid).item() == pytest.approx(expected, rel=1e-10)
 
 

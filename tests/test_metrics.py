@@ -131,9 +131,7 @@ def test_miscalibration_steck():
     alpha = 0.01
     expected = []
     for pu, qu in zip(p.tolist(), q.tolist()):
-        expected.append(
-            sum(a * math.log(a / ((1 - alpha) * b + alpha * a)) for a, b in zip(pu, qu) if a > 0)
-        )
+        expected.append(sum(a * math.log(a / ((1 - alpha) * b + alpha * a)) for a, b in zip(pu, qu) if a > 0))
     got = miscalibration(p, q, alpha=alpha)
     assert got.tolist() == pytest.approx(expected)
     assert got[1].item() == pytest.approx(0.0)
@@ -220,8 +218,13 @@ def test_the_metric_module_loads_where_the_package_cannot_be_imported(tmp_path):
         f"import evaluate, json; m = evaluate.load({str(folder)!r}); "
         "print(json.dumps(m.compute(ranks=[1, 3, 11], ks=[10])))"
     )
-    env = {"PYTHONPATH": str(blocker), "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "PYTHONPATH": str(blocker),
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])

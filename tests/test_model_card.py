@@ -15,10 +15,35 @@ from model_cards import build_model_card, data_terms_note, protocol_label, write
 
 # Section 5 of the reference (published, unverified figures): a card must never print any of them.
 UNVERIFIED_PAPER_NUMBERS = [
-    "0.0933", "0.0811", "0.0137", "0.0277", "0.0661", "0.0127", "0.0257", "0.0911", "0.0834", "0.0694",
-    "0.0085", "0.0800", "0.0712", "0.0091", "0.0945", "0.0534", "0.0851", "0.0150", "0.0288", "0.0998",
-    "0.3152", "0.1821", "0.3164", "0.1813", "0.0935", "0.0544", "0.3189", "34.6",
-]  # fmt: skip
+    "0.0933",
+    "0.0811",
+    "0.0137",
+    "0.0277",
+    "0.0661",
+    "0.0127",
+    "0.0257",
+    "0.0911",
+    "0.0834",
+    "0.0694",
+    "0.0085",
+    "0.0800",
+    "0.0712",
+    "0.0091",
+    "0.0945",
+    "0.0534",
+    "0.0851",
+    "0.0150",
+    "0.0288",
+    "0.0998",
+    "0.3152",
+    "0.1821",
+    "0.3164",
+    "0.1813",
+    "0.0935",
+    "0.0544",
+    "0.3189",
+    "34.6",
+]
 
 COMMAND = "python train.py --dataset ml-1m --split leave_one_out --bt_alpha 0.2 --bt_lambda 0.05 --output_dir out"
 
@@ -37,8 +62,12 @@ def sample_results(protocol="leave_one_out", ci=True) -> dict:
         "test_effective_rank": 31.7,
         "test_runtime": 3.2,
     }
-    values = {"hr": [0.0701, 0.2217, 0.3207, 0.4311, 0.6049], "ndcg": [0.0701, 0.1461, 0.1783, 0.2062, 0.2406],
-              "mrr": [0.0701, 0.1213, 0.1344, 0.1421, 0.1476], "coverage": [0.2104, 0.3718, 0.4406, 0.5218, 0.6717]}
+    values = {
+        "hr": [0.0701, 0.2217, 0.3207, 0.4311, 0.6049],
+        "ndcg": [0.0701, 0.1461, 0.1783, 0.2062, 0.2406],
+        "mrr": [0.0701, 0.1213, 0.1344, 0.1421, 0.1476],
+        "coverage": [0.2104, 0.3718, 0.4406, 0.5218, 0.6717],
+    }
     for family, row in values.items():
         for k, value in zip((1, 5, 10, 20, 50), row):
             results[f"test_{family}@{k}"] = value
@@ -79,9 +108,19 @@ def sample_stats(dataset="ml-1m", protocol="leave_one_out") -> dict:
 
 
 def sample_config(alpha=0.2) -> dict:
-    return {"model_type": "btsr", "num_items": 3416, "hidden_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 1, "max_position_embeddings": 200, "hidden_dropout_prob": 0.1,
-            "attention_probs_dropout_prob": 0.1, "loss_type": "ce", "bt_alpha": alpha, "bt_lambda": 0.05}  # fmt: skip
+    return {
+        "model_type": "btsr",
+        "num_items": 3416,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 1,
+        "max_position_embeddings": 200,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "loss_type": "ce",
+        "bt_alpha": alpha,
+        "bt_lambda": 0.05,
+    }
 
 
 def write_folder(folder, results=None, stats=None, config=None):
@@ -199,8 +238,13 @@ def test_sasrec_alpha_zero_and_labels(tmp_path):
 
 
 def test_infonce_run_is_not_called_bt_sr():
-    config = {**sample_config(alpha=0.1), "ssl_objective": "infonce", "view_maker": "cl4srec",
-              "infonce_temperature": 1.0, "infonce_similarity": "dot"}  # fmt: skip
+    config = {
+        **sample_config(alpha=0.1),
+        "ssl_objective": "infonce",
+        "view_maker": "cl4srec",
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+    }
     text = str(build_model_card(sample_results(), sample_stats(), config, COMMAND))
     assert "contrastive baseline**, not BT-SR" in text and "views: `cl4srec`, τ = 1" in text
     assert "| `bt_alpha` (α) | 0.1 | weight of the InfoNCE loss |" in text

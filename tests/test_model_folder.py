@@ -37,16 +37,32 @@ CASES = [
     ("truncated weights", lambda f: os.truncate(f / "model.safetensors", 100), OSError, "damaged or truncated"),
     ("no weights", lambda f: (f / "model.safetensors").unlink(), OSError, "no weights file"),
     ("no config", lambda f: (f / "config.json").unlink(), OSError, "no config.json, so not a saved model"),
-    ("wrong model_type", lambda f: _rewrite_json(f / "config.json", lambda c: c.update(model_type="bert")),
-     ValueError, "config.json: model_type is 'bert', not 'btsr'"),
+    (
+        "wrong model_type",
+        lambda f: _rewrite_json(f / "config.json", lambda c: c.update(model_type="bert")),
+        ValueError,
+        "config.json: model_type is 'bert', not 'btsr'",
+    ),
     ("truncated vocab", lambda f: os.truncate(f / "item_vocab.json", 5), ValueError, "item_vocab.json: Unterminated"),
-    ("repeated id", lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v["item_ids"].__setitem__(7, 2)),
-     ValueError, r"item_vocab.json: item vocabulary repeats id 2 \(entries 3 and 8\)"),
-    ("short counts", lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v.update(item_counts=[1, 2])),
-     ValueError, "item_counts has 2 entries but the model has 10 items"),
-    ("short vocab", lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v.update(item_ids=[1, 2])),
-     ValueError, "item vocabulary has 2 ids but the model has 10 items"),
-]  # fmt: skip
+    (
+        "repeated id",
+        lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v["item_ids"].__setitem__(7, 2)),
+        ValueError,
+        r"item_vocab.json: item vocabulary repeats id 2 \(entries 3 and 8\)",
+    ),
+    (
+        "short counts",
+        lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v.update(item_counts=[1, 2])),
+        ValueError,
+        "item_counts has 2 entries but the model has 10 items",
+    ),
+    (
+        "short vocab",
+        lambda f: _rewrite_json(f / "item_vocab.json", lambda v: v.update(item_ids=[1, 2])),
+        ValueError,
+        "item vocabulary has 2 ids but the model has 10 items",
+    ),
+]
 
 
 @pytest.mark.parametrize("name, damage, error, message", CASES, ids=[c[0] for c in CASES])

@@ -14,8 +14,15 @@ IDS = [f"i{j}" for j in range(30)]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    model = BTSRModel(BTSRConfig(num_items=30, hidden_size=16, max_position_embeddings=8, hidden_dropout_prob=0.5,
-                                 attention_probs_dropout_prob=0.5))  # fmt: skip
+    model = BTSRModel(
+        BTSRConfig(
+            num_items=30,
+            hidden_size=16,
+            max_position_embeddings=8,
+            hidden_dropout_prob=0.5,
+            attention_probs_dropout_prob=0.5,
+        )
+    )
     model.set_item_vocab({"item_ids": IDS, "item_counts": list(range(30))})
     return model.eval()
 

@@ -34,9 +34,12 @@ def test_settings_resolve_command_line_over_config_over_preset(tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     "content, message",
-    [("bt_alpha: [1", "cannot parse config file"), ("not_a_setting: 1", "unknown setting 'not_a_setting'"),
-     ("- 1\n- 2", "must hold a mapping")],
-)  # fmt: skip
+    [
+        ("bt_alpha: [1", "cannot parse config file"),
+        ("not_a_setting: 1", "unknown setting 'not_a_setting'"),
+        ("- 1\n- 2", "must hold a mapping"),
+    ],
+)
 def test_bad_config_files(tmp_path, content, message):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
@@ -81,9 +84,16 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
         model.btsr.item_embeddings.weight[3] = float("nan")
     sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
     args = TrainingArguments(
-        output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=4, report_to="none",
-        use_cpu=True, save_strategy="steps", save_steps=1, eval_strategy="no", remove_unused_columns=False,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "run"),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="steps",
+        save_steps=1,
+        eval_strategy="no",
+        remove_unused_columns=False,
+    )
     trainer = BTSRTrainer(
         model=model,
         args=args,

@@ -20,7 +20,6 @@ from tests.helpers import require
 datasets.disable_progress_bars()
 
 
-
 def read_s3rec(path: str) -> pd.DataFrame:
     """`user item1 item2 ...` per line (Beauty, Sports, LastFM)."""
     users, items = [], []
@@ -248,7 +247,11 @@ def test_dataloader_workers_do_not_change_pairs(toy):
     fresh = PairedTrainDataset(toy, seed=9)
     fresh.set_epoch(2)
     loader = torch.utils.data.DataLoader(
-        fresh, batch_size=3, shuffle=True, num_workers=2, collate_fn=lambda b: b,
+        fresh,
+        batch_size=3,
+        shuffle=True,
+        num_workers=2,
+        collate_fn=lambda b: b,
         generator=torch.Generator().manual_seed(0),
     )
     got = {tuple(x["input_ids"]): x["pair_input_ids"] for batch in loader for x in batch}

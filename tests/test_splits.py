@@ -309,14 +309,23 @@ def test_unknown_protocol():
     [
         (pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 3]}), "leave_one_out", ">= 3 interactions"),
         # one timestamp for everything: every row is in the test period, nobody trains
-        (pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [4, 4, 4]}), "temporal",
-         "no training users"),
-        (pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 3, 4]}), "temporal",
-         "no evaluated users"),
+        (
+            pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [4, 4, 4]}),
+            "temporal",
+            "no training users",
+        ),
+        (
+            pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 3, 4]}),
+            "temporal",
+            "no evaluated users",
+        ),
         (pd.DataFrame({"user_id": [], "item_id": []}), "leave_one_out", "empty"),
         (pd.DataFrame({"user": [1], "item_id": [1]}), "leave_one_out", "missing column 'user_id'"),
-        (pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1.0, None, 2.0]}), "leave_one_out",
-         "'item_id' is empty at row 1"),
+        (
+            pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1.0, None, 2.0]}),
+            "leave_one_out",
+            "'item_id' is empty at row 1",
+        ),
     ],
 )
 def test_data_errors(df, protocol, message):

@@ -26,9 +26,15 @@ def _sequences(num_users=24, num_items=30, seed=0):
 def _one_step_weights(tmp_path, loss_type, batch, accumulation, alpha=0.0):
     torch.manual_seed(0)
     config = BTSRConfig(
-        num_items=30, hidden_size=16, max_position_embeddings=16, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, loss_type=loss_type, bce_num_negatives=5, bt_alpha=alpha,
-    )  # fmt: skip
+        num_items=30,
+        hidden_size=16,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        loss_type=loss_type,
+        bce_num_negatives=5,
+        bt_alpha=alpha,
+    )
     model = BTSRForSequentialRecommendation(config)
     examples = build_train_dataset(_sequences(), max_len=16)
     args = TrainingArguments(
@@ -77,9 +83,23 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, loss_type):
 
 def _train_args(data_path, output_dir, *extra):
     return [
-        "--data_path", str(data_path), "--output_dir", str(output_dir), "--hidden_size", "16", "--max_len", "20",
-        "--per_device_train_batch_size", "16", "--use_cpu", "--seed", "11", "--dataloader_num_workers", "0", *extra,
-    ]  # fmt: skip
+        "--data_path",
+        str(data_path),
+        "--output_dir",
+        str(output_dir),
+        "--hidden_size",
+        "16",
+        "--max_len",
+        "20",
+        "--per_device_train_batch_size",
+        "16",
+        "--use_cpu",
+        "--seed",
+        "11",
+        "--dataloader_num_workers",
+        "0",
+        *extra,
+    ]
 
 
 def _accelerate(num_processes):
@@ -94,9 +114,26 @@ def _accelerate(num_processes):
 @pytest.mark.integration
 def test_two_processes_equal_one_process_first_step(tmp_path, synthetic_log):
     """2 gloo processes x B/2 give the 1-process loss and update on the same global batch of B (BT included)."""
-    common = ["--max_steps", "1", "--dropout", "0", "--optim", "sgd", "--learning_rate", "1.0",
-              "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-              "--bt_alpha", "0.5", "--logging_steps", "1"]  # fmt: skip
+    common = [
+        "--max_steps",
+        "1",
+        "--dropout",
+        "0",
+        "--optim",
+        "sgd",
+        "--learning_rate",
+        "1.0",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--bt_alpha",
+        "0.5",
+        "--logging_steps",
+        "1",
+    ]
     one = tmp_path / "one"
     run_train(_train_args(synthetic_log, one, *common, "--per_device_train_batch_size", "16"))
     two = tmp_path / "two"
@@ -151,8 +188,15 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
     run_train(_train_args(synthetic_log, killed, *epochs, "--resume_from_checkpoint", "True"))
     resumed = json.loads((killed / "all_results.json").read_text())
     # train_loss covers the whole run (the Trainer's own, session_train_loss, only the resumed session).
-    for key in ("test_hr@10", "test_ndcg@10", "test_mrr@10", "test_coverage@10", "eval_ndcg@10", "best_epoch",
-                "train_loss"):
+    for key in (
+        "test_hr@10",
+        "test_ndcg@10",
+        "test_mrr@10",
+        "test_coverage@10",
+        "eval_ndcg@10",
+        "best_epoch",
+        "train_loss",
+    ):
         assert resumed[key] == pytest.approx(expected[key], rel=1e-6), key
     # The resumed session's time covers its own epochs only, and says from where it started.
     assert expected["resumed_from_epoch"] == 0.0
@@ -162,9 +206,14 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, synthetic_log):
 def test_early_stopping_counter_survives_a_resume(tmp_path):
     """At every checkpoint, the counter rebuilt from the saved state equals the uninterrupted stock callback's."""
     args = TrainingArguments(
-        output_dir=str(tmp_path), eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="eval_ndcg@10", greater_is_better=True, report_to=[],
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_ndcg@10",
+        greater_is_better=True,
+        report_to=[],
+    )
     straight, state, control = EarlyStoppingCallback(early_stopping_patience=4), TrainerState(), TrainerControl()
     straight.on_train_begin(args, state, control)
     for epoch, ndcg in enumerate([0.10, 0.30, 0.20, 0.30, 0.25, 0.31, 0.29, 0.29, 0.30, 0.10], start=1):
@@ -250,4 +299,3 @@ def test_temporal_split_without_timestamps_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "timestamps" in err and "seq.txt" in err
-
