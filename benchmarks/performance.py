@@ -916,7 +916,7 @@ NOTES = [
     "by the Trainer here); attention and padding cost shrink with the batch's longest row.",
     "grouping: the same batches and seed with attention on one grid per batch (length_grouped_attention=False) and "
     "per group of rows of similar length (the default, also in the epochs section); Beauty at its reference "
-    "settings (batch 1024, dropout 0.6, SCE with the spec's bucket formula, BT-SR alpha 0.25). The gain follows the "
+    "settings (batch 1024, dropout 0.6, SCE with its paper's bucket formula, BT-SR alpha 0.25). The gain follows the "
     "padding a random batch carries: Beauty's rows are mostly a few items long, ML-1M's mostly near 200.",
     "eval_all_users_s is measured by benchmarks/evaluation_speed.py on the trained flagship (its command beside "
     "it) and mirrored here.",

@@ -514,5 +514,5 @@ def sampled_bce_loss(
 
 
 def default_sce_buckets(batch_size: int, mean_sequence_length: float) -> int:
-    """The spec's default `n_b = b_x = int(2 * sqrt(batch_size * mean_sequence_length))`."""
+    """The SCE paper's default `n_b = b_x = int(2 * sqrt(batch_size * mean_sequence_length))`."""
     return max(1, int(2 * math.sqrt(batch_size * mean_sequence_length)))

@@ -131,7 +131,7 @@ def make_config(
 
 
 def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int) -> BTSRForSequentialRecommendation:
-    """A fresh model for the data's catalogue, with the SCE bucket defaults of the spec resolved."""
+    """A fresh model for the data's catalogue, with the SCE paper's bucket defaults resolved."""
     n_buckets, bucket_x = model_args.sce_n_buckets, model_args.sce_bucket_size_x
     if model_args.loss_type == "sce" and (n_buckets is None or bucket_x is None):
         default = default_sce_buckets(batch_size, data.examples.mean_labelled_positions)

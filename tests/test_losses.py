@@ -19,7 +19,7 @@ from tests.distributed import assert_two_processes_match_one
 
 
 def barlow_twins_numpy(z_a: np.ndarray, z_b: np.ndarray, lam: float) -> float:
-    """The spec's formula written out with numpy loops over features."""
+    """The paper's formula written out with numpy loops over features."""
     a = z_a / np.linalg.norm(z_a, axis=1, keepdims=True)
     b = z_b / np.linalg.norm(z_b, axis=1, keepdims=True)
     a = (a - a.mean(0)) / a.std(0, ddof=1)

@@ -70,7 +70,7 @@ def check_eval_structure(split, max_len: int) -> None:
 
 
 def reference_temporal(df: pd.DataFrame, max_len: int, q: float = 0.95):
-    """Independent temporal split written straight from the spec with plain Python loops (small tables only)."""
+    """Independent temporal split from the protocol (docs/protocols.md) in plain Python loops (small tables)."""
     rows = list(zip(range(len(df)), df["user_id"].tolist(), df["item_id"].tolist(), df["timestamp"].tolist()))
     t_star = np.quantile(np.array([r[3] for r in rows]), q, method="nearest").item()
     test_users = {u for _, u, _, t in rows if t >= t_star}
@@ -102,7 +102,7 @@ def raw(split, indices) -> list:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# ML-100K: the spec's check numbers and an independent pandas implementation
+# ML-100K: the protocol's check numbers and an independent pandas implementation
 # ---------------------------------------------------------------------------------------------------------------------
 
 
