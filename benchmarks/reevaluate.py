@@ -12,6 +12,12 @@ selection itself is not redone (a rerun is needed for that); the output says so 
 
 `all_results.json` keeps the old figures under `window_exclusion` and gets the new ones in their place;
 `eval/test_per_user.json` is rewritten. Nothing is written with `--dry_run`.
+
+`--exclusion window` measures the other way round, for a run made after the fix: the same saved model under the old
+rule (each context cut to its last `max_len` items before exclusion), so that the rule's effect is read on one model
+rather than across two trainings (on a run made before the fix it gives back the recorded figures). It only prints.
+
+    .venv/bin/python benchmarks/reevaluate.py RUN_FOLDER --exclusion window
 """
 
 import argparse
@@ -39,8 +45,9 @@ def recorded_arguments(results: dict, data_root: str | None) -> list[str]:
     return argv
 
 
-def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, dict]:
-    """`(results, metrics, per_user)`: the run's all_results.json, the new metrics, the new per-user test arrays."""
+def reevaluate(folder: Path, data_root: str | None = None, window: bool = False) -> tuple[dict, dict, dict]:
+    """`(results, metrics, per_user)`: the run's all_results.json, the new metrics, the new per-user test arrays
+    (with `window`, under the old rule: contexts cut to the model's last `max_len` items)."""
     from modeling_btsr import BTSRForSequentialRecommendation
     from modeling_btsr.arguments import parse_arguments
     from modeling_btsr.evaluation import evaluate_ranking, most_popular_ranking
@@ -56,17 +63,20 @@ def reevaluate(folder: Path, data_root: str | None = None) -> tuple[dict, dict, 
             f"{model.config.num_items}: not the data this run was trained on"
         )
     split = data.split
-    valid = evaluate_ranking(model, split.valid.contexts, split.valid.targets, item_user_counts=data.item_user_counts)
+    cut = model.config.max_position_embeddings if window else None
+    valid_contexts = [c[-cut:] for c in split.valid.contexts] if cut else split.valid.contexts
+    test_contexts = [c[-cut:] for c in split.test.contexts] if cut else split.test.contexts
+    valid = evaluate_ranking(model, valid_contexts, split.valid.targets, item_user_counts=data.item_user_counts)
     test, per_user = evaluate_ranking(
         model,
-        split.test.contexts,
+        test_contexts,
         split.test.targets,
         item_user_counts=data.item_user_counts,
         prefix="test",
         return_per_user=True,
     )
     mostpop = most_popular_ranking(
-        split.test.contexts, split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
+        test_contexts, split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
     )
     return results, {**valid, **test, **mostpop}, per_user
 
@@ -78,9 +88,22 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="a train.py output folder (model, all_results.json)")
     parser.add_argument("--data_root", default=None, help="where the named datasets are, if not where they were")
     parser.add_argument("--dry_run", action="store_true", help="print the figures, write nothing")
+    parser.add_argument(
+        "--exclusion",
+        choices=("history", "window"),
+        default="history",
+        help="history: today's rule (default); window: the old one, on this model, printed only",
+    )
     args = parser.parse_args()
     if not (args.folder / "all_results.json").is_file():
         raise SystemExit(f"reevaluate.py: {args.folder / 'all_results.json'} not found (not a finished run folder)")
+    if args.exclusion == "window":
+        results, metrics, _ = reevaluate(args.folder, args.data_root, window=True)
+        print(f"{args.folder}: {results.get('protocol')} split, {int(metrics['test_num_users'])} users, one model")
+        print(f"  {'metric':<18}{'window (old rule)':>18}{'recorded':>19}")
+        for name in SHOWN:
+            print(f"  {name:<18}{metrics[name]:>18.4f}{results.get(name, float('nan')):>19.4f}")
+        return 0
     results, metrics, per_user = reevaluate(args.folder, args.data_root)
     old = results.get("window_exclusion", results) if results.get("eval_exclusion") == "history" else results
     print(f"{args.folder}: {results.get('protocol')} split, {int(metrics['test_num_users'])} users")
