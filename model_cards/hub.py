@@ -27,7 +27,15 @@ logger = logging.getLogger("btsr")
 
 # What `save_pretrained` copies (modeling_btsr.REMOTE_CODE_FILES), not imported: modeling_btsr's training run imports
 # model_cards. tests/test_hub.py loads an upload where the project cannot be imported: a file left out fails it.
-CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "attention_btsr.py", "losses_btsr.py")
+# The last two: the recommendation pipeline (config.json's custom_pipelines) and the Inference Endpoints handler.
+CODE_FILES = (
+    "configuration_btsr.py",
+    "modeling_btsr.py",
+    "attention_btsr.py",
+    "losses_btsr.py",
+    "pipeline_btsr.py",
+    "handler.py",
+)
 REQUIRED_FILES = (
     "config.json",
     "model.safetensors",
@@ -43,7 +51,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib",
 
 
 def _auto_map_modules(folder: Path) -> set[str]:
-    """`module.py` file names referenced by `config.json`'s `auto_map`; checks that it has AutoConfig/AutoModel."""
+    """`module.py` file names referenced by `config.json`'s `auto_map` and `custom_pipelines`; checks that `auto_map`
+    has AutoConfig/AutoModel."""
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -61,6 +70,9 @@ def _auto_map_modules(folder: Path) -> set[str]:
         for ref in reference if isinstance(reference, (list, tuple)) else [reference]:
             if ref:
                 modules.add(str(ref).split("--")[-1].rsplit(".", 1)[0] + ".py")
+    for task in (config.get("custom_pipelines") or {}).values():  # pipeline(model=..., trust_remote_code=True)
+        if isinstance(task, dict) and task.get("impl"):
+            modules.add(str(task["impl"]).split("--")[-1].rsplit(".", 1)[0] + ".py")
     return modules
 
 
@@ -139,7 +151,9 @@ STALE_MODEL_FILE_PATTERNS = (
     "dataset_stats.json",
     "configuration_*.py",
     "modeling_*.py",
-    "losses_*.py",  # the remote code, not e.g. a user's handler.py
+    "losses_*.py",
+    "attention_*.py",
+    "pipeline_*.py",  # the remote code; handler.py is replaced by the folder's own, never deleted
 )
 
 

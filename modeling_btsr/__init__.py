@@ -1,13 +1,15 @@
 """BT-SR: Barlow Twins for Sequential Recommendation, as a Hugging Face model.
 
 Importing this package registers the model with the Auto classes, so
-`AutoModel.from_pretrained("org/btsr-ml1m")` works without `trust_remote_code`; saved folders also carry the code
-files and an `auto_map`, so `trust_remote_code=True` works where this package is not installed.
+`AutoModel.from_pretrained("org/btsr-ml1m")` and `pipeline("sequential-recommendation", model="org/btsr-ml1m")` work
+without `trust_remote_code`; saved folders also carry the code files, an `auto_map` and `custom_pipelines`, so
+`trust_remote_code=True` works where this package is not installed.
 """
 
 from transformers import AutoConfig, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_btsr import LOSS_TYPES, BTSRConfig
+from .configuration_btsr import LOSS_TYPES, PIPELINE_TASK, BTSRConfig
 from .losses_btsr import (
     barlow_twins_loss,
     cross_entropy_loss,
@@ -24,6 +26,7 @@ from .modeling_btsr import (
     BTSRSequentialRecommendationOutput,
     left_pad_sequences,
 )
+from .pipeline_btsr import BTSRRecommendationPipeline
 from .trainer import BTSRTrainer, RankingEvalSet, ResumableEarlyStopping
 
 AutoConfig.register(BTSRConfig.model_type, BTSRConfig, exist_ok=True)
@@ -31,6 +34,8 @@ AutoModel.register(BTSRConfig, BTSRModel, exist_ok=True)
 # Saved folders get `auto_map` and copies of the defining files for Hub custom code.
 BTSRConfig.register_for_auto_class()
 BTSRModel.register_for_auto_class("AutoModel")
+# pipeline("sequential-recommendation", model=...) with this package's class; no remote code (see BTSRConfig).
+PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=BTSRRecommendationPipeline, pt_model=AutoModel)
 
 __all__ = [
     "BTSRConfig",
@@ -47,6 +52,8 @@ __all__ = [
     "scalable_cross_entropy_loss",
     "sampled_bce_loss",
     "default_sce_buckets",
+    "BTSRRecommendationPipeline",
+    "PIPELINE_TASK",
     "BTSRTrainer",
     "RankingEvalSet",
     "ResumableEarlyStopping",

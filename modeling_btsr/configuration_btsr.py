@@ -5,6 +5,7 @@ weights for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
 """
 
 import re
+import sys
 from dataclasses import fields
 from types import MappingProxyType
 from typing import Literal, get_args
@@ -12,7 +13,21 @@ from typing import Literal, get_args
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-__all__ = ["BTSRConfig", "LOSS_TYPES", "SSL_OBJECTIVES", "VIEW_MAKERS", "VIEW_SPANS", "INFONCE_SIMILARITIES"]
+__all__ = [
+    "BTSRConfig",
+    "LOSS_TYPES",
+    "SSL_OBJECTIVES",
+    "VIEW_MAKERS",
+    "VIEW_SPANS",
+    "INFONCE_SIMILARITIES",
+    "PIPELINE_TASK",
+    "CUSTOM_PIPELINES",
+]
+
+# The recommendation pipeline (pipeline_btsr.py, copied beside the weights): what `save_pretrained` writes into
+# `config.json`, so that `pipeline(model=FOLDER_OR_REPO_ID, trust_remote_code=True)` finds the task and its class.
+PIPELINE_TASK = "sequential-recommendation"
+CUSTOM_PIPELINES = {PIPELINE_TASK: {"impl": "pipeline_btsr.BTSRRecommendationPipeline", "pt": ["AutoModel"]}}
 
 
 @strict(accept_kwargs=True)
@@ -145,6 +160,21 @@ class BTSRConfig(PreTrainedConfig):
     cl4srec_crop_ratio: float | int = 0.6
     cl4srec_mask_ratio: float | int = 0.3
     cl4srec_reorder_ratio: float | int = 0.6
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """The saved `custom_pipelines` entry (`CUSTOM_PIPELINES` once saved), unless this process has the task
+        registered (`import modeling_btsr` does): transformers' `pipeline()` then builds the registered class, with
+        no remote code, instead of demanding `trust_remote_code=True` for the copied file. `config.json` always
+        keeps the saved entry (it is read from the instance's `__dict__`)."""
+        registry = getattr(sys.modules.get("transformers.pipelines"), "PIPELINE_REGISTRY", None)
+        if registry is not None and PIPELINE_TASK in registry.supported_tasks:
+            return {}
+        return self.__dict__.get("custom_pipelines") or {}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict | None):
+        self.__dict__["custom_pipelines"] = dict(value or {})
 
     @property
     def mask_token_id(self) -> int | None:

@@ -25,7 +25,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file
 
 from .attention_btsr import ALL_ATTENTION_FUNCTIONS, PackedBatch, eager_attention_forward, inverted_dropout
-from .configuration_btsr import BTSRConfig
+from .configuration_btsr import CUSTOM_PIPELINES, BTSRConfig
 from .losses_btsr import (
     barlow_twins_loss,
     cross_entropy_loss,
@@ -43,14 +43,24 @@ __all__ = [
     "BTSRSequentialRecommendationOutput",
     "ITEM_VOCAB_NAME",
     "REMOTE_CODE_FILES",
+    "ENDPOINT_HANDLER_FILE",
     "left_pad_sequences",
     "exclude_seen_items_",
     "deterministic_inference",
 ]
 
 ITEM_VOCAB_NAME = "item_vocab.json"
-# The files `save_pretrained` copies beside the weights, for `trust_remote_code`: this one and those it imports.
-REMOTE_CODE_FILES = ("configuration_btsr.py", "modeling_btsr.py", "attention_btsr.py", "losses_btsr.py")
+# The files `save_pretrained` copies beside the weights, for `trust_remote_code`: this one, those it imports, and the
+# recommendation pipeline that `config.json`'s `custom_pipelines` names.
+REMOTE_CODE_FILES = (
+    "configuration_btsr.py",
+    "modeling_btsr.py",
+    "attention_btsr.py",
+    "losses_btsr.py",
+    "pipeline_btsr.py",
+)
+# Also copied: the Inference Endpoints custom handler (`EndpointHandler`), which loads the folder with remote code.
+ENDPOINT_HANDLER_FILE = "handler.py"
 
 
 def left_pad_sequences(
@@ -325,10 +335,12 @@ class BTSRPreTrainedModel(PreTrainedModel):
                 "AutoConfig": "configuration_btsr.BTSRConfig",
                 "AutoModel": "modeling_btsr.BTSRModel",
             }
+        if not self.config.__dict__.get("custom_pipelines"):  # read past the property: see BTSRConfig
+            self.config.custom_pipelines = CUSTOM_PIPELINES
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             here = os.path.dirname(os.path.abspath(__file__))
-            for name in REMOTE_CODE_FILES:
+            for name in (*REMOTE_CODE_FILES, ENDPOINT_HANDLER_FILE):
                 source, target = os.path.join(here, name), os.path.join(save_directory, name)
                 if os.path.abspath(source) != os.path.abspath(target):
                     shutil.copyfile(source, target)

@@ -23,7 +23,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard  # noqa: E402
 from data_processing.errors import DataError  # noqa: E402
 from model_cards import prepare_upload_folder, push_folder_to_hub, write_model_card  # noqa: E402
 from model_cards.hub import main as hub_main  # noqa: E402
-from modeling_btsr.modeling_btsr import REMOTE_CODE_FILES  # noqa: E402
+from modeling_btsr.modeling_btsr import ENDPOINT_HANDLER_FILE, REMOTE_CODE_FILES  # noqa: E402
 from tests.isolation import run_without_project  # noqa: E402
 
 REPO_ID = "org/btsr-test"
@@ -41,6 +41,7 @@ EXPECTED_UPLOAD = sorted(
         "item_vocab.json",
         "model.safetensors",
         *REMOTE_CODE_FILES,
+        ENDPOINT_HANDLER_FILE,
     ]
 )
 RESULTS = {
@@ -206,8 +207,89 @@ def test_saved_folder_loads_with_eager_attention_without_the_project(model_folde
     assert result["module"].startswith("transformers_modules"), result["module"]
     assert result["attn"] == "eager" and result["eager_calls"] > 0 and result["sdpa_calls"] == 0
     loaded = {name.rsplit(".", 1)[-1] + ".py" for name in result["code"]}
-    assert set(REMOTE_CODE_FILES) <= loaded, loaded
+    assert set(REMOTE_CODE_FILES) - {"pipeline_btsr.py"} <= loaded, loaded  # the pipeline: the test below
     assert result["recs"] == recs  # the same lists as the sdpa default gave before saving
+
+
+PIPELINE_AND_HANDLER_WITHOUT_PROJECT = """
+import sys
+sys.stderr = sys.stdout
+import json
+from huggingface_hub import snapshot_download
+from transformers import pipeline
+recommender = pipeline(model={repo!r}, trust_remote_code=True)
+lists = recommender({histories!r}, top_k=5)
+single = recommender({histories!r}[0], top_k=5)
+sys.path.insert(0, snapshot_download({repo!r}))  # the repository root, as Inference Endpoints runs handler.py
+from handler import EndpointHandler
+handler = EndpointHandler(snapshot_download({repo!r}))
+reply = handler({{"inputs": {histories!r}, "parameters": {{"k": 5}}}})
+try:
+    handler({{"inputs": {histories!r}, "parameters": {{"kk": 5}}}})
+    refused = None
+except ValueError as error:
+    refused = str(error)
+print("RESULT " + json.dumps({{"lists": lists, "single": single, "task": recommender.task,
+                               "cls": type(recommender).__module__ + "." + type(recommender).__name__,
+                               "model": type(recommender.model).__module__, "reply": json.loads(json.dumps(reply)),
+                               "refused": refused}}))
+"""
+
+
+def test_pipeline_and_handler_by_repo_id_without_the_project(model_folder, hf_home):
+    """`pipeline(model=REPO_ID, trust_remote_code=True)` and the Endpoints handler, from the Hub cache where the
+    project cannot be imported, list recommend()'s ids with its scores."""
+    folder, recs = model_folder
+    config = json.loads((folder / "config.json").read_text())
+    assert config["custom_pipelines"] == {
+        "sequential-recommendation": {"impl": "pipeline_btsr.BTSRRecommendationPipeline", "pt": ["AutoModel"]}
+    }
+    ids, scores = tiny_model().recommend(HISTORIES, k=5, return_scores=True)
+    assert ids == recs
+    out = run_without_project(
+        PIPELINE_AND_HANDLER_WITHOUT_PROJECT.format(repo=REPO_ID, histories=HISTORIES),
+        env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": ""},
+    )
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+    assert result["task"] == "sequential-recommendation"
+    assert result["cls"].startswith("transformers_modules") and result["cls"].endswith(".BTSRRecommendationPipeline")
+    assert result["model"].startswith("transformers_modules")
+    for got in (result["lists"], result["reply"]):
+        assert [[entry["item_id"] for entry in user] for user in got] == recs
+        got_scores = [entry["score"] for user in got for entry in user]
+        assert got_scores == pytest.approx([score for user in scores for score in user], abs=1e-5)
+    assert [entry["item_id"] for entry in result["single"]] == recs[0]  # one flat history gives one list
+    assert result["refused"].startswith("unknown parameter(s) kk")
+
+
+def test_pipeline_with_the_package_needs_no_remote_code(model_folder, hf_home):
+    """After `import modeling_btsr` the task is registered: the package's pipeline class, no remote code."""
+    from transformers import pipeline
+
+    import modeling_btsr
+
+    folder, recs = model_folder
+    for source in (str(folder), REPO_ID):
+        recommender = pipeline(
+            "sequential-recommendation", model=source, model_kwargs={"cache_dir": str(hf_home / "hub")}, device="cpu"
+        )
+        assert type(recommender) is modeling_btsr.BTSRRecommendationPipeline
+        assert type(recommender.model) is modeling_btsr.BTSRModel
+        lists = recommender(HISTORIES, top_k=5)
+        assert [[entry["item_id"] for entry in user] for user in lists] == recs
+        assert recommender([[]], top_k=3)[0] == lists[2][:3]  # the popularity fallback, scored by counts
+    model = modeling_btsr.BTSRModel.from_pretrained(folder)
+    recommender = pipeline("sequential-recommendation", model=model, device="cpu")
+    ids, scores = model.recommend(HISTORIES, k=4, return_scores=True, exclude_seen=False)
+    got = recommender(HISTORIES, top_k=4, exclude_seen=False)
+    assert [[e["item_id"] for e in user] for user in got] == ids
+    assert [[e["score"] for e in user] for user in got] == scores
+    with pytest.raises(TypeError, match="unexpected parameter"):
+        recommender(HISTORIES, k=4)
+    with pytest.raises(KeyError, match="999"):
+        recommender([[999]])
+    with pytest.warns(UserWarning, match="skipped 1 unknown item id"):
+        assert recommender([[999, 100]], unknown_items="skip", top_k=2) == recommender([[100]], top_k=2)
 
 
 def test_every_model_file_is_copied():
