@@ -25,6 +25,7 @@ __all__ = [
     "build_model_card",
     "write_model_card",
     "data_terms_note",
+    "data_license",
     "dataset_display_name",
     "protocol_label",
     "TEMPLATE_PATH",
@@ -37,9 +38,32 @@ TEMPLATE_PATH = Path(__file__).with_name("template.md")
 # themselves (`test_ndcg@10`, `test_ndcg@10_head`, ...): the evaluation that wrote them is their one source.
 METRIC_FAMILIES = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "coverage": "Coverage"}
 _TEST_KEY = re.compile(r"^test_(?P<family>[a-z]+)@(?P<k>\d+)(?:_(?P<bucket>[a-z]+))?$")
-TASK_TYPE = "sequential-recommendation"
+# The Hub has no recommendation task: `other` is its task id for the rest (pipeline_tag and model-index task type
+# alike); the task is named in `task_name` and the tags, and the pipeline is the custom `sequential-recommendation`.
+TASK_TYPE = "other"
+PIPELINE_TAG = "other"
 TASK_NAME = "Sequential recommendation (next item, full ranking)"
 TAGS = ["sequential-recommendation", "recommender-system", "barlow-twins", "sasrec", "btsr", "custom_code"]
+# License of weights trained on data of unknown terms (the code's own license; the body says to check the data's).
+DEFAULT_LICENSE = "apache-2.0"
+# Weights derived from research-only data carry its terms: `license: other` with a name (a Hub slug) and the terms'
+# page, matched on the normalised dataset name or file path, first match wins.
+_DATA_LICENSES = [
+    (
+        r"ml-latest-small",
+        "movielens-terms",
+        "https://files.grouplens.org/datasets/movielens/ml-latest-small-README.html",
+    ),
+    (r"ml-?100k", "movielens-terms", "https://files.grouplens.org/datasets/movielens/ml-100k-README.txt"),
+    (r"ml-?1m", "movielens-terms", "https://files.grouplens.org/datasets/movielens/ml-1m-README.txt"),
+    (r"ml-?(10m|20m|25m|32m)|movielens|^ml-", "movielens-terms", "https://grouplens.org/datasets/movielens/"),
+    (
+        r"amazon|beauty|sports",
+        "amazon-reviews-2014-research-only",
+        "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html",
+    ),
+    (r"lastfm|last\.fm|hetrec", "hetrec-2011-research-only", "https://grouplens.org/datasets/hetrec-2011/"),
+]
 
 PAPER_URL = "https://arxiv.org/abs/2510.26407"
 BIBTEX = """@misc{razvorotnev2025barlowtwins,
@@ -122,6 +146,25 @@ def data_terms_note(dataset: str | None, source: str | None = None) -> str:
     return match[1] if match else _UNKNOWN_TERMS
 
 
+def data_license(dataset: str | None, source: str | None = None) -> tuple[str, str | None, str | None]:
+    """`(license, license_name, license_link)` for the card's metadata: `other` with the data's terms for weights
+    trained on research-only data, else the code's license.
+
+    >>> data_license("ml-1m")
+    ('other', 'movielens-terms', 'https://files.grouplens.org/datasets/movielens/ml-1m-README.txt')
+    >>> data_license("beauty")[:2], data_license("my_log.csv")
+    (('other', 'amazon-reviews-2014-research-only'), ('apache-2.0', None, None))
+    """
+    for name in (dataset, source):
+        key = _normalise(name)
+        if not key:
+            continue
+        for pattern, license_name, link in _DATA_LICENSES:
+            if any(re.search(pattern, part) for part in key.split("/")):  # a name, or a folder or file of a path
+                return "other", license_name, link
+    return DEFAULT_LICENSE, None, None
+
+
 def dataset_display_name(dataset: str | None, source: str | None = None) -> str:
     """A readable dataset name (`"ml-1m"` -> `"MovieLens-1M"`); unknown names are returned as given.
 
@@ -170,13 +213,23 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _count(value) -> str:
+    """A count as an integer (`1,931`), also when JSON or an average stored it as a float (`1931.0`)."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return _fmt(value)
+
+
 def _num(value) -> str:
-    """A setting as written (`0.2`, `0.05`, `1e-08`, `3,416`), not padded to a fixed number of digits."""
+    """A setting as written (`0.2`, `0.05`, `1e-08`, `3,416`, an integral float as an integer), not padded to a fixed
+    number of digits."""
     if isinstance(value, bool) or value is None:
         return _fmt(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
         return f"{value:g}"
     return _fmt(value)
 
@@ -308,7 +361,7 @@ def _bucket_table(results: dict) -> tuple[list[str], list[list[str]]]:
             if any(_is_number(results.get(f"test_mostpop_{family}@{k}_{b}")) for b in buckets):
                 row.append(_fmt(results.get(f"test_mostpop_{family}@{k}_{bucket}")))
         if with_users:
-            row.append(_fmt(results.get(f"test_num_users_{bucket}")))
+            row.append(_count(results.get(f"test_num_users_{bucket}")))
         cells.append(row)
     return header, cells
 
@@ -332,7 +385,7 @@ def _other_test_metrics(results: dict) -> list[tuple[str, str]]:
 def _stats_rows(stats: dict) -> list[tuple[str, str]]:
     rows = []
 
-    def add(label, key, formatter=_fmt):
+    def add(label, key, formatter=_count):
         if stats.get(key) is not None:
             rows.append((label, formatter(stats[key])))
 
@@ -418,7 +471,7 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
         ("`max_position_embeddings` (max_len)", _fmt(config.get("max_position_embeddings")), ""),
         ("`hidden_dropout_prob`", _num(config.get("hidden_dropout_prob")), ""),
         ("`attention_probs_dropout_prob`", _num(config.get("attention_probs_dropout_prob")), ""),
-        ("`num_items`", _fmt(config.get("num_items")), "catalogue size (fixed at training)"),
+        ("`num_items`", _count(config.get("num_items")), "catalogue size (fixed at training)"),
     ]
     if loss == "sce":
         rows += [
@@ -497,7 +550,7 @@ def build_model_card(
     command: str | None,
     repo_id: str | None = None,
     dataset_label: str | None = None,
-    license: str = "apache-2.0",
+    license: str | None = None,
     example_history: list | None = None,
     model_name: str | None = None,
     reference: dict | None = None,
@@ -516,7 +569,8 @@ def build_model_card(
         command: the exact command that trained the model.
         repo_id: the Hub repository id (`"org/name"`); used for the title and the loading example.
         dataset_label: display name of the dataset (default: derived from `stats["dataset"]`).
-        license: license of the weights and code (the data's terms are stated separately).
+        license: the weights' license in the metadata (default: `other`, with the data's terms as `license_name` and
+            `license_link`, for research-only data; else `apache-2.0`); the data's terms are also in the body.
         example_history: raw item ids for the `recommend` example (default: a placeholder).
         model_name: the card's title and model-index name (default: the repo id's name, else `btsr-<dataset>`).
         reference: the results (`all_results.json`) of another run on the same data, split and users, typically
@@ -545,12 +599,18 @@ def build_model_card(
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"btsr-{dataset_type}")
     alpha = config.get("bt_alpha")
 
+    license_name = license_link = None
+    if license is None:
+        license, license_name, license_link = data_license(dataset, stats.get("source"))
+    # No `datasets`: none of the named datasets is a Hub dataset id (their terms forbid re-hosting); the body names it.
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
+        pipeline_tag=PIPELINE_TAG,
         license=license,
+        license_name=license_name,
+        license_link=license_link,
         tags=list(TAGS),
-        datasets=[dataset] if dataset and not re.search(r"[./\\]", str(dataset)) else None,
         eval_results=_eval_results(results, dataset_type, dataset_name),
     )
     if reference is not None:
@@ -601,6 +661,8 @@ def build_model_card(
         example_is_placeholder=not history,
         data_terms=data_terms_note(dataset, stats.get("source")),
         license=license,
+        license_name=license_name,
+        license_link=license_link,
         paper_url=PAPER_URL,
         bibtex=BIBTEX,
     )

@@ -149,18 +149,68 @@ def test_eval_results_round_trip(card_folder):
     for result in data.eval_results:
         assert result.dataset_name == "MovieLens-1M (leave-one-out, full ranking)"
         assert result.dataset_split == "test"
-        assert result.task_type == "sequential-recommendation"
+        assert result.task_type == "other"  # the Hub has no recommendation task id
+        assert result.task_name == "Sequential recommendation (next item, full ranking)"
     assert data.model_name == "btsr-ml1m"
 
 
 def test_metadata(card_folder):
-    data = ModelCard.load(card_folder / "README.md").data
+    """The metadata, parsed back by huggingface_hub: fields the Hub knows, a license that carries the data's terms,
+    no dataset id that is not a Hub dataset."""
+    card = ModelCard.load(card_folder / "README.md")
+    data = card.data
     assert data.library_name == "transformers"
-    assert data.license == "apache-2.0"
+    assert data.pipeline_tag == "other"
+    assert data.license == "other"
+    assert data.license_name == "movielens-terms"
+    assert data.license_link == "https://files.grouplens.org/datasets/movielens/ml-1m-README.txt"
     assert {"sequential-recommendation", "recommender-system", "barlow-twins", "sasrec", "custom_code", "btsr"} <= set(
         data.tags
     )
-    assert data.datasets == ["ml-1m"]
+    assert data.datasets is None  # MovieLens is not on the Hub: named in the body instead
+    assert "MovieLens-1M" in card.text
+    header = data.to_dict()
+    assert set(header) == {
+        "library_name",
+        "pipeline_tag",
+        "license",
+        "license_name",
+        "license_link",
+        "tags",
+        "model-index",
+    }
+    assert header["model-index"][0]["name"] == "btsr-ml1m"
+    # Parsing is lossless: rendering the parsed data again gives the same header
+    assert ModelCard(str(card)).data.to_dict() == data.to_dict()
+
+
+@pytest.mark.parametrize(
+    "dataset, license, name",
+    [
+        ("ml-latest-small", "other", "movielens-terms"),
+        ("ml-100k", "other", "movielens-terms"),
+        ("beauty", "other", "amazon-reviews-2014-research-only"),
+        ("sports", "other", "amazon-reviews-2014-research-only"),
+        ("lastfm", "other", "hetrec-2011-research-only"),
+        ("my_log.csv", "apache-2.0", None),
+    ],
+)
+def test_license_follows_the_data(tmp_path, dataset, license, name):
+    folder = write_folder(tmp_path / "m", stats=sample_stats(dataset))
+    data = ModelCard.load(write_model_card(folder, command="x")).data
+    assert (data.license, data.license_name, data.datasets) == (license, name, None)
+    assert (data.license_link is None) == (name is None)
+    explicit = write_folder(tmp_path / "e", stats=sample_stats(dataset))
+    data = ModelCard.load(write_model_card(explicit, command="x", license="mit")).data
+    assert (data.license, data.license_name) == ("mit", None)
+
+
+def test_counts_print_as_integers(tmp_path):
+    results = {**sample_results(), "test_num_users_head": 1931.0, "test_num_users_mid": 2011.0}
+    results["test_num_users_tail"] = 2098.0
+    text = write_model_card(write_folder(tmp_path / "m", results=results), command="x").read_text()
+    assert "1931.0" not in text and "| 1,931 |" in text and "| 2,098 |" in text
+    assert "| selected (best) epoch | 41 |" in text
 
 
 def test_body(card_folder):
@@ -226,6 +276,7 @@ def test_data_terms_in_card_for_movielens_and_custom(tmp_path):
     text = write_model_card(custom, command="python train.py --data_path my_log.csv").read_text()
     assert "were not recorded" in text
     assert ModelCard(text).data.datasets is None
+    assert ModelCard(text).data.license == "apache-2.0"  # terms unknown: the code's license, and the body warns
 
 
 def test_sasrec_alpha_zero_and_labels(tmp_path):
