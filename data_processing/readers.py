@@ -6,8 +6,11 @@ them, ``timestamp`` (int64 or float64). The contract the rest of the pipeline re
 * rows stay in the order of the file (index ``0..n-1``). Row order breaks timestamp ties in the temporal split, and
   for files without timestamps it *is* the chronological order within each user;
 * raw ids keep their type: a column whose values are all canonical integer literals (``0``, ``-3``, ``42``, no
-  leading zeros, at most 18 digits) becomes int64, any other column stays Python ``str`` (object dtype), so ``"007"``
-  never turns into ``7``;
+  leading zeros, no ``-0``, at most 18 digits) becomes int64, any other column stays Python ``str`` (object dtype), so
+  ``"007"`` never turns into ``7`` and ``"-0"`` never merges with ``"0"``; text such as ``NA`` or ``None`` is an id
+  like any other, not a missing value;
+* text is UTF-8 (a byte-order mark is dropped; UTF-16 and UTF-32 files are refused naming their encoding), and
+  ``\n``, ``\r\n`` and ``\r`` all end a line;
 * every user mistake raises :class:`~data_processing.errors.DataError` with a one-line message naming the file and
   the column and line (text files, 1-based line of the file) or row (parquet and datasets, 1-based) at fault;
 * nothing is dropped except blank lines, which hold no interaction.
@@ -55,8 +58,15 @@ PathLike = str | os.PathLike
 USER, ITEM, TIME = "user_id", "item_id", "timestamp"
 
 # 18 digits always fit in int64; longer integer-looking ids stay strings rather than risk an overflow.
-_CANONICAL_INT = r"^-?(?:0|[1-9][0-9]{0,17})$"
+_CANONICAL_INT = r"^(?:0|-?[1-9][0-9]{0,17})$"
 _ANY_INT = r"^[+-]?[0-9]+$"
+
+# How a missing value is written in delimited text (pandas' default NA strings, R's NA, SQL's NULL). Refused by name
+# in an id or time column: read as an id, every row missing its user would silently become one user "NA".
+_MISSING_SPELLINGS = frozenset(
+    ["#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA"]
+    + ["NULL", "NaN", "None", "n/a", "nan", "null"]
+)
 
 _TXT_HINT = (
     "pass --data_format sasrec (one 'user item' pair per line) or --data_format s3rec (one 'user item1 item2 ...' "
@@ -160,7 +170,7 @@ def read_interactions(
     if data_format == "parquet":
         return _read_parquet(raw, source, user_col, item_col, time_col)
 
-    _check_utf8(raw, source)
+    raw = _utf8_text(raw, source)
     if data_format in ("csv", "tsv"):
         sep = "," if data_format == "csv" else "\t"
         return _read_table(raw, source, sep, user_col, item_col, time_col, time_required=time_col not in (None, TIME))
@@ -347,8 +357,23 @@ def _read_bytes(path: Path, source: str) -> bytes:
     return raw
 
 
-def _check_utf8(raw: bytes, source: str) -> None:
-    """Fail with the line of the first byte that is not UTF-8, instead of a decoder traceback later."""
+_UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _utf8_text(raw: bytes, source: str) -> bytes:
+    """The encoding check of every text format: ``raw`` without its UTF-8 byte-order mark (invisible, it would
+    otherwise become part of the first id or column name); a UTF-16/32 file, or the line of the first byte that is
+    not UTF-8, fails in one line instead of a decoder traceback later."""
+    for bom, encoding in _UNICODE_BOMS:
+        if raw.startswith(bom):
+            raise DataError(f"{source}: line 1: the file is {encoding}; save it as UTF-8")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -356,6 +381,7 @@ def _check_utf8(raw: bytes, source: str) -> None:
         raise DataError(
             f"{source}: line {line}: byte {raw[err.start : err.start + 1]!r} is not valid UTF-8; save the file as UTF-8"
         ) from err
+    return raw
 
 
 def _read_table(
@@ -367,9 +393,18 @@ def _read_table(
     time_col: str | None,
     time_required: bool,
 ) -> pd.DataFrame:
-    """A delimited file with a header line; every value is read as text and typed afterwards."""
-    first_line = raw.split(b"\n", 1)[0].lstrip(b"\xef\xbb\xbf")
-    if raw and not first_line.strip():
+    """A delimited file with a header line; every value is read as text and typed afterwards.
+
+    pandas parses the values; the csv module reads the header as written (pandas renames a repeated name) and, when
+    a quoted field may hold a line break, the line each row starts on, so messages name true lines of the file.
+    """
+    text = raw.decode("utf-8")  # checked by _utf8_text
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        header = next(records, None)
+    except csv.Error as err:
+        raise DataError(f"{source}: line 1: cannot parse the header line ({err})") from err
+    if header is not None and not any(name.strip() for name in header):
         raise DataError(f"{source}: line 1 is blank; the first line must be the header")
     # ParserWarning is what pandas emits when a data line has more fields than the header and it drops the extras.
     with warnings.catch_warnings():
@@ -383,7 +418,9 @@ def _read_table(
                 index_col=False,
                 # Kept so that row i is line i + 2 of the file; blank rows are dropped below.
                 skip_blank_lines=False,
-                encoding="utf-8-sig",
+                # Cells stay as written ("" when empty): the missing-value spellings are refused below, by name.
+                keep_default_na=False,
+                encoding="utf-8",
             )
         except pd.errors.EmptyDataError as err:
             raise DataError(f"{source}: the file is empty") from err
@@ -392,18 +429,46 @@ def _read_table(
         except pd.errors.ParserError as err:
             raise DataError(f"{source}: {_describe_parser_error(err)}") from err
     # pandas renames a repeated header name ("a", "a.1"): check the header as written.
-    _check_unique_columns(next(csv.reader([first_line.decode("utf-8", "replace")], delimiter=sep)), source)
+    _check_unique_columns(header, source)
     columns = _select_columns(list(frame.columns), source, user_col, item_col, time_col, time_required)
     if frame.empty:
         raise DataError(f"{source}: the file has a header line but no rows")
-    lines = np.arange(2, len(frame) + 2)
+    lines = _record_lines(text, records, len(frame))
     blank = _blank_rows(frame, columns[USER])
     if blank.any():
         frame, lines = frame.loc[~blank], lines[~blank]
         if frame.empty:
             raise DataError(f"{source}: the file has a header line but no rows")
+    for column in columns.values():
+        spelled = frame[column].isin(_MISSING_SPELLINGS).to_numpy()
+        if spelled.any():
+            first = int(np.flatnonzero(spelled)[0])
+            raise DataError(
+                f"{source}: column {column!r} line {lines[first]}: missing value ({frame[column].iloc[first]!r} is "
+                "how spreadsheets and pandas write one)"
+            )
     table = pa.table({column: pa.array(frame[column]) for column in columns.values()})
     return _frame_from_arrow(table, columns, source, lines=lines, unit="line")
+
+
+def _record_lines(text: str, records, count: int) -> np.ndarray:
+    """The 1-based line of the file on which each of the ``count`` data rows starts.
+
+    Row i is on line i + 2 unless a quoted field holds a line break, which only a file with a quote character can
+    have; only then are the records walked (``records`` is the csv reader past the header).
+    """
+    if '"' not in text:
+        return np.arange(2, count + 2)
+    starts, previous = [], records.line_num
+    try:
+        for _ in records:
+            starts.append(previous + 1)
+            previous = records.line_num
+    except csv.Error:
+        starts = []
+    if len(starts) != count:  # the two parsers disagree on where rows end: fall back to counting rows
+        return np.arange(2, count + 2)
+    return np.asarray(starts)
 
 
 def _describe_parser_error(err: Exception) -> str:
@@ -431,8 +496,11 @@ def _split_lines(raw: bytes) -> tuple[pa.ListArray, np.ndarray]:
     """The whitespace-separated fields of every non-blank line of ``raw`` and that line's 1-based number.
 
     Done in arrow compute rather than Python so that a million lines take a fraction of a second. ``raw`` must be
-    valid UTF-8 (see :func:`_check_utf8`).
+    valid UTF-8 (see :func:`_utf8_text`). ``\r\n`` and a lone ``\r`` end a line as ``\n`` does: otherwise a file
+    with old Mac line endings would be one long line, and in the s3rec layout one user holding every item.
     """
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     text = pa.Array.from_buffers(
         pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(raw)], dtype=np.int64)), pa.py_buffer(raw)]
     )
@@ -694,7 +762,9 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
 
 
 def _exact_int64(values: pa.Array, where: _Where) -> pd.Series:
-    """Integer text as exact int64; a value beyond int64 is an error naming its row, not a rounded float."""
+    """Integer text (an optional sign, digits) as exact int64; a value beyond int64 is an error naming its row, not a
+    rounded float."""
+    values = pc.replace_substring_regex(values, r"^\+", "")  # arrow's cast takes "-7" but not "+7"
     try:
         return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64")
     except (pa.ArrowInvalid, OverflowError):
