@@ -7,7 +7,7 @@ uploads exactly the files a user needs, in one commit. Neither calls the Hub's Y
 
 from .card import build_model_card, data_terms_note, dataset_display_name, protocol_label, write_model_card
 
-_HUB_NAMES = ("prepare_upload_folder", "push_folder_to_hub")
+_HUB_NAMES = ("prepare_upload_folder", "push_folder_to_hub", "push_checkpoint_to_hub")
 
 
 def __getattr__(name):
@@ -27,4 +27,5 @@ __all__ = [
     "protocol_label",
     "prepare_upload_folder",
     "push_folder_to_hub",
+    "push_checkpoint_to_hub",
 ]

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from data_processing.errors import DataError
 
-__all__ = ["REQUIRED_FILES", "CODE_FILES", "prepare_upload_folder", "push_folder_to_hub", "main"]
+__all__ = [
+    "REQUIRED_FILES",
+    "CODE_FILES",
+    "prepare_upload_folder",
+    "push_folder_to_hub",
+    "checkpoint_upload_files",
+    "push_checkpoint_to_hub",
+    "main",
+]
 
 logger = logging.getLogger("btsr")
 
@@ -175,11 +183,71 @@ def stale_model_files(existing: list[str], uploading: list[str]) -> list[str]:
     )
 
 
+def _ensure_repo(api, repo_id: str, token, private: bool | None, revision: str | None) -> None:
+    """Creates the repository (private when asked), applies an explicit `private` to an existing one too, and
+    creates `revision` as a branch when it is not there."""
+    api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+    if private is not None:  # create_repo ignores `private` for a repository that exists already
+        api.update_repo_settings(repo_id, private=bool(private), token=token, repo_type="model")
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, token=token, repo_type="model", exist_ok=True)
+
+
+def checkpoint_upload_files(folder) -> list[str]:
+    """The model files of a checkpoint folder (`checkpoint-N`, written by `save_pretrained` during training): weights,
+    `config.json`, the code files and `item_vocab.json`; never its optimizer, scheduler, RNG or trainer state.
+
+    Raises:
+        DataError: one line naming what is missing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such checkpoint folder")
+    missing = [name for name in ("config.json", "item_vocab.json") if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: incomplete checkpoint, missing {', '.join(missing)}")
+    code = sorted(set(CODE_FILES) | _auto_map_modules(folder))
+    absent = [name for name in code if not (folder / name).is_file()]
+    if absent:
+        raise DataError(f"{folder}: incomplete checkpoint, missing {', '.join(absent)}")
+    return sorted({"config.json", "item_vocab.json", *_weight_files(folder), *code})
+
+
+def push_checkpoint_to_hub(
+    folder,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    api=None,
+    revision: str | None = None,
+) -> str:
+    """Uploads a checkpoint's model files (:func:`checkpoint_upload_files`) to the repository's root in one commit,
+    for `--hub_strategy every_save`; deletes nothing (the final push does, with the card and the results)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = Path(folder)
+    files = checkpoint_upload_files(folder)
+    api = HfApi() if api is None else api
+    _ensure_repo(api, repo_id, token, private, revision)
+    info = api.create_commit(
+        repo_id,
+        operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files],
+        commit_message=commit_message or f"Training in progress: {folder.name}",
+        token=token,
+        repo_type="model",
+        revision=revision,
+    )
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("uploaded %d files of %s to %s: %s", len(files), folder, repo_id, url)
+    return url
+
+
 def push_folder_to_hub(
     folder,
     repo_id: str,
     token: str | None = None,
-    private: bool = False,
+    private: bool | None = None,
     commit_message: str | None = None,
     api=None,
     revision: str | None = None,
@@ -191,7 +259,8 @@ def push_folder_to_hub(
         folder: a finished model folder (see :func:`prepare_upload_folder`).
         repo_id: `"user-or-org/name"`.
         token: a Hub token (default: the logged-in one / `HF_TOKEN`).
-        private: create the repository as private (an existing repository keeps its visibility).
+        private: `True` / `False` makes the repository private / public, also one that exists; `None` (default)
+            creates it public (or as the organisation's default) and leaves an existing one's visibility alone.
         commit_message: default `"Upload BT-SR model"`.
         api: an `huggingface_hub.HfApi` (injectable for tests); default `HfApi()`.
         revision: branch to commit to (default: the main branch); created from main when it does not exist.
@@ -205,9 +274,7 @@ def push_folder_to_hub(
     folder = Path(folder)
     files = prepare_upload_folder(folder)
     api = HfApi() if api is None else api
-    api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, token=token, repo_type="model", exist_ok=True)
+    _ensure_repo(api, repo_id, token, private, revision)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
     if delete_stale:
         existing = api.list_repo_files(repo_id, revision=revision, repo_type="model", token=token)
@@ -235,7 +302,7 @@ def main(argv=None, api=None) -> int:
     )
     parser.add_argument("folder", help="the model folder written by train.py (--output_dir)")
     parser.add_argument("repo_id", help="Hub repository, user-or-org/name")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--private", action="store_true", help="make the repository private (also an existing one)")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one or HF_TOKEN)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument(
@@ -281,7 +348,7 @@ def main(argv=None, api=None) -> int:
             args.folder,
             args.repo_id,
             token=args.token,
-            private=args.private,
+            private=True if args.private else None,  # without the flag an existing repository keeps its visibility
             commit_message=args.commit_message,
             api=api,
             delete_stale=not args.keep_stale,

@@ -228,13 +228,18 @@ class HubArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "Repository id, org/name."})
     hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repository private."})
     hub_token: str | None = field(default=None, metadata={"help": "Token (default: the one `hf auth login` saved)."})
-    hub_strategy: Literal["end"] = field(
-        default="end", metadata={"help": "When to upload: at the end, once (the only strategy supported)."}
+    hub_strategy: Literal["end", "every_save"] = field(
+        default="end",
+        metadata={
+            "help": "When to upload: end (once, the finished folder and its card) or every_save (also each "
+            "checkpoint's model files as it is saved)."
+        },
     )
     hub_revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
 
 
 HUB_SETTINGS = tuple(f.name for f in fields(HubArguments))
+HUB_STRATEGIES = get_args(HubArguments.__annotations__["hub_strategy"])
 _GROUPS = (_ArchitectureArguments, _SSLArguments, DataArguments, BTSRTrainingArguments, HubArguments)
 # Left out of run_settings.json: a secret, and how this invocation ran rather than what it trains (a rerun from
 # the file starts afresh).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from data_processing import (
     DataError,
@@ -26,9 +26,16 @@ from data_processing import (
 )
 from data_processing.builtins import to_builtin
 from data_processing.download import default_cache_dir, fetch_ml1m_ratings
-from model_cards import push_folder_to_hub, write_model_card
+from model_cards import push_checkpoint_to_hub, push_folder_to_hub, write_model_card
 
-from .arguments import DataArguments, ModelArguments, ResolvedSettings, config_kwargs, write_run_settings
+from .arguments import (
+    HUB_STRATEGIES,
+    DataArguments,
+    ModelArguments,
+    ResolvedSettings,
+    config_kwargs,
+    write_run_settings,
+)
 from .configuration_btsr import BTSRConfig
 from .evaluation import evaluate_ranking, most_popular_ranking
 from .losses_btsr import default_sce_buckets
@@ -220,6 +227,33 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str) -> str 
     return str(folder)
 
 
+class HubCheckpointPush(TrainerCallback):
+    """`--hub_strategy every_save`: each checkpoint's model files go to the repository as the Trainer saves them
+    (the final push, with the card and the results, follows at the end). A failed upload is logged in one line and
+    training goes on; the final push still has to succeed."""
+
+    def __init__(self, hub: dict, api=None):
+        self.hub, self.api = hub, api
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        try:
+            push_checkpoint_to_hub(
+                folder,
+                self.hub["hub_model_id"],
+                token=self.hub.get("hub_token"),
+                private=self.hub.get("hub_private_repo"),
+                revision=self.hub.get("hub_revision"),
+                commit_message=f"Training in progress: step {state.global_step}, epoch {epoch_number(state.epoch)}",
+                api=self.api,
+            )
+        except Exception as error:  # network, permissions, a full disk on the Hub side: training goes on
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            logger.warning(f"--hub_strategy every_save: uploading {folder.name} failed ({reason}); training goes on")
+
+
 def run_training(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -238,6 +272,9 @@ def run_training(
     hub = hub or {}
     if hub.get("push_to_hub") and not hub.get("hub_model_id"):
         raise DataError("--push_to_hub needs --hub_model_id org/name (checked before training, not after)")
+    if hub.get("hub_strategy", "end") not in HUB_STRATEGIES:
+        choices = ", ".join(HUB_STRATEGIES)
+        raise DataError(f"--hub_strategy {hub['hub_strategy']}: not supported (choose from {choices})")
     with_pairs = model_args.bt_alpha > 0
     if with_pairs and training_args.world_size > 1 and not training_args.dataloader_drop_last:
         # The global BT / InfoNCE batch needs equal local batches; accelerate would otherwise repeat samples.
@@ -267,6 +304,8 @@ def run_training(
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)
     callbacks = []
+    if hub.get("push_to_hub") and hub.get("hub_strategy", "end") == "every_save":
+        callbacks.append(HubCheckpointPush(hub))
     if training_args.load_best_model_at_end and training_args.eval_strategy != "no":
         callbacks.append(ResumableEarlyStopping(early_stopping_patience=data_args.patience))
     trainer = BTSRTrainer(
@@ -352,7 +391,7 @@ def run_training(
                 output_dir,
                 hub["hub_model_id"],
                 token=hub.get("hub_token"),
-                private=bool(hub.get("hub_private_repo")),
+                private=hub.get("hub_private_repo"),
                 revision=hub.get("hub_revision"),
             )
             logger.info(f"Uploaded {output_dir} to {url}")

@@ -232,7 +232,7 @@ def _bad_cases(tmp_path):
         (["--data_path", ""], "--data_path: is empty"),
         (["--dataset", "yelp"], "invalid choice: 'yelp'"),
         (["--loss_type", "mse"], "invalid choice: 'mse'"),
-        (["--hub_strategy", "every_save"], "invalid choice: 'every_save'"),
+        (["--hub_strategy", "checkpoint"], "invalid choice: 'checkpoint'"),
         (["--push_to_hub"], "--push_to_hub: needs --hub_model_id"),
         (["--output_dir", str(a_file)], f"--output_dir {a_file}: {a_file} is a file"),
         (["--output_dir", str(a_file / "sub")], "is a file, not a folder"),

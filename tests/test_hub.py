@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import MagicMock
@@ -445,6 +447,8 @@ class _FakeHub:
         import threading
 
         self.requests, self.commit, self.validated = [], None, None
+        self.commits, self.created, self.settings, self.branches = [], [], [], []
+        self.fail_commits = False  # answer every commit with a server error
         self.existing = [".gitattributes", "README.md", "pytorch_model.bin"]  # what an earlier push left
         hub = self
 
@@ -466,12 +470,33 @@ class _FakeHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _reply(self, reply):
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self):  # update_repo_settings
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append(self.path)
+                if not self.path.endswith("/settings"):
+                    self.send_error(404)
+                    return
+                hub.settings.append(json.loads(body))
+                self._reply({})
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hub.requests.append(self.path)
                 if self.path == "/api/repos/create":
                     payload = json.loads(body)
+                    hub.created.append(payload)
                     reply = {"url": f"{hub.endpoint}/{payload['organization']}/{payload['name']}"}
+                elif "/branch/" in self.path:
+                    hub.branches.append(self.path.rsplit("/", 1)[-1])
+                    reply = {}
                 elif self.path == "/api/validate-yaml":  # create_commit checks README.md's metadata first
                     hub.validated = json.loads(body)["content"]
                     reply = {"errors": [], "warnings": []}
@@ -481,7 +506,11 @@ class _FakeHub:
                         "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
                     }
                 elif "/commit/" in self.path:
+                    if hub.fail_commits:
+                        self.send_error(500, "the fake Hub refuses commits")
+                        return
                     hub.commit = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                    hub.commits.append((self.path.rsplit("/", 1)[-1], hub.commit))
                     reply = {"commitUrl": f"{hub.endpoint}/{REPO_ID}/commit/{REVISION}", "commitOid": REVISION}
                 else:
                     self.send_error(404)
@@ -527,3 +556,150 @@ def test_push_through_real_hfapi_to_loopback(model_folder, monkeypatch):
     assert [op["value"]["path"] for op in operations if op["key"] == "deletedFile"] == ["pytorch_model.bin"]
     sent = {f["value"]["path"]: base64.b64decode(f["value"]["content"]) for f in files}
     assert sent["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+
+
+def _committed_files(commit) -> list[str]:
+    return sorted(op["value"]["path"] for op in commit[1:] if op["key"] == "file")
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """The loopback Hub, as the default endpoint of every HfApi() made in this process."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # only this loopback endpoint; the guard blocks others
+    hub = _FakeHub()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    yield hub
+    hub.close()
+
+
+def test_private_and_revision_reach_the_hub(model_folder, fake_hub):
+    """An explicit `private` applies to an existing repository too (create_repo ignores it there); a revision is a
+    branch, created, and the commit goes to it; without `private` the visibility is left alone."""
+    folder, _ = model_folder
+    api = HfApi(token="hf_loopback_test_token")
+    push_folder_to_hub(folder, REPO_ID, api=api, private=True, revision="experiment")
+    assert fake_hub.created[-1]["visibility"] == "private"
+    assert fake_hub.settings == [{"visibility": "private"}]
+    assert fake_hub.branches == ["experiment"]
+    assert [revision for revision, _ in fake_hub.commits] == ["experiment"]
+    push_folder_to_hub(folder, REPO_ID, api=api)
+    assert "visibility" not in fake_hub.created[-1] and len(fake_hub.settings) == 1  # left alone (or the org's)
+    assert fake_hub.branches == ["experiment"] and fake_hub.commits[-1][0] == "main"
+    push_folder_to_hub(folder, REPO_ID, api=api, private=False)
+    assert fake_hub.settings[-1] == {"visibility": "public"}
+
+
+def _checkpoint(model_folder, tmp_path, step=5):
+    folder, _ = model_folder
+    checkpoint = tmp_path / "out" / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "item_vocab.json", *REMOTE_CODE_FILES, ENDPOINT_HANDLER_FILE):
+        shutil.copy(folder / name, checkpoint / name)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
+        (checkpoint / name).write_bytes(b"pickle")
+    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "checkpoint_complete").write_text("")
+    return checkpoint
+
+
+def test_every_save_pushes_each_checkpoints_model_files(model_folder, fake_hub, tmp_path, caplog):
+    from transformers import TrainerControl, TrainerState
+
+    from modeling_btsr.training_run import HubCheckpointPush
+
+    checkpoint = _checkpoint(model_folder, tmp_path)
+    hub = {"push_to_hub": True, "hub_model_id": REPO_ID, "hub_token": "hf_x", "hub_private_repo": True}
+    callback = HubCheckpointPush({**hub, "hub_revision": "runs"})
+    state = TrainerState(global_step=5, epoch=1.0)
+    args = SimpleNamespace(output_dir=str(checkpoint.parent))
+    callback.on_save(args, state, TrainerControl())
+    revision, commit = fake_hub.commits[-1]
+    assert revision == "runs" and fake_hub.branches == ["runs"] and fake_hub.settings == [{"visibility": "private"}]
+    expected = sorted(["config.json", "item_vocab.json", "model.safetensors", *REMOTE_CODE_FILES])
+    expected = sorted([*expected, ENDPOINT_HANDLER_FILE])
+    assert _committed_files(commit) == expected  # no optimizer, RNG, trainer state or pickles
+    assert commit[0]["value"]["summary"] == "Training in progress: step 5, epoch 1"
+    assert not any(op["key"] == "deletedFile" for op in commit[1:])
+
+    state.is_world_process_zero = False  # other processes never upload
+    callback.on_save(args, state, TrainerControl())
+    assert len(fake_hub.commits) == 1
+
+    fake_hub.fail_commits = True  # a failed upload is one warning line, and training goes on
+    state.is_world_process_zero = True
+    with caplog.at_level("WARNING", logger="btsr"):
+        callback.on_save(args, state, TrainerControl())
+    warnings = [record.getMessage() for record in caplog.records if "every_save" in record.getMessage()]
+    assert len(warnings) == 1 and "checkpoint-5 failed" in warnings[0] and "\n" not in warnings[0]
+
+
+def test_hub_strategy_choices_are_refused_in_one_line(tmp_path):
+    from modeling_btsr.arguments import HUB_STRATEGIES, HubArguments
+
+    assert HUB_STRATEGIES == ("end", "every_save")
+    assert HubArguments().hub_strategy == "end"
+    for strategy in ("checkpoint", "all_checkpoints"):
+        result = subprocess.run(
+            [sys.executable, "train.py", "--output_dir", str(tmp_path / strategy), "--hub_strategy", strategy],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            timeout=300,
+        )
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if "hub_strategy" in line]
+        assert len(lines) == 1 and "invalid choice" in lines[0] and "every_save" in lines[0], result.stderr
+        assert "Traceback" not in result.stderr
+
+
+TRAIN_AGAINST_FAKE_HUB = """
+import runpy, socket, sys
+real_connect = socket.socket.connect
+def guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and self.family != socket.AF_UNIX:
+        raise AssertionError(f"tried to reach the network: {{address!r}}")
+    return real_connect(self, address)
+socket.socket.connect = guarded
+sys.argv = ["train.py", *{argv!r}]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+@pytest.mark.integration
+def test_train_py_push_flags_against_the_fake_hub(tmp_path):
+    """train.py --push_to_hub with every flag, against the loopback Hub: each epoch's checkpoint, then the folder."""
+    hub = _FakeHub()
+    out = tmp_path / "run"
+    argv = [
+        "--output_dir", str(out), "--num_train_epochs", "2", "--hidden_size", "16", "--max_len", "20",
+        "--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", "hf_loopback_test_token",
+        "--hub_strategy", "every_save", "--hub_private_repo", "True", "--hub_revision", "exp",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_XET": "1"}
+    env.update(HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", TRAIN_AGAINST_FAKE_HUB.format(argv=argv)],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    finally:
+        hub.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    revisions = [revision for revision, _ in hub.commits]
+    assert revisions == ["exp"] * len(revisions) and len(revisions) >= 3  # two epochs' checkpoints, then the folder
+    assert all(created["visibility"] == "private" for created in hub.created)
+    assert hub.settings and all(setting == {"visibility": "private"} for setting in hub.settings)
+    assert set(hub.branches) == {"exp"}
+    *checkpoints, final = [commit for _, commit in hub.commits]
+    for commit in checkpoints:
+        assert "README.md" not in _committed_files(commit) and "model.safetensors" in _committed_files(commit)
+        assert commit[0]["value"]["summary"].startswith("Training in progress: step ")
+    assert {"README.md", "all_results.json", ENDPOINT_HANDLER_FILE} <= set(_committed_files(final))
