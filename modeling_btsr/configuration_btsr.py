@@ -165,8 +165,9 @@ class BTSRConfig(PreTrainedConfig):
     def custom_pipelines(self) -> dict:
         """The saved `custom_pipelines` entry (`CUSTOM_PIPELINES` once saved), unless this process has the task
         registered (`import modeling_btsr` does): transformers' `pipeline()` then builds the registered class, with
-        no remote code, instead of demanding `trust_remote_code=True` for the copied file. `config.json` always
-        keeps the saved entry (it is read from the instance's `__dict__`)."""
+        no remote code, instead of demanding `trust_remote_code=True` for the copied file. With the package imported,
+        name the task: transformers then uses the package's classes even with `trust_remote_code=True`, so the task
+        cannot be read from the config. `config.json` always keeps the saved entry (written from `__dict__`)."""
         registry = getattr(sys.modules.get("transformers.pipelines"), "PIPELINE_REGISTRY", None)
         if registry is not None and PIPELINE_TASK in registry.supported_tasks:
             return {}

@@ -280,6 +280,12 @@ def test_pipeline_with_the_package_needs_no_remote_code(model_folder, hf_home):
         lists = recommender(HISTORIES, top_k=5)
         assert [[entry["item_id"] for entry in user] for user in lists] == recs
         assert recommender([[]], top_k=3)[0] == lists[2][:3]  # the popularity fallback, scored by counts
+    # With the package imported transformers prefers its registered classes, trust_remote_code or not: the task is
+    # then named, and the package's pipeline runs
+    kwargs = {"trust_remote_code": True, "model_kwargs": {"cache_dir": str(hf_home / "hub")}}
+    also = pipeline("sequential-recommendation", model=REPO_ID, **kwargs)
+    assert type(also) is modeling_btsr.BTSRRecommendationPipeline
+    assert [[entry["item_id"] for entry in user] for user in also(HISTORIES, top_k=5)] == recs
     model = modeling_btsr.BTSRModel.from_pretrained(folder)
     recommender = pipeline("sequential-recommendation", model=model, device="cpu")
     ids, scores = model.recommend(HISTORIES, k=4, return_scores=True, exclude_seen=False)
