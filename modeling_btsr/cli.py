@@ -2,7 +2,7 @@
 
 Both parse the same settings (`btsr-train --help`), run the training and print the test metrics against the
 most-popular baseline. A mistake a user can fix (data, settings, a non-finite loss) ends in one line on stderr and
-exit code 2, never a traceback.
+exit code 2, never a traceback; so does a checkpoint that cannot be written (a full disk).
 
 `train.py` sets `OMP_WAIT_POLICY=PASSIVE` before torch loads (idle threads sleep rather than spin, which helps on a
 busy CPU); `btsr-train` cannot, since importing this package loads torch: set it in the environment there.
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
 
     from data_processing import DataError
     from modeling_btsr.arguments import parse_arguments
-    from modeling_btsr.trainer import NonFiniteLossError
+    from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
     from modeling_btsr.training_run import run_training
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
             hf_logging.set_verbosity_error()
         command = shlex.join([*program, *(sys.argv[1:] if argv is None else argv)])
         results = run_training(model_args, data_args, training_args, command=command, hub=hub, settings=settings)
-    except (DataError, NonFiniteLossError, FileNotFoundError) as error:
+    except (DataError, NonFiniteLossError, CheckpointSaveError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (ValueError, StrictDataclassClassValidationError, StrictDataclassFieldValidationError) as error:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -18,6 +19,7 @@ __all__ = [
     "BTSRTrainer",
     "RankingEvalSet",
     "NonFiniteLossError",
+    "CheckpointSaveError",
     "ResumableEarlyStopping",
     "EpochLogCallback",
     "CheckpointCompleteCallback",
@@ -144,6 +146,12 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf: training stops before a broken model is saved."""
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a quota, a read-only folder): training stops with one line
+    naming the folder. That folder never gets its completeness marker, so resuming skips it; the checkpoints saved
+    before it stay complete."""
+
+
 class ResumableEarlyStopping(EarlyStoppingCallback):
     """`EarlyStoppingCallback` whose patience counter survives a resume, so a resumed run stops where an
     uninterrupted one stops.
@@ -236,6 +244,22 @@ class BTSRTrainer(Trainer):
         self._ssl_log_name = "bt_loss" if objective == "barlow_twins" else "ssl_loss"
 
     # ---------------------------------------------------------------------------------------------------- training
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint save, with a failure to write turned into a :class:`CheckpointSaveError` that names
+        the folder. A full disk surfaces as an OSError (json, pickle), a SafetensorError (the weights) or a
+        RuntimeError from torch.save's zip writer (the optimizer), none of which names the file."""
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, SafetensorError, RuntimeError) as err:
+            run_dir = self._get_output_dir(trial=trial)
+            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+            raise CheckpointSaveError(
+                f"{folder}: cannot write this checkpoint ({type(err).__name__}: {reason}); it stays incomplete and "
+                f"resuming skips it. Free space, then rerun with --resume_from_checkpoint latest to continue from the "
+                f"newest complete checkpoint in {run_dir}"
+            ) from err
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
         sums_over_positions = config.loss_type in ("ce", "bce")

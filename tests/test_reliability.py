@@ -1,4 +1,5 @@
-"""Reliability: settings resolution, atomic model folders, NaN losses stop training before anything is saved."""
+"""Reliability: settings resolution, atomic model folders, NaN losses stop training before anything is saved, a
+checkpoint that cannot be written stops training in one line."""
 
 import os
 
@@ -9,7 +10,7 @@ from transformers import AutoModel, TrainingArguments
 from data_processing import DataError, PairedTrainDataset, SequenceCollator, build_train_dataset
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer
 from modeling_btsr.arguments import PRESETS, parse_arguments
-from modeling_btsr.trainer import NonFiniteLossError
+from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
 from modeling_btsr.training_run import save_model_atomically
 
 
@@ -132,3 +133,46 @@ def test_resume_picks_the_newest_complete_checkpoint_and_refuses_an_interrupted_
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-99"), str(tmp_path))
     with pytest.raises(DataError, match="no complete checkpoint in"):
         resolve_resume_checkpoint(True, str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),  # a json or pickle write on a full disk
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),  # torch.save's, then
+    ],
+)
+def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(tmp_path, monkeypatch, error):
+    from transformers import Trainer
+
+    from modeling_btsr.training_run import resolve_resume_checkpoint
+
+    def full_disk(self, output_dir):
+        raise error
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk)
+    sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="steps",
+        save_steps=1,
+        eval_strategy="no",
+        remove_unused_columns=False,
+    )
+    trainer = BTSRTrainer(
+        model=_tiny_model(),
+        args=args,
+        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=False),
+        data_collator=SequenceCollator(),
+    )
+    folder = tmp_path / "run" / "checkpoint-1"
+    message = rf"^{folder}: cannot write this checkpoint \({type(error).__name__}: .*--resume_from_checkpoint latest"
+    with pytest.raises(CheckpointSaveError, match=message) as raised:
+        trainer.train()
+    assert "\n" not in str(raised.value)
+    with pytest.raises(DataError, match="incomplete checkpoint"):  # never resumed from
+        resolve_resume_checkpoint(str(folder), str(tmp_path / "run"))

@@ -1,6 +1,7 @@
 """BTSRTrainer and train.py: loss normalisation, processes, resume, determinism, end-to-end runs."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from transformers import EarlyStoppingCallback, TrainerControl, TrainerState, Tr
 
 from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer, ResumableEarlyStopping
+from modeling_btsr.training_run import is_complete_checkpoint
 from tests.helpers import REPO_ROOT, run_train
 
 
@@ -299,3 +301,38 @@ def test_temporal_split_without_timestamps_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "timestamps" in err and "seq.txt" in err
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fault", ["kill", "enospc"])
+def test_a_fault_inside_a_checkpoint_save_then_resume_equals_uninterrupted(tmp_path, synthetic_log, fault):
+    """A real SIGKILL (or a full disk) inside the 3rd checkpoint save, after its weights and before optimizer.pt
+    (tests/save_faults.py patches that point of the Trainer's save); `--resume_from_checkpoint latest` then skips the
+    half-written folder and ends with the uninterrupted run's numbers, exactly."""
+    epochs = ["--num_train_epochs", "4", "--per_device_train_batch_size", "4", "--patience", "10"]
+    straight = tmp_path / "straight"
+    run_train(_train_args(synthetic_log, straight, *epochs))
+    expected = json.loads((straight / "all_results.json").read_text())
+
+    faulty = tmp_path / "faulty"
+    launcher = [sys.executable, str(REPO_ROOT / "tests" / "save_faults.py"), fault, "3", "--"]
+    result = run_train(_train_args(synthetic_log, faulty, *epochs), launcher=launcher, check=False)
+    steps = sorted(int(p.name.split("-")[1]) for p in faulty.glob("checkpoint-*"))
+    half_written = faulty / f"checkpoint-{steps[-1]}"
+    assert len(steps) == 3 and not any(is_complete_checkpoint(faulty / f"checkpoint-{s}") for s in steps[2:])
+    assert (half_written / "model.safetensors").is_file() and not (half_written / "trainer_state.json").exists()
+    assert not (faulty / "all_results.json").exists()
+    if fault == "kill":
+        assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    else:  # one line naming the folder, no traceback
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        errors = re.findall(r"error: [^\r\n]*", result.stderr)  # (the progress bar shares its line)
+        assert len(errors) == 1, result.stderr[-3000:]
+        assert errors[0].startswith(f"error: {half_written}: cannot write this checkpoint (OSError: No space left")
+
+    run_train(_train_args(synthetic_log, faulty, *epochs, "--resume_from_checkpoint", "latest"))
+    resumed = json.loads((faulty / "all_results.json").read_text())
+    assert resumed["resumed_from_epoch"] == 2.0  # from checkpoint-60, the newest complete one
+    session_only = {"resumed_from_epoch", "session_train_loss", "train_seconds", "prepare_seconds", "command"}
+    for key in sorted(set(expected) - session_only):
+        assert resumed[key] == expected[key], key
