@@ -142,7 +142,9 @@ def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int)
     n_buckets, bucket_x = model_args.sce_n_buckets, model_args.sce_bucket_size_x
     if model_args.loss_type == "sce" and (n_buckets is None or bucket_x is None):
         default = default_sce_buckets(batch_size, data.examples.mean_labelled_positions)
-        n_buckets, bucket_x = n_buckets or default, bucket_x or default
+        # `is None`, not `or`: an explicit 0 must reach the config's check, not be replaced by the default.
+        n_buckets = default if n_buckets is None else n_buckets
+        bucket_x = default if bucket_x is None else bucket_x
     model = BTSRForSequentialRecommendation(make_config(model_args, len(data.split.item_vocab), n_buckets, bucket_x))
     vocab = data.split.item_vocab.to_json_dict()
     vocab["item_counts"] = data.item_interaction_counts.tolist()
