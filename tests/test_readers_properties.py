@@ -364,6 +364,65 @@ def test_random_parquet_bytes_are_read_or_refused_in_one_line(tmp_path, body, fr
         assert {"user_id", "item_id"} <= set(frame.columns)
 
 
+def expected_parquet_ids(values: list) -> tuple[str, list]:
+    """The typing rule for one parquet column of Python values, or Refused naming the 1-based rows at fault."""
+    rows = list(range(1, len(values) + 1))
+    if all(isinstance(value, str) for value in values):
+        return type_ids(values, rows)
+    missing = {row for value, row in zip(values, rows) if value is None or value != value}  # None, NaN
+    inexact = {
+        row
+        for value, row in zip(values, rows)
+        if isinstance(value, float) and value == value and (value != int(value) or abs(value) > 2**53)
+    }
+    if missing or inexact:
+        raise Refused(missing | inexact)
+    return "int64", [int(value) for value in values]
+
+
+parquet_columns = st.one_of(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=8),
+    st.lists(st.one_of(clean_ids, hostile_cells), min_size=1, max_size=8),
+    st.lists(
+        st.one_of(st.integers(-(2**60), 2**60).map(float), st.floats(allow_infinity=False), st.none()),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.one_of(st.integers(-100, 100), st.none()), min_size=1, max_size=8),
+)
+
+
+@SETTINGS
+@given(parquet_columns, st.booleans())
+def test_parquet_columns_follow_the_typing_rule(tmp_path, users, as_category):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "x.parquet"
+    array = pa.array(users)
+    if as_category and pa.types.is_string(array.type):
+        array = array.dictionary_encode()
+    pq.write_table(pa.table({"user_id": array, "item_id": pa.array(range(len(users)))}), path)
+    try:
+        expected = expected_parquet_ids(users)
+    except Refused as refused:
+        expected = refused
+    try:
+        frame = read_interactions(path, "parquet")
+    except DataError as error:
+        message = str(error)
+        assert "\n" not in message and message.startswith(f"{path}: "), message
+        assert isinstance(expected, Refused), f"refused a well-formed column: {message}\n{users!r}"
+        named = re.search(r"\brow (\d+)", message)
+        assert named and int(named.group(1)) in expected.lines, (message, sorted(expected.lines), users)
+        event("refused")
+        return
+    assert not isinstance(expected, Refused), f"accepted a malformed column (rows {expected.lines}): {users!r}"
+    dtype, values = expected
+    assert str(frame["user_id"].dtype) == dtype and frame["user_id"].tolist() == values, (frame, users)
+    event("read")
+
+
 @pytest.mark.parametrize(
     "raw, data_format, expected",
     [
