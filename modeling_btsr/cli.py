@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
     from data_processing import DataError
     from modeling_btsr.arguments import parse_arguments
     from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
-    from modeling_btsr.training_run import run_training
+    from modeling_btsr.training_run import AfterTrainingError, run_training
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     hf_logging.set_verbosity_warning()
@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
             hf_logging.set_verbosity_error()
         command = shlex.join([*program, *(sys.argv[1:] if argv is None else argv)])
         results = run_training(model_args, data_args, training_args, command=command, hub=hub, settings=settings)
+    except AfterTrainingError as error:
+        if training_args.process_index == 0:
+            print_summary(error.results, training_args.output_dir)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (DataError, NonFiniteLossError, CheckpointSaveError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from data_processing import (
@@ -56,6 +57,8 @@ __all__ = [
     "make_config",
     "build_model",
     "run_training",
+    "finish_run",
+    "AfterTrainingError",
     "save_model_atomically",
     "is_complete_checkpoint",
     "run_train_loss",
@@ -378,17 +381,42 @@ def run_training(
     if command:
         results["command"] = command
     if trainer.is_world_process_zero():
-        save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), output_dir)
+        finish_run(trainer.accelerator.unwrap_model(trainer.model), results, per_user, data, output_dir, command, hub)
+    return results
+
+
+class AfterTrainingError(RuntimeError):
+    """Training and evaluation finished, but saving, writing or uploading their outcome failed (a full disk, a
+    refused upload). Carries the run's `results`, so the caller can show the metrics before the one-line error."""
+
+    def __init__(self, message: str, results: dict):
+        super().__init__(message)
+        self.results = results
+
+
+def finish_run(model, results: dict, per_user: dict, data, output_dir: str, command, hub: dict) -> None:
+    """The final model folder (weights, `all_results.json`, per-user outcomes, card) and the optional upload.
+
+    Raises:
+        AfterTrainingError: a step failed; the message names the step and the folder, the checkpoints stay usable.
+    """
+    step = "saving the model"
+    try:
+        save_model_atomically(model, output_dir)
+        step = "writing all_results.json"
         with open(os.path.join(output_dir, "all_results.json"), "w") as handle:
             json.dump(to_builtin(results), handle, indent=2)
         # Per-user test outcomes for paired comparisons between runs; kept in a subfolder, out of Hub uploads.
+        step = "writing eval/test_per_user.json"
         os.makedirs(os.path.join(output_dir, "eval"), exist_ok=True)
         with open(os.path.join(output_dir, "eval", "test_per_user.json"), "w") as handle:
             per_user_json = {"user_ids": to_builtin(list(data.split.test.user_ids))}
             per_user_json.update({k: per_user[k].tolist() for k in ("hr@10", "ndcg@10") if k in per_user})
             json.dump(per_user_json, handle)
+        step = "writing the model card"
         write_model_card(output_dir, command=command, repo_id=hub.get("hub_model_id"))
         if hub.get("push_to_hub"):
+            step = f"uploading to the Hub repository {hub['hub_model_id']}"
             url = push_folder_to_hub(
                 output_dir,
                 hub["hub_model_id"],
@@ -397,4 +425,10 @@ def run_training(
                 revision=hub.get("hub_revision"),
             )
             logger.info(f"Uploaded {output_dir} to {url}")
-    return results
+    except (OSError, SafetensorError, RuntimeError) as error:
+        detail = " ".join(str(error).split()) or "no detail"
+        raise AfterTrainingError(
+            f"{output_dir}: training finished, but {step} failed ({type(error).__name__}: {detail}); "
+            "the checkpoints are intact: fix the cause and rerun with --resume_from_checkpoint latest",
+            results,
+        ) from error

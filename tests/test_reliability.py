@@ -12,6 +12,7 @@ from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrain
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
 from modeling_btsr.training_run import save_model_atomically
+from tests.helpers import write_synthetic_log
 
 
 def test_settings_resolve_command_line_over_config_over_preset(tmp_path, monkeypatch):
@@ -176,3 +177,43 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(tmp_path
     assert "\n" not in str(raised.value)
     with pytest.raises(DataError, match="incomplete checkpoint"):  # never resumed from
         resolve_resume_checkpoint(str(folder), str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("step", ["save_model_atomically", "write_model_card"])
+def test_a_failure_after_training_shows_the_metrics_then_one_line(tmp_path, monkeypatch, capsys, step):
+    """A full disk at the final save (or a card that cannot be written) must not hide an hour of training: the
+    metrics summary comes first, then one line naming the step and the folder, exit code 2."""
+    import errno
+
+    import train
+    from modeling_btsr import training_run
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(training_run, step, full_disk)
+    log = write_synthetic_log(tmp_path / "log.csv", num_users=40)
+    out = tmp_path / "run"
+    argv = [
+        "--data_path",
+        str(log),
+        "--output_dir",
+        str(out),
+        "--hidden_size",
+        "16",
+        "--max_len",
+        "10",
+        "--num_train_epochs",
+        "1",
+        "--use_cpu",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+    ]
+    assert train.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Test metrics" in captured.out and "hr@10" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{out}: training finished, but" in errors[0] and "No space left" in errors[0]
+    assert "Traceback" not in captured.err
