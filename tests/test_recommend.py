@@ -78,7 +78,13 @@ def test_numpy_integer_k_and_batch_size_are_ints(model):
     assert model.recommend(HISTORIES, k=np.int64(4), batch_size=np.int32(2)) == model.recommend(HISTORIES, k=4)
 
 
-def test_eight_threads_on_a_model_in_train_mode_get_the_eval_lists(model):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_eight_threads_on_a_model_in_train_mode_get_the_eval_lists(model, dtype):
+    if dtype != torch.float32:  # a copy in reduced precision, as `from_pretrained(..., dtype=...)` loads one
+        copy = BTSRModel(model.config)
+        copy.load_state_dict(model.state_dict())
+        copy.set_item_vocab(model.item_vocab)
+        model = copy.to(dtype).eval()
     expected = model.recommend(HISTORIES * 4, k=10, return_scores=True)
     model.train()
     try:
