@@ -43,3 +43,21 @@ def run_train(args: list[str], launcher: list[str] | None = None, timeout: int =
         output = f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         raise AssertionError(f"train.py failed ({result.returncode}):\n{output}")
     return result
+
+
+def tiny_run_args(data_path: Path, output_dir: Path, *extra: str) -> list[str]:
+    """train.py arguments of a seconds-long CPU run on a small log (a 16-wide model, no workers, no trackers)."""
+    return [
+        "--data_path",
+        str(data_path),
+        "--output_dir",
+        str(output_dir),
+        "--hidden_size",
+        "16",
+        "--use_cpu",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+        *extra,
+    ]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 import train
-from tests.helpers import write_synthetic_log
+from tests.helpers import tiny_run_args, write_synthetic_log
 from tests.test_benchmark_tools import load_script
 
 
@@ -17,27 +17,9 @@ def test_both_rules_on_one_model(tmp_path):
     older items a hit can only be lost or pushed down (fewer excluded items, more candidates ahead of it)."""
     log = write_synthetic_log(tmp_path / "log.csv", num_users=60, seed=3)
     out = tmp_path / "run"
-    argv = [
-        "--data_path",
-        str(log),
-        "--output_dir",
-        str(out),
-        "--hidden_size",
-        "16",
-        "--max_len",
-        "6",
-        "--per_device_train_batch_size",
-        "16",
-        "--use_cpu",
-        "--seed",
-        "2",
-        "--num_train_epochs",
-        "2",
-        "--dataloader_num_workers",
-        "0",
-        "--report_to",
-        "none",
-    ]
+    argv = tiny_run_args(
+        log, out, "--max_len", "6", "--per_device_train_batch_size", "16", "--seed", "2", "--num_train_epochs", "2"
+    )
     assert train.main(argv) == 0
     reevaluate = load_script("reevaluate")
     results, history, per_user = reevaluate.reevaluate(out)

@@ -12,7 +12,7 @@ from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrain
 from modeling_btsr.arguments import PRESETS, parse_arguments
 from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
 from modeling_btsr.training_run import save_model_atomically
-from tests.helpers import write_synthetic_log
+from tests.helpers import tiny_run_args, write_synthetic_log
 
 
 def test_settings_resolve_command_line_over_config_over_preset(tmp_path, monkeypatch):
@@ -80,14 +80,11 @@ def test_crash_while_saving_leaves_no_loadable_folder(tmp_path, monkeypatch):
     assert not [p for p in folder.iterdir() if p.name.startswith(".staging")][1:]
 
 
-def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
-    model = _tiny_model()
-    with torch.no_grad():
-        model.btsr.item_embeddings.weight[3] = float("nan")
-    sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
+def _trainer_saving_every_step(output_dir, model, max_steps: int, with_pairs: bool) -> BTSRTrainer:
+    """A BTSRTrainer on 8 toy sequences that saves a checkpoint at every step."""
     args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        max_steps=3,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
         per_device_train_batch_size=4,
         report_to="none",
         use_cpu=True,
@@ -96,12 +93,20 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
         eval_strategy="no",
         remove_unused_columns=False,
     )
-    trainer = BTSRTrainer(
+    sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
+    return BTSRTrainer(
         model=model,
         args=args,
-        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=True),
+        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=with_pairs),
         data_collator=SequenceCollator(),
     )
+
+
+def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
+    model = _tiny_model()
+    with torch.no_grad():
+        model.btsr.item_embeddings.weight[3] = float("nan")
+    trainer = _trainer_saving_every_step(tmp_path / "run", model, max_steps=3, with_pairs=True)
     with pytest.raises(NonFiniteLossError, match=r"training loss became nan at step 0 .*stopped before saving"):
         trainer.train()
     assert not list((tmp_path / "run").glob("checkpoint-*"))
@@ -152,24 +157,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(tmp_path
         raise error
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk)
-    sequences = [torch.arange(1, 8).numpy() for _ in range(8)]
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        max_steps=2,
-        per_device_train_batch_size=4,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="steps",
-        save_steps=1,
-        eval_strategy="no",
-        remove_unused_columns=False,
-    )
-    trainer = BTSRTrainer(
-        model=_tiny_model(),
-        args=args,
-        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=False),
-        data_collator=SequenceCollator(),
-    )
+    trainer = _trainer_saving_every_step(tmp_path / "run", _tiny_model(), max_steps=2, with_pairs=False)
     folder = tmp_path / "run" / "checkpoint-1"
     message = rf"^{folder}: cannot write this checkpoint \({type(error).__name__}: .*--resume_from_checkpoint latest"
     with pytest.raises(CheckpointSaveError, match=message) as raised:
@@ -194,23 +182,7 @@ def test_a_failure_after_training_shows_the_metrics_then_one_line(tmp_path, monk
     monkeypatch.setattr(training_run, step, full_disk)
     log = write_synthetic_log(tmp_path / "log.csv", num_users=40)
     out = tmp_path / "run"
-    argv = [
-        "--data_path",
-        str(log),
-        "--output_dir",
-        str(out),
-        "--hidden_size",
-        "16",
-        "--max_len",
-        "10",
-        "--num_train_epochs",
-        "1",
-        "--use_cpu",
-        "--dataloader_num_workers",
-        "0",
-        "--report_to",
-        "none",
-    ]
+    argv = tiny_run_args(log, out, "--max_len", "10", "--num_train_epochs", "1")
     assert train.main(argv) == 2
     captured = capsys.readouterr()
     assert "Test metrics" in captured.out and "hr@10" in captured.out

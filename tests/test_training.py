@@ -16,7 +16,7 @@ from transformers import EarlyStoppingCallback, TrainerControl, TrainerState, Tr
 from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRTrainer, ResumableEarlyStopping
 from modeling_btsr.training_run import is_complete_checkpoint
-from tests.helpers import REPO_ROOT, run_train
+from tests.helpers import REPO_ROOT, run_train, tiny_run_args
 
 
 def _sequences(num_users=24, num_items=30, seed=0):
@@ -84,24 +84,9 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, loss_type):
 
 
 def _train_args(data_path, output_dir, *extra):
-    return [
-        "--data_path",
-        str(data_path),
-        "--output_dir",
-        str(output_dir),
-        "--hidden_size",
-        "16",
-        "--max_len",
-        "20",
-        "--per_device_train_batch_size",
-        "16",
-        "--use_cpu",
-        "--seed",
-        "11",
-        "--dataloader_num_workers",
-        "0",
-        *extra,
-    ]
+    return tiny_run_args(
+        data_path, output_dir, "--max_len", "20", "--per_device_train_batch_size", "16", "--seed", "11", *extra
+    )
 
 
 def _accelerate(num_processes):
