@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data_processing.readers import known_dataset_path  # noqa: E402
+from modeling_btsr.arguments import PRESETS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = known_dataset_path("ml-1m")
@@ -694,28 +695,18 @@ def mark_computed_ce_1m(results: dict) -> None:
 
 # InfoNCE / CL4SRec / DuoRec next to BT-SR at the preset settings of modeling_btsr/arguments.py (issue: contrastive
 # baselines): per-epoch time at batch 256, and at 1024 (InfoNCE's in-batch negatives grow with the batch).
+def _objective(preset_name: str) -> dict:
+    """The loss settings of one of train.py's presets: its prediction loss, alpha and self-supervised settings."""
+    preset = PRESETS[preset_name]
+    ssl = {k: v for k, v in preset.items() if k.startswith(("ssl_", "view_", "infonce_", "cl4srec_"))}
+    return {"loss_type": preset["loss_type"], "alpha": preset["bt_alpha"], **ssl}
+
+
 OBJECTIVES = {
     "sasrec_ce": {"loss_type": "ce", "alpha": 0.0},
     "btsr": {"loss_type": "ce", "alpha": 0.2},
-    "cl4srec": {
-        "loss_type": "ce",
-        "alpha": 0.1,
-        "ssl_objective": "infonce",
-        "view_maker": "cl4srec",
-        "infonce_temperature": 1.0,
-        "infonce_similarity": "dot",
-        "cl4srec_crop_ratio": 0.6,
-        "cl4srec_mask_ratio": 0.3,
-        "cl4srec_reorder_ratio": 0.6,
-    },
-    "duorec": {
-        "loss_type": "ce",
-        "alpha": 0.1,
-        "ssl_objective": "infonce",
-        "view_maker": "same_target+dropout",
-        "infonce_temperature": 1.0,
-        "infonce_similarity": "dot",
-    },
+    "cl4srec": _objective("cl4srec"),
+    "duorec": _objective("duorec"),
 }
 
 

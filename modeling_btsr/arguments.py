@@ -281,15 +281,6 @@ DATASET_PRESETS: dict[str, dict] = {
         "num_train_epochs": 200,
         "patience": 30,
     },
-    "ml-1m-raw": {
-        "loss_type": "ce",
-        "per_device_train_batch_size": 256,
-        "dropout": 0.1,
-        "bt_alpha": 0.2,
-        "bt_lambda": 0.05,
-        "num_train_epochs": 200,
-        "patience": 30,
-    },
     "beauty": {
         "loss_type": "sce",
         "per_device_train_batch_size": 1024,
@@ -322,6 +313,7 @@ DATASET_PRESETS: dict[str, dict] = {
         "patience": 30,
     },
 }
+DATASET_PRESETS["ml-1m-raw"] = dict(DATASET_PRESETS["ml-1m"])  # the same data with its timestamps: the same settings
 
 # Presets beyond the named datasets: the flagship, the paper's settings for datasets you bring yourself
 # (`--preset yelp --data_path yelp.csv`), and the contrastive baselines.
