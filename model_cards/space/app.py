@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 # The embedded MovieLens titles, used for a model trained on ml-latest-small when no titles file is named.
-EMBEDDED_TITLES = Path(__file__).resolve().parents[2] / "data" / "ml-latest-small" / "movies.csv"
+EMBEDDED_TITLES = Path(__file__).resolve().parent.parent.parent / "data" / "ml-latest-small" / "movies.csv"
 COLUMNS = ["rank", "item id", "title", "score"]
 
 
