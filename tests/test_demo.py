@@ -3,6 +3,9 @@ Blocks built only where gradio is installed (the `demo` extra)."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,32 @@ def test_no_known_item_gives_no_table_and_says_why(model, titles):
     assert rows == [] and "at least one item" in status and "Unknown Film" in status
     rows, status = app.recommend_for_ui(model, labels, None, [], "1, Unknown Film", 3)
     assert len(rows) == 3 and all(row[2] == "" for row in rows) and "ignored: Unknown Film" in status
+
+
+LOAD_AND_RECOMMEND = """
+import importlib.util, json
+spec = importlib.util.spec_from_file_location("app", {app!r})
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+model = app.load_model({folder!r})
+print("RESULT " + json.dumps({{"module": type(model).__module__, "rows": app.recommendation_rows(model, [1, 260], 4)}}))
+"""
+
+
+def test_a_saved_folder_loads_through_its_remote_code_and_gives_recommend_lists(model, tmp_path):
+    """What a Space does: `AutoModel.from_pretrained(..., trust_remote_code=True)`, in a fresh interpreter with its
+    own Hugging Face cache, offline."""
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    code = LOAD_AND_RECOMMEND.format(app=str(ROOT / "model_cards" / "space" / "app.py"), folder=str(folder))
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["module"].startswith("transformers_modules.")  # the folder's copied code, not this package
+    (ids,), (scores,) = model.recommend([[1, 260]], k=4, return_scores=True)
+    assert [row[1] for row in result["rows"]] == ids
+    assert [row[3] for row in result["rows"]] == pytest.approx(scores, abs=1e-4)
 
 
 def test_main_without_a_model_refuses_with_one_line(capsys, monkeypatch):
