@@ -475,16 +475,21 @@ class _Parser(HfArgumentParser):
         raise SettingsError(message)
 
 
+def _command_name() -> str:
+    """How the user started the training: the installed `btsr-train`, or `python train.py` in a checkout."""
+    return "btsr-train" if os.path.basename(sys.argv[0]) == "btsr-train" else "python train.py"
+
+
 def build_parser(help_all: bool = False) -> _Parser:
     # conflict_handler="resolve": HubArguments takes the hub flags over from TrainingArguments, so they are listed
     # (and parsed) once, in their own group.
     parser = _Parser(
         _GROUPS,
-        prog="train.py",
+        prog=_command_name(),
         description=_DESCRIPTION,
         epilog="presets (--preset NAME; each dataset's applies by itself):\n"
         + "\n".join(_preset_line(name) for name in PRESETS),
-        usage="python train.py [--flag value ...]   (flags by group below)",
+        usage=f"{_command_name()} [--flag value ...]   (flags by group below)",
         formatter_class=_HelpFormatter,
         allow_abbrev=False,
         conflict_handler="resolve",
@@ -701,7 +706,7 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
     namespace, remaining = parser.parse_known_args(argv)
     if remaining:
         token = next((t for t in remaining if t.startswith("-")), remaining[0])
-        raise SettingsError(f"unknown argument {token}{_close_flag(token, parser)} (see python train.py --help)")
+        raise SettingsError(f"unknown argument {token}{_close_flag(token, parser)} (see {_command_name()} --help)")
     # Which settings the command line gave: the same argv, parsed again with every default suppressed.
     for action in parser.built_actions:
         action.default = argparse.SUPPRESS

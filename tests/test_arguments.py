@@ -387,3 +387,11 @@ def test_benchmark_grids_use_the_dataset_presets():
             if flag in preset and dataset != "ml-latest-small":  # the embedded default trains briefly by design
                 assert grid[key] == preset[flag], (dataset, protocol, key)
         assert reproduce.dataset_file(dataset) in (None, arguments.KNOWN_DATASETS[dataset].relative_path)
+
+
+@pytest.mark.parametrize(("argv0", "command"), [("/x/bin/btsr-train", "btsr-train"), ("train.py", "python train.py")])
+def test_messages_and_usage_name_the_command_the_user_ran(monkeypatch, argv0, command):
+    monkeypatch.setattr("sys.argv", [argv0])
+    with pytest.raises(SettingsError, match=rf"\(see {command} --help\)$"):
+        resolve_settings(["--no_such_flag", "1"])
+    assert arguments.build_parser().format_usage().startswith(f"usage: {command} [--flag value")
