@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from modeling_btsr import BTSRConfig, BTSRModel
+from tests.helpers import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("btsr_space_app", ROOT / "model_cards" / "space" / "app.py")
 app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(app)

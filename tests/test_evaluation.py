@@ -19,8 +19,8 @@ import torch
 
 from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation, BTSRModel, left_pad_sequences
 from modeling_btsr.evaluation import evaluate_ranking, most_popular_ranking
+from tests.helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 KS = (1, 5, 10, 20, 50)
 BUCKETS = ("head", "mid", "tail")
 RANK_KEYS = ("hr", "ndcg", "mrr", "coverage")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT as ROOT
+
 PACKAGES = ("modeling_btsr", "data_processing", "model_cards")
 HUB_THIRD_PARTY = {"torch", "transformers", "safetensors", "huggingface_hub"}
 

@@ -5,15 +5,15 @@ import ast
 import importlib
 import importlib.metadata
 import sys
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.helpers import REPO_ROOT as ROOT
+
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the checks do not depend on the interpreter
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("modeling_btsr", "data_processing", "model_cards")
 
 

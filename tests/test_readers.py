@@ -21,9 +21,9 @@ from data_processing.readers import (
     load_dataset_by_name,
     read_interactions,
 )
+from tests.helpers import REPO_ROOT as REPO
 from tests.helpers import require
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
