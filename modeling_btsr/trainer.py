@@ -20,6 +20,8 @@ __all__ = [
     "RankingEvalSet",
     "NonFiniteLossError",
     "CheckpointSaveError",
+    "WRITE_ERRORS",
+    "write_error_reason",
     "ResumableEarlyStopping",
     "EpochLogCallback",
     "CheckpointCompleteCallback",
@@ -146,6 +148,21 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf: training stops before a broken model is saved."""
 
 
+WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
+"""What a failed write of a model or checkpoint raises: a full disk surfaces as an OSError (json, pickle), a
+SafetensorError (the weights) or a RuntimeError from torch.save's zip writer (the optimizer), none naming the file."""
+
+
+def write_error_reason(error: BaseException) -> str:
+    """`Type: reason` of a failed write, on one line (an OSError's own text without its `[Errno N]` prefix).
+
+    >>> write_error_reason(OSError(28, "No space left on device"))
+    'OSError: No space left on device'
+    """
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())
+    return f"{type(error).__name__}: {reason or 'no detail'}"
+
+
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written (a full disk, a quota, a read-only folder): training stops with one line
     naming the folder. That folder never gets its completeness marker, so resuming skips it; the checkpoints saved
@@ -245,17 +262,15 @@ class BTSRTrainer(Trainer):
 
     # ---------------------------------------------------------------------------------------------------- training
     def _save_checkpoint(self, model, trial):
-        """The Trainer's checkpoint save, with a failure to write turned into a :class:`CheckpointSaveError` that names
-        the folder. A full disk surfaces as an OSError (json, pickle), a SafetensorError (the weights) or a
-        RuntimeError from torch.save's zip writer (the optimizer), none of which names the file."""
+        """The Trainer's checkpoint save, with a failure to write (:data:`WRITE_ERRORS`) turned into a
+        :class:`CheckpointSaveError` that names the folder."""
         try:
             super()._save_checkpoint(model, trial)
-        except (OSError, SafetensorError, RuntimeError) as err:
+        except WRITE_ERRORS as err:
             run_dir = self._get_output_dir(trial=trial)
             folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
             raise CheckpointSaveError(
-                f"{folder}: cannot write this checkpoint ({type(err).__name__}: {reason}); it stays incomplete and "
+                f"{folder}: cannot write this checkpoint ({write_error_reason(err)}); it stays incomplete and "
                 f"resuming skips it. Free space, then rerun with --resume_from_checkpoint latest to continue from the "
                 f"newest complete checkpoint in {run_dir}"
             ) from err

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from data_processing import (
@@ -44,11 +43,13 @@ from .metrics import bootstrap_ci
 from .modeling_btsr import BTSRForSequentialRecommendation
 from .trainer import (
     COMPLETE_MARKER,
+    WRITE_ERRORS,
     BTSRTrainer,
     RankingEvalSet,
     ResumableEarlyStopping,
     compact_metrics,
     epoch_number,
+    write_error_reason,
 )
 
 __all__ = [
@@ -425,10 +426,9 @@ def finish_run(model, results: dict, per_user: dict, data, output_dir: str, comm
                 revision=hub.get("hub_revision"),
             )
             logger.info(f"Uploaded {output_dir} to {url}")
-    except (OSError, SafetensorError, RuntimeError) as error:
-        detail = " ".join(str(error).split()) or "no detail"
+    except WRITE_ERRORS as error:
         raise AfterTrainingError(
-            f"{output_dir}: training finished, but {step} failed ({type(error).__name__}: {detail}); "
+            f"{output_dir}: training finished, but {step} failed ({write_error_reason(error)}); "
             "the checkpoints are intact: fix the cause and rerun with --resume_from_checkpoint latest",
             results,
         ) from error
