@@ -73,15 +73,15 @@ def _auto_map_modules(folder: Path) -> set[str]:
             f"{path}: auto_map lacks {', '.join(missing)}; save the model with save_pretrained from modeling_btsr "
             "so that AutoModel.from_pretrained(..., trust_remote_code=True) can load it"
         )
-    modules = set()
-    for reference in auto_map.values():
-        for ref in reference if isinstance(reference, (list, tuple)) else [reference]:
-            if ref:
-                modules.add(str(ref).split("--")[-1].rsplit(".", 1)[0] + ".py")
-    for task in (config.get("custom_pipelines") or {}).values():  # pipeline(model=..., trust_remote_code=True)
-        if isinstance(task, dict) and task.get("impl"):
-            modules.add(str(task["impl"]).split("--")[-1].rsplit(".", 1)[0] + ".py")
-    return modules
+    references = [
+        ref for value in auto_map.values() for ref in (value if isinstance(value, (list, tuple)) else [value])
+    ]
+    # pipeline(model=..., trust_remote_code=True) loads the module that custom_pipelines' `impl` names
+    references += [
+        task.get("impl") for task in (config.get("custom_pipelines") or {}).values() if isinstance(task, dict)
+    ]
+    # "repo--module.Class" or "module.Class" -> "module.py"
+    return {str(ref).split("--")[-1].rsplit(".", 1)[0] + ".py" for ref in references if ref}
 
 
 def _weight_files(folder: Path) -> list[str]:
