@@ -128,6 +128,32 @@ def guess_data_format(path: PathLike) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+# Formats whose columns are fixed by their layout: the column names each accepts besides the defaults.
+_FIXED_COLUMNS = {
+    "movielens_csv": ("userId", "movieId", "timestamp"),
+    "ml1m_dat": (USER, ITEM, TIME),
+    "ml100k_udata": (USER, ITEM, TIME),
+    "sasrec": (USER, ITEM, TIME),
+    "s3rec": (USER, ITEM, TIME),
+}
+
+
+def _check_fixed_columns(source: str, data_format: str, user_col, item_col, time_col) -> None:
+    """A column named for a fixed-layout format must be the layout's own: it cannot be chosen, so it is refused
+    rather than ignored."""
+    own = _FIXED_COLUMNS.get(data_format)
+    if own is None:
+        return
+    for flag, given, default, layout in zip(
+        ("user_column", "item_column", "timestamp_column"), (user_col, item_col, time_col), (USER, ITEM, TIME), own
+    ):
+        if given not in (None, default, layout):
+            raise DataError(
+                f"{source}: --{flag} {given!r} does not apply to {data_format}, whose columns are fixed "
+                f"({', '.join(own)}); pass --data_format csv, tsv or parquet to read named columns"
+            )
+
+
 def read_interactions(
     path: PathLike,
     data_format: str | None = None,
@@ -145,7 +171,8 @@ def read_interactions(
         user_col, item_col, time_col: column names in ``csv``, ``tsv``, ``parquet`` and ``hf_dataset`` sources. The
             time column is optional: when the default ``"timestamp"`` is absent the table has no ``timestamp``
             column, but a time column named explicitly must exist. ``time_col=None`` ignores timestamps. The other
-            formats fix their own columns and ignore these arguments.
+            formats fix their own columns: naming another column there is an error, not ignored
+            (``movielens_csv`` accepts its own names ``userId``, ``movieId``, ``timestamp``).
 
     Returns:
         A DataFrame with ``user_id``, ``item_id`` and, when the source has timestamps, ``timestamp``.
@@ -162,6 +189,7 @@ def read_interactions(
     if not path.exists():
         raise DataError(f"{path}: no such file")
     source = str(path)
+    _check_fixed_columns(source, data_format, user_col, item_col, time_col)
 
     if data_format == "hf_dataset":
         return _read_saved_dataset(path, user_col, item_col, time_col)

@@ -665,3 +665,26 @@ def test_a_nul_byte_in_an_id_is_refused_not_read_as_text(tmp_path):
     path = write(tmp_path / "nul.csv", b"user_id,item_id\n1,2\n1,3\x00\n")
     with pytest.raises(DataError, match=r"nul.csv: column 'item_id' line 3: id contains a NUL byte"):
         read_interactions(path, "csv")
+
+
+@pytest.mark.parametrize(
+    ("data_format", "text", "kwargs", "flag"),
+    [
+        ("movielens_csv", "userId,movieId,rating,timestamp\n1,2,5,10\n", {"user_col": "uid"}, "user_column"),
+        ("sasrec", "1 2\n1 3\n", {"item_col": "movieId"}, "item_column"),
+        ("s3rec", "1 2 3\n", {"time_col": "ts"}, "timestamp_column"),
+    ],
+)
+def test_a_column_named_for_a_fixed_layout_is_refused_not_ignored(tmp_path, data_format, text, kwargs, flag):
+    path = tmp_path / "log.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=rf"^{path}: --{flag} '\w+' does not apply to {data_format}, whose columns"):
+        read_interactions(path, data_format, **kwargs)
+    assert len(read_interactions(path, data_format)) > 0  # the defaults still read it
+
+
+def test_movielens_csv_accepts_its_own_column_names(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating,timestamp\n1,2,5,10\n1,3,4,11\n")
+    named = read_interactions(path, user_col="userId", item_col="movieId", time_col="timestamp")
+    assert named.equals(read_interactions(path))
