@@ -825,6 +825,11 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
         fail("data_path", "is empty; give a file, or leave it out to train on --dataset")
     if data.data_path is not None and sources.get("dataset") == "command line":
         fail("dataset", "and --data_path both name the data; give one")
+    if data.data_path is None:  # a named dataset has its own layout: these would be accepted and ignored
+        defaults = {f.name: f.default for f in fields(DataArguments)}
+        for name in ("data_format", "user_column", "item_column", "timestamp_column"):
+            if getattr(data, name) != defaults[name]:  # by value: a saved run_settings.json holds the defaults too
+                fail(name, f"applies to --data_path only; --dataset {data.dataset} is read in its own layout")
     _check_output_dir(values["output_dir"])
     trackers = values.get("report_to")
     trackers = [trackers] if isinstance(trackers, str) else list(trackers or [])

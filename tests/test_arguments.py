@@ -110,6 +110,8 @@ def test_round_trip_covers_every_model_and_data_setting():
 
 @pytest.mark.parametrize("name, annotation", ROUND_TRIP, ids=[n for n, _ in ROUND_TRIP])
 def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_path, out, monkeypatch):
+    if name in ("data_format", "user_column", "item_column", "timestamp_column"):  # they describe --data_path's file
+        out = out + ["--data_path", str(tmp_path / "log.csv")]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -395,3 +397,13 @@ def test_messages_and_usage_name_the_command_the_user_ran(monkeypatch, argv0, co
     with pytest.raises(SettingsError, match=rf"\(see {command} --help\)$"):
         resolve_settings(["--no_such_flag", "1"])
     assert arguments.build_parser().format_usage().startswith(f"usage: {command} [--flag value")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--user_column", "uid"), ("--item_column", "movieId"), ("--timestamp_column", "ts"), ("--data_format", "csv")],
+)
+def test_file_layout_flags_without_data_path_are_refused(out, flag, value):
+    """They describe --data_path's file; with a named dataset they would be accepted and ignored."""
+    with pytest.raises(SettingsError, match=rf"^{flag}: applies to --data_path only; --dataset ml-latest-small"):
+        resolve_settings(out + [flag, value])
