@@ -372,7 +372,7 @@ def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     ids = [reproduce.run_id(r) for r in reproduce.grid("ml-1m", seeds)]
     expected = {
         reproduce.run_id(r)
-        for name in ("main", "contrastive", "alpha_sweep", "contrastive_rescaled")
+        for name in ("main", "authors_budget", "contrastive", "alpha_sweep", "contrastive_rescaled")
         for r in reproduce.grid(name, seeds)
         if r["dataset"] == "ml-1m"
     }
@@ -381,6 +381,17 @@ def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     assert {(r["model"], r["seed"], r["bt_alpha"], r["dropout"]) for r in first} == {
         (m, s, a, 0.1) for s in seeds for m, a in (("sasrec-ce", 0.0), ("bt-sr", 0.2))
     }
+
+
+def test_authors_budget_runs_differ_from_the_dropout_03_baseline_in_their_budget_alone(tmp_path):
+    reproduce = load_script("reproduce")
+    authors = reproduce.grid("authors_budget", [0, 1])
+    baseline = [r for r in reproduce.grid("main", [0, 1]) if r["dropout"] == 0.3]
+    assert [{**r, "max_epochs": 200, "patience": 30} for r in authors] == baseline
+    command = reproduce.train_command(authors[0], tmp_path)
+    assert command[command.index("--num_train_epochs") + 1] == "50"
+    assert command[command.index("--patience") + 1] == "10"
+    assert command[command.index("--dropout") + 1] == "0.3"
 
 
 def test_rescaled_contrastive_runs_differ_from_the_preset_runs_in_their_weight_alone():
