@@ -493,11 +493,17 @@ def sampled_bce_loss(
     negatives: torch.Tensor,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    r"""SASRec's binary cross-entropy with sampled negatives, summed over positions.
+    r"""SASRec's binary cross-entropy with sampled negatives: the mean over each position's ``1 + K`` logits, summed
+    over positions (the caller divides by the number of positions).
 
     .. math::
-        L = \sum_n \Big( -\log \sigma(h_n \cdot E_{y_n})
-            - \sum_{j=1}^{K} \log\big(1 - \sigma(h_n \cdot E_{j_{n}})\big) \Big)
+        L = \sum_n \frac{1}{1 + K_n} \Big( -\log \sigma(h_n \cdot E_{y_n})
+            - \sum_{j=1}^{K_n} \log\big(1 - \sigma(h_n \cdot E_{j_{n}})\big) \Big)
+
+    with :math:`K_n` the number of valid negatives of position ``n`` (``K`` unless the user has seen nearly every
+    item). The authors' code (Veronika-Ivanova/barlow_twins_sasrec, ``bce_forward``) takes this mean over the
+    ``1 + K`` binary terms, so a Barlow Twins weight alpha means the same relative to BCE here as there; a sum over
+    them would make BCE ``1 + K`` times larger.
 
     Args:
         hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
@@ -505,12 +511,18 @@ def sampled_bce_loss(
         negatives (`torch.Tensor` of shape `(N, K)`): negative item indices per position (`1..I`).
         valid (`torch.Tensor` of shape `(N, K)`, *optional*): which negative slots count (see `sample_negatives`);
             all by default.
+
+    Example:
+        >>> h, items = torch.zeros(1, 2), torch.ones(3, 2)  # every logit 0: each binary term is log 2
+        >>> round(sampled_bce_loss(h, torch.tensor([1]), items, torch.tensor([[2, 3]])).item(), 4)
+        0.6931
     """
-    positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1)
+    positive = F.softplus(-(hidden * item_embeddings[targets - 1]).sum(dim=-1))
     negative = F.softplus(torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1]))
-    if valid is not None:
-        negative = negative * valid
-    return F.softplus(-positive).sum() + negative.sum()
+    if valid is None:
+        return ((positive + negative.sum(dim=1)) / (1 + negatives.shape[1])).sum()
+    counted = 1 + valid.sum(dim=1)
+    return ((positive + (negative * valid).sum(dim=1)) / counted).sum()
 
 
 def default_sce_buckets(batch_size: int, mean_sequence_length: float) -> int:

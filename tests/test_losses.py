@@ -224,11 +224,20 @@ def test_bce_formula_and_negative_sampling():
     items = torch.randn(20, 4, generator=gen, dtype=torch.float64)
     targets = torch.randint(1, 21, (6,), generator=gen)
     negatives = torch.randint(1, 21, (6, 3), generator=gen)
+    # The authors' bce_forward: binary cross-entropy on each of a position's 1 + K logits, their mean, then the
+    # positions' mean (here their sum: the caller divides by the number of positions).
     expected = 0.0
     for n in range(6):
-        expected -= np.log(torch.sigmoid(hidden[n] @ items[targets[n] - 1]).item())
-        for j in negatives[n].tolist():
-            expected -= np.log(1 - torch.sigmoid(hidden[n] @ items[j - 1]).item())
+        terms = [-np.log(torch.sigmoid(hidden[n] @ items[targets[n] - 1]).item())]
+        terms += [-np.log(1 - torch.sigmoid(hidden[n] @ items[j - 1]).item()) for j in negatives[n].tolist()]
+        expected += np.mean(terms)
+    logits = torch.cat(
+        [(hidden * items[targets - 1]).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", hidden, items[negatives - 1])],
+        1,
+    )
+    labels = torch.cat([torch.ones(6, 1), torch.zeros(6, 3)], 1).double()
+    torch_mean = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1).sum()
+    assert torch_mean.item() == pytest.approx(expected, rel=1e-10)
     assert sampled_bce_loss(hidden, targets, items, negatives).item() == pytest.approx(expected, rel=1e-10)
     seen = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
     negs, valid = sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
@@ -240,9 +249,10 @@ def test_bce_formula_and_negative_sampling():
     negs, valid = sample_negatives(seen, num_items=20, num_negatives=12, generator=gen)
     assert valid.sum() == 2 and set(negs[valid].tolist()) == {19, 20}
     h, t = hidden[:1], torch.tensor([3])
-    expected = -np.log(torch.sigmoid(h[0] @ items[2]).item()) - sum(
-        np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20)
-    )
+    expected = (
+        -np.log(torch.sigmoid(h[0] @ items[2]).item())
+        - sum(np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20))
+    ) / 3  # the positive and the two negatives that count
     assert sampled_bce_loss(h, t, items, negs, valid).item() == pytest.approx(expected, rel=1e-10)
 
 
