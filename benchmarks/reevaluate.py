@@ -18,6 +18,12 @@ rule (each context cut to its last `max_len` items before exclusion), so that th
 rather than across two trainings (on a run made before the fix it gives back the recorded figures). It only prints.
 
     .venv/bin/python benchmarks/reevaluate.py RUN_FOLDER --exclusion window
+
+`--eval_context_len N` scores the saved model with each context cut to its last N items for the encoder (the
+exclusion still covers the whole history), as under a protocol whose test contexts are short; it only prints, and
+`--json FILE` writes the figures.
+
+    .venv/bin/python benchmarks/reevaluate.py RUN_FOLDER --eval_context_len 5
 """
 
 import argparse
@@ -45,9 +51,12 @@ def recorded_arguments(results: dict, data_root: str | None) -> list[str]:
     return argv
 
 
-def reevaluate(folder: Path, data_root: str | None = None, window: bool = False) -> tuple[dict, dict, dict]:
+def reevaluate(
+    folder: Path, data_root: str | None = None, window: bool = False, context_len: int | None = None
+) -> tuple[dict, dict, dict]:
     """`(results, metrics, per_user)`: the run's all_results.json, the new metrics, the new per-user test arrays
-    (with `window`, under the old rule: contexts cut to the model's last `max_len` items)."""
+    (with `window`, under the old rule: contexts cut to the model's last `max_len` items; with `context_len`, the
+    model reads each context's last `context_len` items, the run's own `--eval_context_len` by default)."""
     from modeling_btsr import BTSRForSequentialRecommendation
     from modeling_btsr.arguments import parse_arguments
     from modeling_btsr.evaluation import evaluate_ranking, most_popular_ranking
@@ -63,10 +72,13 @@ def reevaluate(folder: Path, data_root: str | None = None, window: bool = False)
             f"{model.config.num_items}: not the data this run was trained on"
         )
     split = data.split
+    context_len = context_len or data_args.eval_context_len
     cut = model.config.max_position_embeddings if window else None
     valid_contexts = [c[-cut:] for c in split.valid.contexts] if cut else split.valid.contexts
     test_contexts = [c[-cut:] for c in split.test.contexts] if cut else split.test.contexts
-    valid = evaluate_ranking(model, valid_contexts, split.valid.targets, item_user_counts=data.item_user_counts)
+    valid = evaluate_ranking(
+        model, valid_contexts, split.valid.targets, item_user_counts=data.item_user_counts, context_len=context_len
+    )
     test, per_user = evaluate_ranking(
         model,
         test_contexts,
@@ -74,6 +86,7 @@ def reevaluate(folder: Path, data_root: str | None = None, window: bool = False)
         item_user_counts=data.item_user_counts,
         prefix="test",
         return_per_user=True,
+        context_len=context_len,
     )
     mostpop = most_popular_ranking(
         test_contexts, split.test.targets, data.item_interaction_counts, prefix="test_mostpop"
@@ -94,9 +107,42 @@ def main() -> int:
         default="history",
         help="history: today's rule (default); window: the old one, on this model, printed only",
     )
+    parser.add_argument(
+        "--eval_context_len",
+        type=int,
+        default=None,
+        help="the model reads each user's last N items (exclusion: the whole history); printed only",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="with --eval_context_len: also write the figures here")
     args = parser.parse_args()
     if not (args.folder / "all_results.json").is_file():
         raise SystemExit(f"reevaluate.py: {args.folder / 'all_results.json'} not found (not a finished run folder)")
+    if args.eval_context_len is not None and args.eval_context_len < 1:
+        raise SystemExit(f"reevaluate.py: --eval_context_len must be >= 1, got {args.eval_context_len}")
+    if args.json is not None and args.eval_context_len is None:
+        raise SystemExit("reevaluate.py: --json applies to --eval_context_len only")
+    if args.eval_context_len is not None:
+        if args.exclusion == "window":
+            raise SystemExit(
+                "reevaluate.py: --eval_context_len and --exclusion window measure different things; give one"
+            )
+        results, metrics, per_user = reevaluate(args.folder, args.data_root, context_len=args.eval_context_len)
+        users = int(metrics["test_num_users"])
+        print(f"{args.folder}: contexts cut to the last {args.eval_context_len} items, {users} users")
+        print(f"  {'metric':<18}{'cut':>12}{'recorded':>12}")
+        for name in SHOWN:
+            print(f"  {name:<18}{metrics[name]:>12.4f}{results.get(name, float('nan')):>12.4f}")
+        if args.json is not None:
+            figures = {k: v for k, v in metrics.items() if k.startswith(("test_", "eval_")) and "_num_users_" not in k}
+            record = {
+                "run_folder": str(args.folder),
+                "eval_context_len": args.eval_context_len,
+                "command": "python benchmarks/reevaluate.py " + " ".join(sys.argv[1:]),
+                "metrics": figures,
+                "test_per_user": {k: per_user[k].tolist() for k in ("hr@10", "ndcg@10")},
+            }
+            args.json.write_text(json.dumps(record, indent=1))
+        return 0
     if args.exclusion == "window":
         results, metrics, _ = reevaluate(args.folder, args.data_root, window=True)
         print(f"{args.folder}: {results.get('protocol')} split, {int(metrics['test_num_users'])} users, one model")

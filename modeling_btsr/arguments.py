@@ -171,6 +171,13 @@ class DataArguments:
     min_items_per_user: int = field(default=0, metadata={"help": "Keep users with at least this many items."})
     k_core: bool = field(default=False, metadata={"help": "Iterate the two minimums until stable."})
     patience: int = field(default=10, metadata={"help": "Early stopping: evaluations without a better NDCG@10."})
+    eval_context_len: int | None = field(
+        default=None,
+        metadata={
+            "help": "Validation and test: the model reads only each user's last N items (default: --max_len); "
+            "seen-item exclusion still covers the whole history."
+        },
+    )
     preset: str | None = field(default=None, metadata={"help": "Hyper-parameter preset (default: the dataset's own)."})
     config: str | None = field(
         default=None, metadata={"help": "YAML or JSON file of settings (a run's run_settings.json works too)."}
@@ -767,6 +774,7 @@ _AT_LEAST_ONE = (
     "num_hidden_layers",
     "num_attention_heads",
     "max_len",
+    "eval_context_len",
 )
 _NOT_NEGATIVE = (
     "patience",
@@ -813,6 +821,8 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     for name in _NOT_NEGATIVE:
         if values.get(name) is not None and values[name] < 0:
             fail(name, f"must be >= 0, got {values[name]}")
+    if values.get("eval_context_len") is not None and values["eval_context_len"] > values["max_len"]:
+        fail("eval_context_len", f"is above --max_len {values['max_len']}: the model reads at most that many items")
     if not 0 <= values["dropout"] < 1:
         fail("dropout", f"must be in [0, 1), got {values['dropout']}")
     if values["max_steps"] <= 0 and values["num_train_epochs"] <= 0:

@@ -109,10 +109,11 @@ def _score_shard(
     item_chunk_size: int,
     exclude_context: bool,
     with_entropy: bool,
+    context_len: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Scores users against the catalogue; returns per-user `rank`, `topk`, `entropy`, `embeddings` (device)."""
     device = base.item_embeddings.weight.device
-    max_len = base.config.max_position_embeddings
+    max_len = min(base.config.max_position_embeddings, context_len or base.config.max_position_embeddings)
     items = base.item_embedding_matrix()
     num_items = items.shape[0]
     n = len(contexts)
@@ -280,6 +281,7 @@ def evaluate_ranking(
     with_calibration: bool = True,
     calibration_k: int = 10,
     return_per_user: bool = False,
+    context_len: int | None = None,
 ):
     """Full-ranking evaluation of next-item prediction: one target per user, the whole catalogue as candidates.
 
@@ -309,6 +311,9 @@ def evaluate_ranking(
             exponential per score).
         calibration_k: list length of the miscalibration.
         return_per_user: also return per-user arrays in the original user order.
+        context_len (`int`, *optional*): the model reads only the last `context_len` items of each context (default:
+            its `max_position_embeddings`), as under a protocol whose test contexts are short; the exclusion still
+            uses the whole context, so only what the encoder is told changes.
 
     Returns:
         `dict[str, float]` with, for every K: `{prefix}_hr@K`, `{prefix}_ndcg@K`, `{prefix}_mrr@K`,
@@ -329,6 +334,8 @@ def evaluate_ranking(
         raise ValueError(f"ks must be positive cut-offs, got {ks}")
     if item_chunk_size < 1 or batch_size < 1:
         raise ValueError("batch_size and item_chunk_size must be positive")
+    if context_len is not None and context_len < 1:
+        raise ValueError(f"context_len must be >= 1, got {context_len}")
     want_calibration = with_calibration and item_user_counts is not None
     width = min(max(ks + ((calibration_k,) if want_calibration else ())), num_items)
     n_users = len(targets)
@@ -347,6 +354,7 @@ def evaluate_ranking(
             item_chunk_size,
             exclude_context,
             with_calibration,
+            context_len,
         )
     if distributed:
         shard = {name: _gather_rows(value, accelerator, n_users) for name, value in shard.items()}

@@ -215,6 +215,7 @@ class RankingEvalSet(torch.utils.data.Dataset):
 
     contexts: Sequence
     targets: np.ndarray
+    context_len: int | None = None  # the model reads each context's last `context_len` items (None: max_len)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -335,6 +336,7 @@ class BTSRTrainer(Trainer):
             batch_size=self.eval_batch_users,
             prefix=metric_key_prefix,
             accelerator=self.accelerator if self.accelerator.num_processes > 1 else None,
+            context_len=dataset.context_len,
         )
         if self.state.epoch is not None:
             metrics["epoch"] = self.state.epoch

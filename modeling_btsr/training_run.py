@@ -307,8 +307,8 @@ def run_training(
         mask_token=config.mask_token_id,
         view_span=config.ssl_view_span,
     )
-    valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets)
-    test = RankingEvalSet(data.split.test.contexts, data.split.test.targets)
+    valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets, data_args.eval_context_len)
+    test = RankingEvalSet(data.split.test.contexts, data.split.test.targets, data_args.eval_context_len)
     callbacks = []
     if hub.get("push_to_hub") and hub.get("hub_strategy", "end") == "every_save":
         callbacks.append(HubCheckpointPush(hub))
@@ -352,6 +352,7 @@ def run_training(
         batch_size=training_args.per_device_eval_batch_size,
         accelerator=trainer.accelerator if trainer.accelerator.num_processes > 1 else None,
         return_per_user=True,
+        context_len=test.context_len,
     )
     trainer.log(compact_metrics(test_metrics))  # into the trainer state and trackers; train.py prints the summary
     mostpop = most_popular_ranking(

@@ -231,6 +231,8 @@ def _bad_cases(tmp_path):
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size: must be >= 1"),
         (["--patience", "-1"], "--patience: must be >= 0"),
         (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
+        (["--eval_context_len", "0"], "--eval_context_len: must be >= 1"),
+        (["--eval_context_len", "201"], "--eval_context_len: is above --max_len 200"),
         (["--data_path", ""], "--data_path: is empty"),
         (["--dataset", "yelp"], "invalid choice: 'yelp'"),
         (["--loss_type", "mse"], "invalid choice: 'mse'"),

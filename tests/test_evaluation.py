@@ -482,3 +482,34 @@ def test_long_histories_split_evaluation_brute_force_and_recommend_agree():
         assert (per_user["rank"][u] <= 10) == (target in listed)
         if target in listed:
             assert listed.index(target) + 1 == per_user["rank"][u]
+
+
+@pytest.mark.parametrize("context_len", [1, 3])
+def test_context_len_cuts_what_the_encoder_reads_and_keeps_the_whole_history_excluded(context_len):
+    """`context_len` N: the user embedding is the model's on the last N items alone (an independent forward pass),
+    while every item of the whole context stays excluded, and a target seen earlier is still a miss."""
+    num_items, max_len = 30, 8
+    rng = np.random.default_rng(5)
+    contexts = [
+        rng.choice(np.arange(1, num_items + 1), size=int(rng.integers(2, 14)), replace=False) for _ in range(19)
+    ]
+    targets = np.array([int(rng.integers(1, num_items + 1)) for _ in contexts])
+    model = _make_model(num_items=num_items, max_len=max_len, seed=6)
+    _, per_user = evaluate_ranking(model, contexts, targets, ks=(5,), return_per_user=True, context_len=context_len)
+    items = model.item_embedding_matrix().detach().double().numpy()
+    for u, (context, target) in enumerate(zip(contexts, targets)):
+        with torch.no_grad():
+            user = model(torch.tensor([context[-context_len:].tolist()])).user_embeddings.double().numpy()[0]
+        scores = items @ user
+        seen = set((context - 1).tolist())
+        if target - 1 in seen:
+            assert per_user["rank"][u] == num_items + 1, f"user {u}: a seen target is a miss"
+            continue
+        candidates = [j for j in range(num_items) if j not in seen]
+        rank = 1 + sum(scores[j] >= scores[target - 1] for j in candidates if j != target - 1)
+        assert per_user["rank"][u] == rank, f"user {u}"
+    # The cut changes what the model is told: the full window ranks differently for some user.
+    _, full = evaluate_ranking(model, contexts, targets, ks=(5,), return_per_user=True)
+    assert (full["rank"] != per_user["rank"]).any()
+    with pytest.raises(ValueError, match="context_len"):
+        evaluate_ranking(model, contexts, targets, context_len=0)

@@ -40,3 +40,25 @@ def test_both_rules_on_one_model(tmp_path):
     assert (ndcg_window[long & ~older] <= ndcg[long & ~older]).all()
     assert (ndcg[older] == 0).all()  # a target the user has seen is excluded: a miss under today's rule
     assert json.loads((out / "all_results.json").read_text()) == results  # reevaluate() itself writes nothing
+
+
+def test_eval_context_len_reaches_the_run_and_its_reevaluation(tmp_path):
+    """A run with `--eval_context_len 2` records figures of a model told only the last 2 items: its saved model,
+    re-scored with the run's own setting, gives them back, and re-scored with the full window gives other ones."""
+    log = write_synthetic_log(tmp_path / "log.csv", num_users=60, seed=3)
+    out = tmp_path / "run"
+    argv = tiny_run_args(
+        log,
+        out,
+        *("--max_len", "6", "--per_device_train_batch_size", "16", "--seed", "2", "--num_train_epochs", "2"),
+        *("--eval_context_len", "2"),
+    )
+    assert train.main(argv) == 0
+    reevaluate = load_script("reevaluate")
+    results, cut, _ = reevaluate.reevaluate(out)
+    for name in ("test_hr@10", "test_ndcg@10", "eval_ndcg@10"):
+        assert cut[name] == results[name]
+    _, full, _ = reevaluate.reevaluate(out, context_len=6)
+    assert any(full[name] != results[name] for name in ("test_ndcg@10", "test_mrr@10", "eval_ndcg@10"))
+    settings = json.loads((out / "run_settings.json").read_text())
+    assert settings["settings"]["eval_context_len"] == 2 and settings["sources"]["eval_context_len"] == "command line"
