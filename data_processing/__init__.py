@@ -8,12 +8,27 @@ from .filtering import filter_interactions
 from .pairs import VIEW_MAKERS, VIEW_SPANS, PairedTrainDataset, draw_partners
 from .readers import DATA_FORMATS, guess_data_format, interactions_from_dataset, load_dataset_by_name, read_interactions
 from .sequences import TrainExamples, build_train_dataset
-from .splits import PROTOCOLS, EvalSplit, SplitData, leave_one_out_split, split_interactions, temporal_split
+from .splits import (
+    PROTOCOLS,
+    EvalSplit,
+    SplitData,
+    leave_one_out_split,
+    split_interactions,
+    temporal_split,
+    user_holdout_split,
+)
 from .vocab import ItemVocab
 
 __all__ = ["DataError"]
 __all__ += ["ItemVocab", "PROTOCOLS", "EvalSplit", "SplitData", "temporal_split", "leave_one_out_split"]
-__all__ += ["split_interactions", "TrainExamples", "build_train_dataset", "PairedTrainDataset", "draw_partners"]
+__all__ += [
+    "user_holdout_split",
+    "split_interactions",
+    "TrainExamples",
+    "build_train_dataset",
+    "PairedTrainDataset",
+    "draw_partners",
+]
 __all__ += ["VIEW_MAKERS", "VIEW_SPANS", "AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_rng"]
 __all__ += ["SequenceCollator"]
 __all__ += [

@@ -1,4 +1,5 @@
-"""Train / validation / test splits of an interaction table: the paper's global temporal split and leave-one-out.
+"""Train / validation / test splits of an interaction table: the paper's global temporal split, leave-one-out, and
+users held out of training.
 
 Both take the reader's table (columns ``user_id``, ``item_id`` and optionally a numeric ``timestamp``; rows in the
 original file order) and return a :class:`SplitData` whose sequences are item *indices* (``1..num_items``, 0 is
@@ -33,6 +34,7 @@ import pandas as pd
 
 from .builtins import to_builtin
 from .errors import DataError
+from .keys import row_keys
 from .vocab import ItemVocab, sorted_unique
 
 __all__ = [
@@ -41,10 +43,11 @@ __all__ = [
     "SplitData",
     "temporal_split",
     "leave_one_out_split",
+    "user_holdout_split",
     "split_interactions",
 ]
 
-PROTOCOLS = ("temporal", "leave_one_out")
+PROTOCOLS = ("temporal", "leave_one_out", "user_holdout")
 """Names accepted by :func:`split_interactions` (and by ``train.py --split``)."""
 
 MIN_EVAL_INTERACTIONS = 3
@@ -375,13 +378,100 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
     )
 
 
-def split_interactions(
-    df: pd.DataFrame, protocol: str, max_len: int = 200, source: str = "<data>", quantile: float = 0.95
+def user_holdout_split(
+    df: pd.DataFrame, max_len: int = 200, fraction: float = 0.1, seed: int = 0, source: str = "<data>"
 ) -> SplitData:
-    """Dispatch to :func:`temporal_split` (``protocol="temporal"``) or :func:`leave_one_out_split`
-    (``"leave_one_out"``); ``quantile`` is used by the temporal split only. Any other name raises DataError."""
+    """Users held out of training: a seeded ``fraction`` of the users is never trained on; each is evaluated on its
+    last item (test, context ``s_1..s_{n-1}``) and its second-to-last (validation, context ``s_1..s_{n-2}``); every
+    other user's whole sequence is training data.
+
+    This is the property of the paper's global temporal split that leave-one-out lacks (test users unseen in
+    training), on data without timestamps. The held-out users are the ``round(fraction * U)`` users (at least one,
+    and at least one left to train on) with the smallest key ``row_keys(seed, 0, u)`` over the index ``u`` of the
+    user among the kept users in sorted raw-id order: the same users for the same data and seed, whatever else runs.
+    The catalogue is every item in the input (an item only held-out users have is still ranked). Users with fewer
+    than 3 interactions are dropped and counted, as in leave-one-out.
+
+    Raises:
+        DataError: bad columns or values, a fraction outside (0, 1), or too few users to hold one out.
+    """
+    max_len = _check_max_len(max_len, source)
+    if not 0 < float(fraction) < 1:
+        raise DataError(f"{source}: user_holdout needs a held-out fraction in (0, 1), got {fraction}")
+    data = _prepare(df, source, use_timestamps="timestamp" in getattr(df, "columns", ()))
+    user, U = data.user, data.num_users
+    counts = np.bincount(user, minlength=U)
+    is_kept = counts >= MIN_EVAL_INTERACTIONS
+    kept_codes = np.flatnonzero(is_kept)
+    if len(kept_codes) < 2:
+        raise DataError(
+            f"{source}: user_holdout needs at least 2 users with >= {MIN_EVAL_INTERACTIONS} interactions "
+            f"(one to train on, one to hold out); this data has {len(kept_codes)}"
+        )
+    n_held = min(max(int(round(float(fraction) * len(kept_codes))), 1), len(kept_codes) - 1)
+    order = np.argsort(row_keys(seed, 0, np.arange(len(kept_codes))), kind="stable")
+    is_held = np.zeros(U, dtype=bool)
+    is_held[kept_codes[np.sort(order[:n_held])]] = True
+    is_trained = is_kept & ~is_held
+
+    vocab = ItemVocab.from_items(data.item)
+    indices = vocab.lookup(data.item)
+    trained_rows, held_rows = is_trained[user], is_held[user]
+    train_sequences = [
+        np.ascontiguousarray(s) for s in _per_user(user[trained_rows], indices[trained_rows], U) if len(s)
+    ]
+    held_sequences = [s for s in _per_user(user[held_rows], indices[held_rows], U) if len(s)]
+    held_ids = [data.user_ids[u] for u in np.flatnonzero(is_held)]
+    valid, test = _eval_splits(held_ids, held_sequences)
+
+    stats = {
+        "protocol": "user_holdout",
+        "source": source,
+        "max_len": max_len,
+        "holdout_fraction": float(fraction),
+        "holdout_seed": int(seed),
+        "num_input_rows": int(len(user)),
+        "num_input_users": int(U),
+        "num_input_items": len(vocab),
+        "num_items": len(vocab),
+        "num_train_users": int(is_trained.sum()),
+        "num_train_interactions": int(trained_rows.sum()),
+        "num_test_users": len(held_ids),
+        "num_valid_users": len(held_ids),
+        "num_eval_interactions": int(held_rows.sum()),
+        "eval_context_items_beyond_max_len": _beyond_window(valid, test, max_len),
+        "removed_rows": {"fewer_than_3_interactions": int((~is_kept[user]).sum())},
+        "removed_users": {"fewer_than_3_interactions": int((~is_kept).sum())},
+        "removed_items": {},
+    }
+    return SplitData(
+        item_vocab=vocab,
+        train_user_ids=[data.user_ids[u] for u in np.flatnonzero(is_trained)],
+        train_sequences=train_sequences,
+        valid=valid,
+        test=test,
+        protocol="user_holdout",
+        stats=stats,
+    )
+
+
+def split_interactions(
+    df: pd.DataFrame,
+    protocol: str,
+    max_len: int = 200,
+    source: str = "<data>",
+    quantile: float = 0.95,
+    holdout_fraction: float = 0.1,
+    holdout_seed: int = 0,
+) -> SplitData:
+    """Dispatch to :func:`temporal_split` (``protocol="temporal"``), :func:`leave_one_out_split`
+    (``"leave_one_out"``) or :func:`user_holdout_split` (``"user_holdout"``); ``quantile`` is used by the temporal
+    split only, ``holdout_fraction`` and ``holdout_seed`` by the user hold-out only. Any other name raises
+    DataError."""
     if protocol == "temporal":
         return temporal_split(df, max_len=max_len, quantile=quantile, source=source)
     if protocol == "leave_one_out":
         return leave_one_out_split(df, max_len=max_len, source=source)
+    if protocol == "user_holdout":
+        return user_holdout_split(df, max_len=max_len, fraction=holdout_fraction, seed=holdout_seed, source=source)
     raise DataError(f"{source}: unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")

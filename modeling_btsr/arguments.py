@@ -164,6 +164,12 @@ class DataArguments:
         default=None, metadata={"help": "Cache for downloads and the datasets.map partner index (~/.cache/btsr)."}
     )
     split: Literal[PROTOCOLS] = field(default="leave_one_out", metadata={"help": "Evaluation protocol."})  # type: ignore[valid-type]
+    holdout_fraction: float = field(
+        default=0.1, metadata={"help": "--split user_holdout: share of users held out of training and evaluated."}
+    )
+    holdout_seed: int = field(
+        default=0, metadata={"help": "--split user_holdout: seed of which users are held out (not the training seed)."}
+    )
     user_column: str = field(default="user_id", metadata={"help": "User id column of --data_path."})
     item_column: str = field(default="item_id", metadata={"help": "Item id column of --data_path."})
     timestamp_column: str = field(default="timestamp", metadata={"help": "Timestamp column of --data_path."})
@@ -726,7 +732,14 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
 
 
 def _settings_from_values(values: dict, sources: dict) -> ResolvedSettings:
-    values = dict(values)
+    values, sources = dict(values), dict(sources)
+    if values.get("torch_compile") and not sources.get("length_grouped_attention", "default").startswith(
+        ("config:", "command line")
+    ):
+        # Length groups follow the batch's lengths, which a compiled graph cannot (the model takes one padded grid
+        # under compile anyway); off unless asked for, and then refused in `_check_before_data`.
+        values["length_grouped_attention"] = False
+        sources["length_grouped_attention"] = "implied by --torch_compile"
     if values.get("load_best_model_at_end") is None:  # selection needs evaluations: on whenever there are some
         values["load_best_model_at_end"] = getattr(values["eval_strategy"], "value", values["eval_strategy"]) != "no"
     if values.get("dataloader_pin_memory") is None:
@@ -765,6 +778,7 @@ _FINITE = (
     "adam_beta2",
     "weight_decay",
     "max_grad_norm",
+    "holdout_fraction",
 )
 _AT_LEAST_ONE = (
     "per_device_train_batch_size",
@@ -821,6 +835,13 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     for name in _NOT_NEGATIVE:
         if values.get(name) is not None and values[name] < 0:
             fail(name, f"must be >= 0, got {values[name]}")
+    if data.split != "user_holdout":  # the hold-out settings would be accepted and ignored
+        defaults = {f.name: f.default for f in fields(DataArguments)}
+        for name in ("holdout_fraction", "holdout_seed"):
+            if getattr(data, name) != defaults[name]:  # by value: a saved run_settings.json holds the defaults too
+                fail(name, f"applies to --split user_holdout only, not --split {data.split}")
+    elif not 0 < values["holdout_fraction"] < 1:
+        fail("holdout_fraction", f"must be in (0, 1), got {values['holdout_fraction']}")
     if values.get("eval_context_len") is not None and values["eval_context_len"] > values["max_len"]:
         fail("eval_context_len", f"is above --max_len {values['max_len']}: the model reads at most that many items")
     if not 0 <= values["dropout"] < 1:
@@ -829,6 +850,12 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
         fail("num_train_epochs", f"must be > 0 (or set --max_steps), got {values['num_train_epochs']}")
     if values.get("label_smoothing_factor"):  # the Trainer smooths only its own loss, which BTSRTrainer replaces
         fail("label_smoothing_factor", "is not supported: BT-SR's prediction losses take no label smoothing")
+    if values.get("torch_compile") and values.get("length_grouped_attention"):
+        fail(
+            "length_grouped_attention",
+            "cannot be combined with --torch_compile: its row groups follow each batch's lengths, which a compiled "
+            "graph cannot; leave it out (it is then off) or drop --torch_compile",
+        )
     if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
         fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():

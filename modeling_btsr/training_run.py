@@ -109,7 +109,14 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         k_core=data_args.k_core,
         source=source,
     )
-    split = split_interactions(frame, data_args.split, max_len=max_len, source=source)
+    split = split_interactions(
+        frame,
+        data_args.split,
+        max_len=max_len,
+        source=source,
+        holdout_fraction=data_args.holdout_fraction,
+        holdout_seed=data_args.holdout_seed,
+    )
     cache_dir = cache_dir or data_args.cache_dir or str(default_cache_dir() / "datasets")
     examples = build_train_dataset(split.train_sequences, max_len, cache_dir=cache_dir)
     num_items = len(split.item_vocab)

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data_processing import DataError, ItemVocab, leave_one_out_split, split_interactions, temporal_split
+from data_processing import (
+    DataError,
+    ItemVocab,
+    leave_one_out_split,
+    split_interactions,
+    temporal_split,
+    user_holdout_split,
+)
 from tests.helpers import require
 
 
@@ -41,7 +48,7 @@ def check_accounting(df: pd.DataFrame, split) -> None:
     assert s["num_items"] == len(split.item_vocab)
     assert s["num_train_users"] == len(split.train_user_ids) == len(split.train_sequences)
     assert s["num_test_users"] == s["num_valid_users"] == len(split.test) == len(split.valid)
-    if split.protocol == "temporal":
+    if split.protocol in ("temporal", "user_holdout"):
         assert s["num_train_users"] + s["num_test_users"] + sum(s["removed_users"].values()) == s["num_input_users"]
         assert not set(split.train_user_ids) & set(split.test.user_ids)
         # test-period rows used by evaluation: the whole test context (it holds the validation one) and its target
@@ -450,3 +457,52 @@ def test_leave_one_out_property(df, max_len):
         assert raw(split, [split.valid.targets[k], split.test.targets[k]]) == seq[-2:]
     check_accounting(df, split)
     check_eval_structure(split, max_len)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    df=st.one_of(interaction_tables(True), interaction_tables(False)),
+    max_len=st.integers(1, 4),
+    fraction=st.sampled_from([0.1, 0.3, 0.5, 0.9]),
+    seed=st.integers(0, 3),
+)
+def test_user_holdout_property(df, max_len, fraction, seed):
+    """Held-out users never reach training, every one of them is evaluated on its last two items, every other
+    user's whole sequence is training data, and the number held out is the stated share."""
+    expected = reference_loo(df)  # users with >= 3 interactions and their chronological sequences
+    if len(expected) < 2:
+        with pytest.raises(DataError):
+            user_holdout_split(df, max_len=max_len, fraction=fraction, seed=seed)
+        return
+    split = user_holdout_split(df, max_len=max_len, fraction=fraction, seed=seed)
+    held = split.test.user_ids
+    assert len(held) == min(max(round(fraction * len(expected)), 1), len(expected) - 1)
+    assert held == sorted(held) and set(held) <= set(expected)
+    assert split.train_user_ids == sorted(set(expected) - set(held))
+    for k, u in enumerate(split.train_user_ids):
+        assert raw(split, split.train_sequences[k]) == expected[u]  # the whole sequence: no target held back
+    trained_rows = Counter((u, i) for u, s in zip(split.train_user_ids, split.train_sequences) for i in raw(split, s))
+    assert not trained_rows & Counter((u, i) for u in held for i in expected[u])  # no held-out row in training
+    for k, u in enumerate(held):
+        seq = expected[u]
+        assert raw(split, split.valid.contexts[k]) == seq[:-2]
+        assert raw(split, split.test.contexts[k]) == seq[:-1]
+        assert raw(split, [split.valid.targets[k], split.test.targets[k]]) == seq[-2:]
+    assert split.item_vocab.item_ids == sorted(set(df["item_id"]))
+    check_accounting(df, split)
+    check_eval_structure(split, max_len)
+    again = user_holdout_split(df.copy(), max_len=max_len, fraction=fraction, seed=seed)
+    assert again.test.user_ids == held  # the same users for the same data and seed
+
+
+def test_user_holdout_seed_chooses_the_users_and_the_dispatch_passes_its_settings():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user_id": rng.integers(0, 200, 3000), "item_id": rng.integers(0, 50, 3000)})
+    by_seed = [set(user_holdout_split(df, fraction=0.1, seed=s).test.user_ids) for s in range(3)]
+    assert all(len(h) == 20 for h in by_seed)
+    assert by_seed[0] != by_seed[1] != by_seed[2]
+    via = split_interactions(df, "user_holdout", holdout_fraction=0.1, holdout_seed=1)
+    assert set(via.test.user_ids) == by_seed[1] and via.stats["holdout_seed"] == 1
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(DataError, match="held-out fraction"):
+            user_holdout_split(df, fraction=bad)

@@ -327,3 +327,23 @@ def test_a_fault_inside_a_checkpoint_save_then_resume_equals_uninterrupted(tmp_p
     session_only = {"resumed_from_epoch", "session_train_loss", "train_seconds", "prepare_seconds", "command"}
     for key in sorted(set(expected) - session_only):
         assert resumed[key] == expected[key], key
+
+
+def test_user_holdout_run_evaluates_every_held_out_user_and_trains_on_the_others(tmp_path):
+    """`--split user_holdout`: the run's test covers exactly the held-out users (as the split names them), and its
+    training examples are the other users' whole sequences."""
+    import train
+    from data_processing import read_interactions, user_holdout_split
+    from tests.helpers import write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "log.csv", num_users=50, seed=1)
+    out = tmp_path / "run"
+    extra = ("--split", "user_holdout", "--holdout_fraction", "0.2", "--holdout_seed", "4", "--num_train_epochs", "1")
+    assert train.main(tiny_run_args(log, out, *extra)) == 0
+    split = user_holdout_split(read_interactions(log, "csv"), fraction=0.2, seed=4)
+    stats = json.loads((out / "dataset_stats.json").read_text())
+    assert stats["protocol"] == "user_holdout" and stats["num_test_users"] == len(split.test.user_ids) == 10
+    assert stats["num_train_interactions"] == sum(len(s) for s in split.train_sequences)
+    per_user = json.loads((out / "eval" / "test_per_user.json").read_text())
+    assert len(per_user["ndcg@10"]) == len(split.test.user_ids)
+    assert json.loads((out / "all_results.json").read_text())["test_num_users"] == 10
