@@ -112,6 +112,8 @@ def test_round_trip_covers_every_model_and_data_setting():
 def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_path, out, monkeypatch):
     if name in ("data_format", "user_column", "item_column", "timestamp_column"):  # they describe --data_path's file
         out = out + ["--data_path", str(tmp_path / "log.csv")]
+    if name in ("holdout_fraction", "holdout_seed"):  # they describe --split user_holdout
+        out = out + ["--split", "user_holdout"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -181,7 +183,7 @@ def test_help_shows_the_effective_defaults_choices_and_presets(capsys):
     ):
         line = next(line for line in text.splitlines() if line.strip().startswith(flag + " "))
         assert f"(default: {default})" in line or f"(default: {default})" in text.split(line, 1)[1][:200], flag
-    assert "--loss_type {ce,sce,bce}" in text and "--split {temporal,leave_one_out}" in text
+    assert "--loss_type {ce,sce,bce}" in text and "--split {temporal,leave_one_out,user_holdout}" in text
     for group in ("model:", "self-supervised loss", "data and protocol:", "training (", "Hugging Face Hub:"):
         assert group in text
     assert all(f"  {name} " in text for name in arguments.PRESETS)
