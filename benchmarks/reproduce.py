@@ -60,6 +60,11 @@ DATASETS = {
     ("sports", "leave_one_out"): {"batch_size": 1024, "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
     ("lastfm", "leave_one_out"): {"batch_size": 256, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     ("ml-100k", "temporal"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    # The users held out of training (issue 20): each dataset's leave-one-out settings, 10% of its users evaluated.
+    ("ml-1m", "user_holdout"): {"batch_size": 256, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
+    ("beauty", "user_holdout"): {"batch_size": 1024, "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
+    ("sports", "user_holdout"): {"batch_size": 1024, "epochs": 300, "patience": 30, "loss": "sce", "bt_lambda": 0.1},
+    ("lastfm", "user_holdout"): {"batch_size": 256, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     # In no grid: ML-100K's sequences under the other protocol, for benchmarks/contrastive_probe.py.
     ("ml-100k", "leave_one_out"): {"batch_size": 128, "epochs": 200, "patience": 30, "loss": "ce", "bt_lambda": 0.05},
     ("ml-latest-small", "temporal"): {
@@ -128,6 +133,9 @@ AUTHORS_CE_BUDGET = {"epochs": 50, "patience": 10}
 GRIDS = (
     "main",
     "authors_budget",
+    "user_holdout",
+    "user_holdout_alpha",
+    "temporal_10_seeds",
     "amazon",
     "temporal",
     "contrastive",
@@ -149,6 +157,26 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         return runs
     if name == "authors_budget":  # SASRec-CE under the authors' CE config, to pair with the main grid's BT-SR runs
         return [_run("ml-1m", "leave_one_out", "sasrec-ce", s, dropout=0.3, budget=AUTHORS_CE_BUDGET) for s in seeds]
+    if name == "user_holdout":  # the paper's test users unseen in training, at each dataset's reference settings
+        runs = []
+        for dataset in ("lastfm", "ml-1m", "beauty", "sports"):  # cheapest first
+            amazon = dataset in ("beauty", "sports")
+            for seed in seeds:
+                if amazon:
+                    runs += [
+                        _run(dataset, "user_holdout", "sasrec-sce", seed, dropout=0.6, grouped=True),
+                        _run(dataset, "user_holdout", "bt-sr", seed, alpha=0.25, dropout=0.6, grouped=True),
+                    ]
+                else:
+                    runs += [_run(dataset, "user_holdout", m, seed) for m in ("sasrec-ce", "bt-sr")]
+        return runs
+    if name == "user_holdout_alpha":  # accuracy, coverage and tail against alpha, held-out ML-1M users, one seed
+        return [
+            _run("ml-1m", "user_holdout", "sasrec-ce" if a == 0 else "bt-sr", seeds[0], alpha=a)
+            for a in (0.0, 0.1, 0.2, 0.4)
+        ]
+    if name == "temporal_10_seeds":  # ML-100K's 92 temporal test users, 10 seeds per arm (the seeds given are ignored)
+        return [_run("ml-100k", "temporal", m, s) for s in range(10) for m in ("sasrec-ce", "bt-sr")]
     if name == "amazon":
         runs = []
         for dataset in ("beauty", "sports"):
@@ -193,7 +221,18 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
     if name == "ml-1m":  # every ML-1M run of the other grids, most wanted first, each once (for a GPU session)
         runs = [
             r
-            for r in grids(["main", "authors_budget", "contrastive", "alpha_sweep", "contrastive_rescaled"], seeds)
+            for r in grids(
+                [
+                    "main",
+                    "authors_budget",
+                    "user_holdout",
+                    "user_holdout_alpha",
+                    "contrastive",
+                    "alpha_sweep",
+                    "contrastive_rescaled",
+                ],
+                seeds,
+            )
             if r["dataset"] == "ml-1m"
         ]
         main = [

@@ -366,15 +366,23 @@ def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
         reproduce.run_of_record({**records[0], "dropout": 0.9})
 
 
+GRIDS_OF_ML1M = (
+    "main",
+    "authors_budget",
+    "user_holdout",
+    "user_holdout_alpha",
+    "contrastive",
+    "alpha_sweep",
+    "contrastive_rescaled",
+)
+
+
 def test_ml1m_grid_holds_every_ml1m_run_once_main_comparison_first():
     reproduce = load_script("reproduce")
     seeds = [0, 1, 2]
     ids = [reproduce.run_id(r) for r in reproduce.grid("ml-1m", seeds)]
     expected = {
-        reproduce.run_id(r)
-        for name in ("main", "authors_budget", "contrastive", "alpha_sweep", "contrastive_rescaled")
-        for r in reproduce.grid(name, seeds)
-        if r["dataset"] == "ml-1m"
+        reproduce.run_id(r) for name in GRIDS_OF_ML1M for r in reproduce.grid(name, seeds) if r["dataset"] == "ml-1m"
     }
     assert len(ids) == len(set(ids)) and set(ids) == expected
     first = reproduce.grid("ml-1m", seeds)[:6]
@@ -586,3 +594,18 @@ def test_report_pairs_bt_sr_with_sasrec_at_another_dropout():
     assert cells[0][10] == f"{seed0:+.4f}" and cells[1][10] == f"{seed1:+.4f}"
     assert cells[2][10] == f"{(seed0 + seed1) / 2:+.4f}" and cells[2][-1] == "-0.1000"
     assert report._other_dropout_section(bt_sr + others) == []
+
+
+def test_user_holdout_grid_runs_each_dataset_at_its_leave_one_out_settings(tmp_path):
+    reproduce = load_script("reproduce")
+    held = reproduce.grid("user_holdout", [0])
+    reference = [r for r in reproduce.grids(["main", "amazon"], [0]) if r["dropout"] != 0.3]  # not the authors' CE
+    loo = {(r["dataset"], r["model"]): r for r in reference}
+    assert {r["dataset"] for r in held} == {"ml-1m", "beauty", "sports", "lastfm"}
+    for run in held:
+        twin = loo[(run["dataset"], run["model"])]
+        assert {**run, "protocol": "leave_one_out"} == twin
+        command = reproduce.train_command(run, tmp_path)
+        assert command[command.index("--split") + 1] == "user_holdout"
+    ids = [reproduce.run_id(r) for r in reproduce.grid("temporal_10_seeds", [0])]
+    assert len(set(ids)) == 20
