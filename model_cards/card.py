@@ -10,6 +10,7 @@ is written into the folder and uploaded with it (`model_cards.hub.push_folder_to
 """
 
 import json
+import logging
 import math
 import os
 import re
@@ -20,6 +21,18 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_processing.errors import DataError
 from data_processing.readers import KNOWN_DATASETS
+
+from .plots import (
+    CURVE_FILE,
+    TRADEOFF_FILE,
+    can_plot,
+    draw_tradeoff,
+    draw_validation_curve,
+    missing_plots_note,
+    validation_curve,
+)
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_model_card",
@@ -557,6 +570,9 @@ def build_model_card(
     reference_label: str = "SASRec (α = 0)",
     reference_stats: dict | None = None,
     settings: dict | None = None,
+    figures: list[tuple[str, str]] | None = None,
+    figures_note: str | None = None,
+    sweep: list[dict] | None = None,
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -580,6 +596,10 @@ def build_model_card(
         reference_stats: the reference run's `dataset_stats.json`; when given, its dataset and catalogue size must
             be this run's.
         settings: the run's `run_settings.json` (every setting and its source), for the training-settings table.
+        figures: `(file name, caption)` of PNG files beside the card (see :mod:`model_cards.plots`).
+        figures_note: a sentence on figures that were not drawn (and why).
+        sweep: an alpha sweep on the same data and protocol: dicts with `alpha`, `ndcg@10`, `coverage@10` (and
+            optionally `hr@10`, `seeds`), shown as a table.
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
@@ -656,6 +676,9 @@ def build_model_card(
         other_metrics=_other_test_metrics(results),
         training_rows=_training_rows(results),
         settings_rows=_settings_rows(settings),
+        figures=list(figures or []),
+        figures_note=figures_note,
+        sweep_rows=_sweep_rows(sweep),
         command=command.strip() if command else None,
         example_history=repr(list(history)) if history else "[1, 2, 3]",
         example_is_placeholder=not history,
@@ -666,6 +689,52 @@ def build_model_card(
         paper_url=PAPER_URL,
         bibtex=BIBTEX,
     )
+
+
+def _sweep_rows(sweep: list[dict] | None) -> list[tuple[str, str, str, str, str]]:
+    """Rows `(alpha, HR@10, NDCG@10, Coverage@10, seeds)` of an alpha sweep, by alpha."""
+    rows = []
+    for point in sorted(sweep or [], key=lambda p: p["alpha"]):
+        rows.append(
+            (
+                _num(point["alpha"]),
+                _fmt(point["hr@10"]) if "hr@10" in point else "-",
+                _fmt(point["ndcg@10"]),
+                _fmt(point["coverage@10"]),
+                _count(point["seeds"]) if "seeds" in point else "-",
+            )
+        )
+    return rows
+
+
+def _draw_figures(folder: Path, results: dict, sweep: list[dict] | None, alpha) -> tuple[list, str | None]:
+    """Draws the card's PNG figures into `folder` (see :mod:`model_cards.plots`): `(figures, note)`. A figure that
+    cannot be drawn is named in the note, and an old file of it is removed so that it is never uploaded stale."""
+    wanted = []
+    curve = validation_curve(folder, results)
+    if curve:
+        best = results.get("best_epoch")
+        caption = "Validation NDCG@10 by epoch" + (f"; the model is the one of epoch {_num(best)}" if best else "")
+        wanted.append((CURVE_FILE, caption, "validation curve", lambda p: draw_validation_curve(curve, p, best)))
+    if sweep:
+        caption = "Test NDCG@10 against Coverage@10 as alpha varies (same data and protocol)"
+        wanted.append((TRADEOFF_FILE, caption, "alpha trade-off", lambda p: draw_tradeoff(sweep, p, alpha)))
+    figures, missing = [], []
+    for name in (CURVE_FILE, TRADEOFF_FILE):
+        if name not in [w[0] for w in wanted]:
+            (folder / name).unlink(missing_ok=True)
+    for name, caption, label, draw in wanted:
+        if can_plot():
+            tmp = folder / f".{name}.{os.getpid()}.tmp.png"
+            draw(tmp)
+            os.replace(tmp, folder / name)
+            figures.append((name, caption))
+        else:
+            (folder / name).unlink(missing_ok=True)
+            missing.append(label)
+    if missing:
+        logger.warning(missing_plots_note(missing))
+    return figures, (missing_plots_note(missing) if missing else None)
 
 
 def _read_json(folder: Path, name: str) -> dict:
@@ -707,8 +776,9 @@ def write_model_card(
     `results`, `stats` and the config are read from the folder's `all_results.json`, `dataset_stats.json` and
     `config.json` when not given; `command` falls back to a `"command"` entry of the results. Other keyword
     arguments go to :func:`build_model_card` (`dataset_label`, `license`, `config`, `example_history`,
-    `reference`, `reference_label`); `reference_folder` reads `reference` and `reference_stats` from another
-    run's folder.
+    `reference`, `reference_label`, `sweep`); `reference_folder` reads `reference` and `reference_stats` from
+    another run's folder. The figures (the validation curve; the alpha trade-off when `sweep` is given) are drawn
+    as PNG files beside the card when matplotlib is installed; otherwise the card says which were not drawn.
     The file is replaced atomically; nothing is sent anywhere.
     """
     folder = Path(folder)
@@ -729,6 +799,8 @@ def write_model_card(
     # A folder named after the model (outputs/btsr-ml1m) names the card when there is no repo id yet.
     if repo_id is None and folder.resolve().name.startswith("btsr"):
         kwargs.setdefault("model_name", folder.resolve().name)
+    alpha = (config if isinstance(config, dict) else _config_dict(config)).get("bt_alpha")
+    kwargs["figures"], kwargs["figures_note"] = _draw_figures(folder, results, kwargs.get("sweep"), alpha)
     card = build_model_card(results, stats, config, command, repo_id=repo_id, **kwargs)
     path = folder / "README.md"
     tmp = folder / f".README.md.{os.getpid()}.tmp"

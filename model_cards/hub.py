@@ -54,7 +54,7 @@ REQUIRED_FILES = (
 )
 WEIGHTS_INDEX = "model.safetensors.index.json"
 # Top-level files that may go up besides the required ones (plain data, never executable, never pickled).
-SAFE_SUFFIXES = (".json", ".safetensors", ".md", ".txt", ".yaml", ".yml")
+SAFE_SUFFIXES = (".json", ".safetensors", ".md", ".txt", ".yaml", ".yml", ".png")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
 
@@ -103,7 +103,8 @@ def prepare_upload_folder(folder) -> list[str]:
 
     Sent: the required files (config.json with `auto_map`, model.safetensors or its shards, the code files
     that `auto_map` names, item_vocab.json, README.md, all_results.json) and other top-level plain files
-    (`.json`, `.md`, `.txt`, `.yaml`, e.g. dataset_stats.json). Never sent: subfolders (`checkpoint-*`,
+    (`.json`, `.md`, `.txt`, `.yaml`, e.g. dataset_stats.json; `.png`, the card's figures). Never sent: subfolders
+    (`checkpoint-*`,
     `.staging-*`, `runs/`), dot-files, `*.tmp`, `training_args.bin` and anything pickled, other `.py` files.
 
     Raises:

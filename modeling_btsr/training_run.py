@@ -27,6 +27,7 @@ from data_processing import (
 from data_processing.builtins import to_builtin
 from data_processing.download import default_cache_dir, fetch_ml1m_ratings
 from model_cards import push_checkpoint_to_hub, push_folder_to_hub, write_model_card
+from model_cards.plots import curve_from_log_history
 
 from .arguments import (
     HUB_STRATEGIES,
@@ -382,6 +383,7 @@ def run_training(
         # Over the whole run, a resumed one's earlier sessions included (the Trainer's own covers this session).
         "train_loss": run_train_loss(trainer.state.log_history, train_output.training_loss),
         "session_train_loss": train_output.training_loss,
+        "validation_curve": curve_from_log_history(trainer.state.log_history),
     }
     if len(data.split.test) < 300:
         for name in ("hr@10", "ndcg@10"):

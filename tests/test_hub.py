@@ -42,6 +42,7 @@ EXPECTED_UPLOAD = sorted(
         "dataset_stats.json",
         "item_vocab.json",
         "model.safetensors",
+        "validation_curve.png",  # the card's figure (the test extra installs matplotlib)
         *REMOTE_CODE_FILES,
         ENDPOINT_HANDLER_FILE,
     ]
@@ -57,6 +58,7 @@ RESULTS = {
     "test_hr@10_head": 0.5,
     "test_mostpop_hr@10": 0.0833,
     "test_hr@10_ci95": [0.0, 0.5],
+    "validation_curve": [[1.0, 0.1], [2.0, 0.12], [3.0, 0.125]],
 }
 STATS = {
     "dataset": "ml-latest-small",

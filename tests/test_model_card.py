@@ -366,3 +366,67 @@ def test_readme_cites_the_paper_with_the_cards_bibtex():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert BIBTEX in readme and readme.count("@misc{") + readme.count("@article{") == 1
+
+
+def _png_pixels(path: Path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def test_figures_beside_the_card_from_the_curve_and_the_sweep(tmp_path):
+    """The validation curve and the alpha trade-off are PNGs beside the card, referenced from it with their
+    captions, sent with an upload, drawn the same way twice, and the sweep's table holds the given figures."""
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib (the test extra installs it)")
+    from model_cards.plots import CURVE_FILE, TRADEOFF_FILE
+
+    results = {**sample_results(), "validation_curve": [[e, 0.1 + 0.002 * e - 0.00002 * e * e] for e in range(1, 72)]}
+    sweep = [
+        {"alpha": 0.0, "hr@10": 0.3070, "ndcg@10": 0.1761, "coverage@10": 0.7313, "seeds": 1},
+        {"alpha": 0.2, "hr@10": 0.2906, "ndcg@10": 0.1658, "coverage@10": 0.6414, "seeds": 1},
+        {"alpha": 0.4, "hr@10": 0.2811, "ndcg@10": 0.1602, "coverage@10": 0.6020, "seeds": 1},
+    ]
+    folder = write_folder(tmp_path / "model", results=results)
+    write_model_card(folder, command=COMMAND, repo_id="org/btsr-ml1m", sweep=sweep)
+    text = (folder / "README.md").read_text()
+    assert f"![Validation NDCG@10 by epoch; the model is the one of epoch 41]({CURVE_FILE})" in text
+    assert f"]({TRADEOFF_FILE})" in text
+    assert "| 0.2 | 0.2906 | 0.1658 | 0.6414 | 1 |" in text and "| 0.4 | 0.2811 | 0.1602 | 0.6020 | 1 |" in text
+    for name, shape in ((CURVE_FILE, (320, 600)), (TRADEOFF_FILE, (360, 500))):
+        pixels = _png_pixels(folder / name)
+        assert pixels.shape[:2] == shape
+        assert pixels[..., :3].std() > 0.05  # something is drawn on the white
+    first = (folder / CURVE_FILE).read_bytes()
+    write_model_card(folder, command=COMMAND, repo_id="org/btsr-ml1m", sweep=sweep)
+    assert (folder / CURVE_FILE).read_bytes() == first  # no date or version in the file
+    # Without a sweep the trade-off figure goes, and is not left behind to be uploaded stale.
+    write_model_card(folder, command=COMMAND, repo_id="org/btsr-ml1m")
+    assert not (folder / TRADEOFF_FILE).exists() and TRADEOFF_FILE not in (folder / "README.md").read_text()
+
+
+def test_figures_not_drawn_without_matplotlib_are_named_in_the_card(tmp_path, monkeypatch):
+    import model_cards.card
+    from model_cards.plots import CURVE_FILE
+
+    results = {**sample_results(), "validation_curve": [[1.0, 0.1], [2.0, 0.12]]}
+    folder = write_folder(tmp_path / "model", results=results)
+    (folder / CURVE_FILE).write_bytes(b"an old figure")
+    monkeypatch.setattr(model_cards.card, "can_plot", lambda: False)
+    write_model_card(folder, command=COMMAND)
+    text = (folder / "README.md").read_text()
+    assert "Figures not drawn (validation curve): matplotlib is not installed (`pip install 'btsr[plots]'`)." in text
+    assert not (folder / CURVE_FILE).exists()
+
+
+def test_curve_of_a_log_history_takes_each_epochs_first_evaluation():
+    from model_cards.plots import curve_from_log_history
+
+    history = [
+        {"loss": 7.0, "epoch": 1.0},
+        {"eval_ndcg@10": 0.10, "epoch": 1.0},
+        {"eval_ndcg@10": 0.12, "epoch": 2.0},
+        {"eval_ndcg@10": 0.11, "epoch": 3.0},
+        {"eval_ndcg@10": 0.12, "epoch": 3.0},  # the selected model's evaluation after training
+        {"test_ndcg@10": 0.2, "epoch": 3.0},
+    ]
+    assert curve_from_log_history(history) == [[1.0, 0.10], [2.0, 0.12], [3.0, 0.11]]

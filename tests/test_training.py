@@ -347,3 +347,21 @@ def test_user_holdout_run_evaluates_every_held_out_user_and_trains_on_the_others
     per_user = json.loads((out / "eval" / "test_per_user.json").read_text())
     assert len(per_user["ndcg@10"]) == len(split.test.user_ids)
     assert json.loads((out / "all_results.json").read_text())["test_num_users"] == 10
+
+
+def test_run_records_its_validation_curve_and_draws_it_beside_the_card(tmp_path):
+    """all_results.json's `validation_curve` is each epoch's validation NDCG@10 as the last checkpoint's trainer
+    state logged it, and the card shows it as a PNG beside it."""
+    pytest.importorskip("matplotlib", reason="the figure needs matplotlib (the test extra installs it)")
+    import train
+    from tests.helpers import write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "log.csv", num_users=40, seed=2)
+    out = tmp_path / "run"
+    assert train.main(tiny_run_args(log, out, "--num_train_epochs", "3", "--save_total_limit", "5")) == 0
+    results = json.loads((out / "all_results.json").read_text())
+    last = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    logged = json.loads((last / "trainer_state.json").read_text())["log_history"]
+    expected = [[e["epoch"], e["eval_ndcg@10"]] for e in logged if "eval_ndcg@10" in e]
+    assert results["validation_curve"] == expected and [e for e, _ in expected] == [1.0, 2.0, 3.0]
+    assert (out / "validation_curve.png").is_file() and "](validation_curve.png)" in (out / "README.md").read_text()
