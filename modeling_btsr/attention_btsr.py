@@ -23,9 +23,13 @@ additive mask. The last block of a pass that wants user embeddings alone (`BTSRS
 query row per user, and attends it with the written-out product under either. Grouping is the batch's business, not
 the function's: rows are sorted by length before the embeddings, so every layer sees the grouped order, and it
 combines with either function.
-"""
 
-import functools
+Under `torch.compile` (`static_layout`), every batch takes the padded layout instead: one grid for the batch, every
+grid position a row, every row a user (an empty row's outputs are zeroed), no length groups and no query blocks.
+Packing, grouping and the shortcuts for batches without padding all depend on the values of the mask, which a
+compiled graph cannot follow without breaking; the padded layout's shapes depend on the batch's shape alone. Item
+positions get the same values either way (up to float rounding).
+"""
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,7 @@ __all__ = [
     "inverted_dropout",
     "attention_mask_bias",
     "length_group_bounds",
+    "static_layout",
     "GridLayout",
     "PackedBatch",
     "ATTENTION_QUERY_BLOCK",
@@ -54,6 +59,12 @@ ATTENTION_GROUP_MIN_LEN = 16
 # packing's gathers and scatters cost more than the few padded rows they skip in length-sorted evaluation batches.
 # A speed setting: item positions get the same values either way.
 DENSE_LAYOUT_MAX_PADDING = 0.1
+
+
+def static_layout() -> bool:
+    """Whether batches take the padded layout, with shapes that follow the batch's shape alone: inside
+    `torch.compile`, where a data-dependent shape or branch is a graph break (see the module's docstring)."""
+    return torch.compiler.is_compiling()
 
 
 def inverted_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -100,7 +111,8 @@ def eager_attention_forward(
     """
     query = query * scaling
     q_len, kv_len = query.shape[2], key.shape[2]
-    block = ATTENTION_QUERY_BLOCK if q_len > ATTENTION_QUERY_BLOCK else q_len
+    # One block under compile: a loop over a symbolic length would specialise the graph on every batch length.
+    block = ATTENTION_QUERY_BLOCK if q_len > ATTENTION_QUERY_BLOCK and not static_layout() else q_len
     parts = []
     for start in range(0, q_len, block):
         end = min(start + block, q_len)
@@ -145,7 +157,8 @@ def attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Tens
     may attend to key j (j <= i and j an item), -inf elsewhere; padded query rows attend to themselves, so no
     softmax row is empty (their outputs are never read). Built as a causal (seq_len, seq_len) bias plus a
     key-padding (batch, 1, seq_len) bias in one broadcast add, so the (batch, seq_len, seq_len) grid is written
-    once. A batch without padding gets the causal bias alone, (1, 1, seq_len, seq_len), broadcast over the batch.
+    once. A batch without padding gets the causal bias alone, (1, 1, seq_len, seq_len), broadcast over the batch,
+    except under `static_layout` (the same values: a branch on the mask's values would break the graph).
 
     >>> attention_mask_bias(torch.tensor([[False, True, True]]), torch.float32)[0, 0]
     tensor([[0., -inf, -inf],
@@ -154,7 +167,7 @@ def attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Tens
     """
     length = is_item.shape[1]
     causal = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device).triu_(1)
-    if bool(is_item.all()):
+    if not static_layout() and bool(is_item.all()):
         return causal.view(1, 1, length, length)
     minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=is_item.device)
     zero = torch.zeros((), dtype=dtype, device=is_item.device)
@@ -197,39 +210,61 @@ class GridLayout:
     With `dense=True` every grid position is a packed row (padding included): `gather` and `scatter` are then
     reshapes, and padded rows carry values that no item position reads (padded keys are masked, padded queries are
     dropped), zeroed where the grid is returned. `is_item` (batch, seq_len) is the grid's mask of item positions.
+    With `every_row=True` (dense only, the `static_layout`), every row counts as ending in an item, an empty one
+    too, so that no shape depends on the mask; the caller zeroes empty rows' outputs.
+
+    The derived tensors are built on first use and kept (plain attributes, not `functools.cached_property`, whose
+    lock `torch.compile` cannot trace).
     """
 
-    def __init__(self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32, every_row: bool = False
+    ):
         self.batch, self.length = is_item.shape
         self.dense = dense
+        self.every_row = every_row and dense
         self.dtype = dtype
         if dense:
             self.index = torch.arange(self.batch * self.length, device=is_item.device)
         else:
             self.index = is_item.reshape(-1).nonzero().squeeze(1)  # flat grid positions of items, row-major
         self.is_item = is_item
+        self._mask_bias = self._all_rows = self._last_rows = self._last_packed = None
 
-    @functools.cached_property
+    @property
     def mask_bias(self) -> torch.Tensor:
         """The grid's additive attention mask (`attention_mask_bias`), built once and shared by every block."""
-        return attention_mask_bias(self.is_item, self.dtype)
+        if self._mask_bias is None:
+            self._mask_bias = attention_mask_bias(self.is_item, self.dtype)
+        return self._mask_bias
 
-    @functools.cached_property
+    @property
     def all_rows(self) -> bool:
-        """Whether every row ends in an item (no empty row)."""
-        return bool(self.is_item[:, -1].all())
+        """Whether every row ends in an item (no empty row), or counts as doing so (`every_row`)."""
+        if self._all_rows is None:
+            self._all_rows = self.every_row or bool(self.is_item[:, -1].all())
+        return self._all_rows
 
-    @functools.cached_property
+    @property
     def last_rows(self) -> torch.Tensor:
-        """Batch rows whose last position is an item (all rows but empty ones, with left padding)."""
-        return self.is_item[:, -1].nonzero().squeeze(1)
+        """Batch rows whose last position is an item (all rows but empty ones, with left padding; every row with
+        `every_row`)."""
+        if self._last_rows is None:
+            if self.every_row:
+                self._last_rows = torch.arange(self.batch, device=self.is_item.device)
+            else:
+                self._last_rows = self.is_item[:, -1].nonzero().squeeze(1)
+        return self._last_rows
 
-    @functools.cached_property
+    @property
     def last_packed(self) -> torch.Tensor:
         """The packed row of each of `last_rows`' last position."""
-        if self.dense:
-            return self.last_rows * self.length + (self.length - 1)
-        return (self.is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)  # a row's last packed row
+        if self._last_packed is None:
+            if self.dense:
+                self._last_packed = self.last_rows * self.length + (self.length - 1)
+            else:  # a row's last packed row
+                self._last_packed = (self.is_item.sum(dim=1).cumsum(0) - 1).index_select(0, self.last_rows)
+        return self._last_packed
 
     def gather(self, grid: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len, d) -> (n_items, d)."""
@@ -270,6 +305,8 @@ class PackedBatch:
             then skips the packing (`dense`). Training always packs, so its dropout draws do not depend on padding.
         dtype: dtype of the attention masks (the model's).
 
+    Under `static_layout` (torch.compile) neither applies: the batch is dense, on one grid, every row a user.
+
     Attributes:
         dense (`bool`): every grid position is a packed row.
         order (`torch.LongTensor`, *optional*): the length-sorted row order, `None` when rows keep theirs.
@@ -278,17 +315,21 @@ class PackedBatch:
     """
 
     def __init__(self, is_item: torch.Tensor, *, group_by_length: bool, inference: bool, dtype: torch.dtype):
-        self.dense = inference and 1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
+        static = static_layout()
+        self.dense = static or (
+            inference and 1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
+        )
         self.order, bounds = None, None
         if group_by_length and not self.dense:
             sorted_lengths, order = torch.sort(is_item.sum(dim=1), stable=True)
             bounds = length_group_bounds(sorted_lengths.tolist())
             if bounds is not None:  # else one group: the batch as it is
                 self.order, is_item = order, is_item.index_select(0, order)
-        self.layout = GridLayout(is_item, dense=self.dense, dtype=dtype)
+        self.layout = GridLayout(is_item, dense=self.dense, dtype=dtype, every_row=static)
         self.index = self.layout.index
+        self._last_rows = self._last_packed = None
         if bounds is None:
-            self.parts = [(0, len(self.index), self.layout)]
+            self.parts = [(0, self.index.shape[0], self.layout)]
             self._first_rows = [0]
             return
         self.parts, self._first_rows, packed_start = [], [], 0
@@ -316,20 +357,26 @@ class PackedBatch:
     def unpack_last(self, last: torch.Tensor) -> torch.Tensor:
         """(len(last_rows), d) states of the rows' last positions -> (batch, d) in the batch's own row order, zeros
         for empty rows."""
+        if self.layout.every_row:  # one state per row already, in order: only empty rows to zero
+            return last * self.layout.is_item[:, -1:].to(last.dtype)
         rows = self.last_rows if self.order is None else self.order.index_select(0, self.last_rows)
         return last.new_zeros(self.layout.batch, last.shape[-1]).index_copy(0, rows, last)
 
-    @functools.cached_property
+    @property
     def last_rows(self) -> torch.Tensor:
-        """Rows (of the sorted batch) whose last position is an item, grid by grid."""
-        rows = [first + layout.last_rows for first, (_, _, layout) in zip(self._first_rows, self.parts)]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        """Rows (of the sorted batch) whose last position is an item, grid by grid (built once)."""
+        if self._last_rows is None:
+            rows = [first + layout.last_rows for first, (_, _, layout) in zip(self._first_rows, self.parts)]
+            self._last_rows = rows[0] if len(rows) == 1 else torch.cat(rows)
+        return self._last_rows
 
-    @functools.cached_property
+    @property
     def last_packed(self) -> torch.Tensor:
-        """The packed row of each of `last_rows`' last position."""
-        rows = [start + layout.last_packed for start, _, layout in self.parts]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        """The packed row of each of `last_rows`' last position (built once)."""
+        if self._last_packed is None:
+            rows = [start + layout.last_packed for start, _, layout in self.parts]
+            self._last_packed = rows[0] if len(rows) == 1 else torch.cat(rows)
+        return self._last_packed
 
     def attend(self, attention_interface, module, query, key, value, scaling: float, dropout: float) -> torch.Tensor:
         """Packed projections (n_rows, hidden) -> packed attention output (n_rows, hidden), grid by grid.

@@ -150,7 +150,9 @@ def infonce_loss(
         return F.cross_entropy(logits, targets)
 
 
-def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+def cross_entropy_loss(
+    hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Full softmax cross-entropy over the catalogue, summed over positions.
 
     .. math::
@@ -160,10 +162,21 @@ def cross_entropy_loss(hidden: torch.Tensor, targets: torch.Tensor, item_embeddi
         hidden (`torch.Tensor` of shape `(n_positions, d)`): hidden states of labelled positions.
         targets (`torch.Tensor` of shape `(n_positions,)`): item indices in `1..num_items`.
         item_embeddings (`torch.Tensor` of shape `(num_items, d)`): item rows only (no padding row).
+        valid (`torch.BoolTensor` of shape `(n_positions,)`, *optional*): the positions that count (the others'
+            targets are ignored). Given, the loss is one product over every position, with no shape that depends on
+            the values (what `torch.compile` needs), instead of the chunked pass over the counted positions.
 
     Returns:
         `torch.Tensor`: the sum over positions (divide by the number of positions for the mean).
     """
+    if valid is not None:
+        logits = hidden @ item_embeddings.T
+        ignored = torch.full_like(targets, -100)  # F.cross_entropy's ignore_index
+        return F.cross_entropy(
+            logits.float() if logits.dtype == torch.float16 else logits,
+            torch.where(valid, targets - 1, ignored),
+            reduction="sum",
+        )
     if hidden.shape[0] == 0 or not (hidden.dtype == item_embeddings.dtype and hidden.dtype.is_floating_point):
         logits = hidden @ item_embeddings.T
         return F.cross_entropy(
@@ -277,6 +290,7 @@ def scalable_cross_entropy_loss(
     bucket_size_y: int,
     mix_x: bool = False,
     generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Scalable Cross-Entropy (Mezentsev et al., RecSys 2024), as used by BT-SR.
 
@@ -298,6 +312,10 @@ def scalable_cross_entropy_loss(
         item_embeddings (`torch.Tensor` of shape `(I, d)`): as in :func:`cross_entropy_loss`.
         n_buckets (`int`), bucket_size_x (`int`), bucket_size_y (`int`, at most `I`), mix_x (`bool`).
         generator (`torch.Generator`, *optional*): source of the bucket centres (on `hidden`'s device).
+        valid (`torch.BoolTensor` of shape `(N,)`, *optional*): the positions that may be picked (the others'
+            targets are ignored); `b_x` is then clamped to N, and a bucket picks the others only once every valid
+            position is in it, where they count for nothing. Given, no shape depends on the values (what
+            `torch.compile` needs): the buckets are computed as in `bucket_cross_entropy`'s `valid` form.
 
     Returns:
         `tuple(torch.Tensor, torch.Tensor)`: the sum of the picked positions' losses and the number of picked
@@ -310,16 +328,21 @@ def scalable_cross_entropy_loss(
     bucket_size_x = min(bucket_size_x, n_positions)
     with torch.no_grad():
         detached = hidden.detach()
+        if valid is not None:  # mixtures of valid rows only, as if the others were absent
+            detached = detached * valid.unsqueeze(1).to(detached.dtype)
         if mix_x:
             mixing = torch.randn(n_buckets, n_positions, generator=generator, device=hidden.device, dtype=hidden.dtype)
             centres = mixing @ detached
         else:
             centres = torch.randn(n_buckets, dim, generator=generator, device=hidden.device, dtype=hidden.dtype)
             centres = centres * dim**-0.25
-        position_index = (centres @ detached.T).topk(bucket_size_x, dim=1).indices  # (n_b, b_x)
+        position_scores = centres @ detached.T
+        if valid is not None:  # valid positions first, in their order
+            position_scores = position_scores.masked_fill(~valid, float("-inf"))
+        position_index = position_scores.topk(bucket_size_x, dim=1).indices  # (n_b, b_x)
         item_index = _chunked_topk(centres, item_embeddings.detach(), bucket_size_y)  # (n_b, b_y)
 
-    return bucket_cross_entropy(hidden, targets, item_embeddings, position_index, item_index)
+    return bucket_cross_entropy(hidden, targets, item_embeddings, position_index, item_index, valid)
 
 
 def bucket_cross_entropy(
@@ -328,14 +351,35 @@ def bucket_cross_entropy(
     item_embeddings: torch.Tensor,
     position_index: torch.Tensor,
     item_index: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SCE's loss on given buckets: `position_index` (n_b, b_x) picked positions and `item_index` (n_b, b_y)
     candidate item rows (0-based, distinct within a bucket) per bucket. Returns `(sum, count)` as
     :func:`scalable_cross_entropy_loss` does (each picked position's maximum over the buckets that picked it).
 
+    With `valid` (N,) bool, picks of other positions count for nothing, and the loss is the written-out form with
+    plain autograd (gathers, a masked logsumexp, a `scatter_reduce` maximum): no shape depends on the values, as
+    `torch.compile` needs, at the cost of the `(n_b, b_x, b_y)` block the default form avoids. The same value and
+    gradient, but where a maximum is tied, which autograd splits between the tied buckets.
+
     Shapes: `hidden` (positions, hidden), `targets` (positions,) 1-based item ids, `item_embeddings` (items, hidden)
     whose row r is item id r + 1. Public so that a caller with its own bucketing (or a test) gets the same value and
     gradients as SCE without its random projections."""
+    if valid is not None:
+        target_rows = torch.where(valid, targets - 1, torch.zeros_like(targets))  # any row: those picks are dropped
+        bucket_hidden, bucket_items = hidden[position_index], item_embeddings[item_index]
+        logits = torch.bmm(bucket_hidden, bucket_items.transpose(1, 2))
+        own = item_index.unsqueeze(1) == target_rows[position_index].unsqueeze(2)
+        target = (hidden * item_embeddings[target_rows]).sum(-1)[position_index]
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        candidates = torch.cat([logits.masked_fill(own, float("-inf")), target.unsqueeze(-1)], -1).to(dtype)
+        bucket_losses = (torch.logsumexp(candidates, -1) - target.to(dtype)).masked_fill(
+            ~valid[position_index], float("-inf")
+        )
+        per_position = torch.full(hidden.shape[:1], float("-inf"), device=hidden.device, dtype=dtype)
+        per_position = per_position.scatter_reduce(0, position_index.reshape(-1), bucket_losses.reshape(-1), "amax")
+        picked = torch.isfinite(per_position)
+        return torch.where(picked, per_position, torch.zeros_like(per_position)).sum(), picked.sum()
     per_position = _BucketMaxCrossEntropy.apply(hidden, item_embeddings, targets - 1, position_index, item_index)
     picked = torch.isfinite(per_position)
     return per_position[picked].sum(), picked.sum()

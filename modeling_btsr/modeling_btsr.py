@@ -24,7 +24,13 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file
 
-from .attention_btsr import ALL_ATTENTION_FUNCTIONS, PackedBatch, eager_attention_forward, inverted_dropout
+from .attention_btsr import (
+    ALL_ATTENTION_FUNCTIONS,
+    PackedBatch,
+    eager_attention_forward,
+    inverted_dropout,
+    static_layout,
+)
 from .configuration_btsr import CUSTOM_PIPELINES, BTSRConfig
 from .losses_btsr import (
     barlow_twins_loss,
@@ -217,7 +223,13 @@ class BTSRSelfAttention(nn.Module):
         return self.output(attend(attention_interface, self, query, key, value, scaling=self.scaling, dropout=dropout))
 
 
-_THREAD = threading.local()
+class _ThreadFlags(threading.local):
+    # A class default, so that every thread reads the attribute before `deterministic_inference` first sets it:
+    # under torch.compile a missing attribute is a guard, and setting it later recompiled the training step.
+    inference = False
+
+
+_THREAD = _ThreadFlags()
 
 
 @contextlib.contextmanager
@@ -713,9 +725,15 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
 
         `hidden` (batch, seq_len, d), `labels` (batch, seq_len) with -100 where there is no target. CE and BCE
         return sums (normalised by the caller); SCE returns its mean over picked positions.
+
+        Under `torch.compile` (`static_layout`), CE and SCE read every position with the labelled ones marked
+        `valid`, instead of selecting them: the same loss, with no shape that depends on the labels. BCE still
+        selects them (a graph break).
         """
         config = self.config
         labelled = labels != -100
+        if static_layout() and config.loss_type != "bce":
+            return self._prediction_loss_all_positions(hidden, labels, labelled)
         rows = labelled.nonzero(as_tuple=True)[0]
         states, targets = hidden[labelled], labels[labelled]
         items = self.btsr.item_embedding_matrix()
@@ -737,6 +755,29 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             bucket_size_y=config.sce_bucket_size_y,
             mix_x=config.sce_mix_x,
             generator=self.sce_generator,
+        )
+        return total / picked.clamp_min(1), picked, False
+
+    def _prediction_loss_all_positions(self, hidden: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor):
+        """`prediction_loss` for CE and SCE over every position, unlabelled ones masked out by `valid`."""
+        config = self.config
+        valid = labelled.reshape(-1)
+        states = hidden.reshape(-1, hidden.shape[-1])
+        targets = torch.where(labelled, labels, torch.ones_like(labels)).reshape(-1)  # any item where ignored
+        items = self.btsr.item_embedding_matrix()
+        if config.loss_type == "ce":
+            return cross_entropy_loss(states, targets, items, valid=valid), valid.sum(), True
+        n_buckets = config.sce_n_buckets or config.sce_bucket_size_x or 1
+        total, picked = scalable_cross_entropy_loss(
+            states,
+            targets,
+            items,
+            n_buckets=n_buckets,
+            bucket_size_x=config.sce_bucket_size_x or n_buckets,
+            bucket_size_y=config.sce_bucket_size_y,
+            mix_x=config.sce_mix_x,
+            generator=self.sce_generator,
+            valid=valid,
         )
         return total / picked.clamp_min(1), picked, False
 
@@ -780,7 +821,11 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         if labels is not None:
             total, n_positions, is_sum = self.prediction_loss(encoded.last_hidden_state, labels, input_ids)
             if is_sum:
-                denominator = num_items_in_batch if num_items_in_batch is not None else max(int(n_positions), 1)
+                denominator = num_items_in_batch
+                if denominator is None:  # a tensor count under compile: `int()` of it would break the graph
+                    denominator = (
+                        n_positions.clamp_min(1) if isinstance(n_positions, torch.Tensor) else max(n_positions, 1)
+                    )
                 prediction_loss = total / denominator
             else:
                 prediction_loss = total
