@@ -202,6 +202,7 @@ def main() -> int:
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _alpha_plots(records)
+    _sweep_files(records)
     return 0
 
 
@@ -325,6 +326,33 @@ def _alpha_plots(records: list[dict]) -> None:
         fig.tight_layout()
         fig.savefig(RESULTS / f"alpha_sweep_{dataset}.png", dpi=100)
         plt.close(fig)
+
+
+def _sweep_files(records: list[dict]) -> None:
+    """`alpha_sweep_<dataset>.json`: each dataset's longest sweep line as a model card takes it
+    (`python -m model_cards.hub FOLDER REPO --sweep FILE`): per alpha the means over the line's seeds."""
+    for dataset in sorted({r["dataset"] for r in records}):
+        lines = _sweep_lines(records, dataset)
+        if not lines:
+            continue
+        (on, seeds), (alphas, runs) = max(lines.items(), key=lambda item: (len(item[1][0]), len(item[0][1])))
+        points = []
+        for a in alphas:
+            chosen = [r for r in runs if r["bt_alpha"] == a]
+            point = {"alpha": a, "seeds": len(chosen)}
+            point.update(
+                {m: float(np.mean([r[f"test_{m}"] for r in chosen])) for m in ("hr@10", "ndcg@10", "coverage@10")}
+            )
+            points.append(point)
+        rule = eval_exclusion(runs[0])
+        note = (
+            f"{dataset}, {runs[0]['protocol']}, computed on {on}, seed{'s' * (len(seeds) > 1)} "
+            f"{', '.join(map(str, seeds))}; seen items excluded: "
+            + ("the whole history." if rule == "history" else "only the last max_len items (before the exclusion fix).")
+        )
+        (RESULTS / f"alpha_sweep_{dataset}.json").write_text(
+            json.dumps({"points": points, "note": note, "command": "python benchmarks/report.py"}, indent=1) + "\n"
+        )
 
 
 def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, tuple[int, ...]], tuple[list[float], list]]:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "build_model_card",
     "write_model_card",
+    "read_sweep",
     "data_terms_note",
     "data_license",
     "dataset_display_name",
@@ -573,6 +574,7 @@ def build_model_card(
     figures: list[tuple[str, str]] | None = None,
     figures_note: str | None = None,
     sweep: list[dict] | None = None,
+    sweep_note: str | None = None,
 ) -> ModelCard:
     """The model card of one training run.
 
@@ -600,6 +602,7 @@ def build_model_card(
         figures_note: a sentence on figures that were not drawn (and why).
         sweep: an alpha sweep on the same data and protocol: dicts with `alpha`, `ndcg@10`, `coverage@10` (and
             optionally `hr@10`, `seeds`), shown as a table.
+        sweep_note: where the sweep comes from (runs, seeds, evaluation rule), printed under its table.
 
     Returns:
         A `huggingface_hub.ModelCard`; `str(card)` is the README.md text.
@@ -679,6 +682,7 @@ def build_model_card(
         figures=list(figures or []),
         figures_note=figures_note,
         sweep_rows=_sweep_rows(sweep),
+        sweep_note=sweep_note,
         command=command.strip() if command else None,
         example_history=repr(list(history)) if history else "[1, 2, 3]",
         example_is_placeholder=not history,
@@ -689,6 +693,20 @@ def build_model_card(
         paper_url=PAPER_URL,
         bibtex=BIBTEX,
     )
+
+
+def read_sweep(path) -> dict:
+    """An alpha sweep file (`points`: dicts with `alpha`, `ndcg@10`, `coverage@10`, optional `hr@10`, `seeds`; an
+    optional `note`), checked point by point."""
+    data = _read_json(Path(path).parent, Path(path).name)
+    points = data.get("points") if isinstance(data, dict) else None
+    if not isinstance(points, list) or not points:
+        raise DataError(f"{path}: an alpha sweep needs a non-empty `points` list")
+    for k, point in enumerate(points):
+        absent = [key for key in ("alpha", "ndcg@10", "coverage@10") if not _is_number((point or {}).get(key))]
+        if absent:
+            raise DataError(f"{path}: point {k} lacks a number for {', '.join(absent)}")
+    return {"points": points, "note": data.get("note")}
 
 
 def _sweep_rows(sweep: list[dict] | None) -> list[tuple[str, str, str, str, str]]:

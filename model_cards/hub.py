@@ -321,6 +321,12 @@ def main(argv=None, api=None) -> int:
     parser.add_argument(
         "--reference_label", default="SASRec (α = 0)", help="with --reference_folder: its column's header"
     )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="rewrite README.md with an alpha sweep on the same data and protocol: a JSON file with `points` "
+        "(alpha, hr@10, ndcg@10, coverage@10, seeds) and a `note` (benchmarks/report.py writes alpha_sweep_*.json)",
+    )
     parser.add_argument("--dry_run", action="store_true", help="list the files that would be uploaded and stop")
     parser.add_argument(
         "--keep_stale",
@@ -331,14 +337,18 @@ def main(argv=None, api=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     try:
-        if args.write_card or args.reference_folder or not (Path(args.folder) / "README.md").is_file():
-            from .card import write_model_card
+        rewrite = args.write_card or args.reference_folder or args.sweep
+        if rewrite or not (Path(args.folder) / "README.md").is_file():
+            from .card import read_sweep, write_model_card
 
+            sweep = read_sweep(args.sweep) if args.sweep else {}
             card = write_model_card(
                 args.folder,
                 repo_id=args.repo_id,
                 reference_folder=args.reference_folder,
                 reference_label=args.reference_label,
+                sweep=sweep.get("points"),
+                sweep_note=sweep.get("note"),
             )
             print(f"wrote {card}")
         if args.dry_run:

@@ -121,6 +121,7 @@ def draw_tradeoff(points: list[dict], path: Path, marked_alpha: float | None = N
             fontsize=8,
             fontweight="bold" if bold else "normal",
         )
+    axis.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
     axis.set_xlabel("test Coverage@10")
     axis.set_ylabel("test NDCG@10")
     axis.grid(alpha=0.3)

@@ -441,6 +441,18 @@ def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
     assert hub_main([str(copy), "someone/btsr", "--dry_run", "--reference_folder", str(other)]) == 2
     assert capsys.readouterr().err.startswith("error: reference run: 1 test users")
 
+    # --sweep adds the alpha sweep's table, its note and its trade-off figure, which an upload then sends
+    sweep = tmp_path / "sweep.json"
+    points = [{"alpha": a, "ndcg@10": 0.2 - a / 10, "coverage@10": 0.7 - a / 5, "seeds": 1} for a in (0, 0.2, 0.4)]
+    sweep.write_text(json.dumps({"points": points, "note": "a sweep from somewhere, seed 0"}))
+    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--sweep", str(sweep)]) == 0
+    text = (copy / "README.md").read_text()
+    assert "| 0.2 | - | 0.1800 | 0.6600 | 1 |" in text and "a sweep from somewhere, seed 0" in text
+    assert "alpha_tradeoff.png" in capsys.readouterr().out.splitlines()
+    sweep.write_text(json.dumps({"points": [{"alpha": 0.1, "ndcg@10": 0.2}]}))
+    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--sweep", str(sweep)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {sweep}: point 0 lacks a number for coverage@10"
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The real HfApi against a loopback endpoint (the Hub's HTTP protocol, served by a tiny local fake)
