@@ -402,6 +402,8 @@ def _utf8_text(raw: bytes, source: str) -> bytes:
             raise DataError(f"{source}: line 1: the file is {encoding}; save it as UTF-8")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    if raw.isascii():  # ASCII is UTF-8, and the check allocates nothing, unlike a decode of the whole file
+        return raw
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -425,7 +427,11 @@ def _read_table(
 
     pandas parses the values; the csv module reads the header as written (pandas renames a repeated name) and, when
     a quoted field may hold a line break, the line each row starts on, so messages name true lines of the file.
+    A plain file that reads without a mistake takes Arrow's parser instead (:func:`_read_plain_table`).
     """
+    frame = _read_plain_table(raw, source, sep, user_col, item_col, time_col, time_required)
+    if frame is not None:
+        return frame
     text = raw.decode("utf-8")  # checked by _utf8_text
     records = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
@@ -477,6 +483,72 @@ def _read_table(
             )
     table = pa.table({column: pa.array(frame[column]) for column in columns.values()})
     return _frame_from_arrow(table, columns, source, lines=lines, unit="line")
+
+
+def _read_plain_table(
+    raw: bytes,
+    source: str,
+    sep: str,
+    user_col: str,
+    item_col: str,
+    time_col: str | None,
+    time_required: bool,
+) -> pd.DataFrame | None:
+    """:func:`_read_table`'s result read by Arrow's CSV parser, or ``None`` to leave the file to the pandas path.
+
+    pandas' parser makes a Python string of every cell, which dominates time and memory on a large log. Arrow's
+    yields the same cells as long as the file is plain: no quote, carriage return or NUL byte, no blank line and a
+    header of distinct, non-blank names, so that both parsers split lines at ``\n`` and fields at ``sep`` alone.
+    Any mistake (a row with the wrong field count, a missing spelling, a value that does not type) returns ``None``
+    too: the pandas path then fails with the message that names the line, so messages stay as they were.
+    """
+    import pyarrow.csv as pa_csv
+
+    if any(mark in raw for mark in (b'"', b"\r", b"\x00", b"\n\n")):
+        return None
+    end = raw.find(b"\n")
+    header = (raw if end < 0 else raw[:end]).decode("utf-8").split(sep)
+    if len(header) < 2 or len(set(header)) != len(header) or any(not name.strip() for name in header):
+        return None
+    try:
+        columns = _select_columns(header, source, user_col, item_col, time_col, time_required)
+        table = pa_csv.read_csv(
+            pa.BufferReader(raw),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=sep, quote_char=False, escape_char=False, ignore_empty_lines=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                include_columns=list(columns.values()),
+                strings_can_be_null=False,
+                check_utf8=False,  # _utf8_text has checked the whole file
+            ),
+        )
+    except (DataError, pa.ArrowException):
+        return None
+    if table.num_rows == 0:
+        return None
+    rows = table.num_rows
+    # One column's text beyond 2 GiB overflows the 32-bit offsets of `string` once its chunks are combined.
+    pending = {
+        contract: table.column(column).cast(pa.large_string())
+        if table.column(column).nbytes >= 2**31
+        else table.column(column)
+        for contract, column in columns.items()
+    }
+    del table  # `pending` holds the only reference, so each text column is freed once typed
+    try:
+        frame = _typed_frame(pending, columns, source, range(2, rows + 2), "line")
+    except DataError:
+        return None
+    finally:
+        # Arrow's allocator keeps the freed text for reuse; the rest of the pipeline allocates with numpy.
+        pa.default_memory_pool().release_unused()
+    # A missing spelling types as text among ids (a number column refuses it): only those columns are checked.
+    for contract in columns:
+        if frame[contract].dtype == object and frame[contract].isin(_MISSING_SPELLINGS).any():
+            return None
+    return frame
 
 
 def _record_lines(text: str, records, count: int) -> np.ndarray:
@@ -665,11 +737,36 @@ def _frame_from_arrow(
         raise DataError(f"{source}: has no rows")
     if lines is None:
         lines = np.arange(1, table.num_rows + 1)
-    out = {}
-    for contract, column in columns.items():
-        values = table.column(column).combine_chunks()
+    return _typed_frame(
+        {contract: table.column(column) for contract, column in columns.items()}, columns, source, lines, unit
+    )
+
+
+def _typed_frame(pending: dict, columns: dict, source: str, lines, unit: str) -> pd.DataFrame:
+    """:func:`_frame_from_arrow` of the columns in ``pending`` (contract name -> arrow column), which it empties.
+
+    A caller that hands over its only references frees each text column as soon as it is typed. When every column
+    is int64 they are written straight into the DataFrame's one block, instead of into Series that the DataFrame
+    then copies, so the table is held once rather than twice.
+    """
+    rows = len(lines)
+    out: dict = {}
+    block = None
+    for k, (contract, column) in enumerate(columns.items()):
+        values = pending.pop(contract).combine_chunks()
         where = _Where(source, column, lines, unit)
-        out[contract] = _timestamps(values, where) if contract == TIME else _ids(values, where)
+        typed = _timestamps(values, where) if contract == TIME else _ids(values, where)
+        del values
+        if typed.dtype == np.int64 and (block is not None or k == 0):
+            if block is None:
+                block = np.empty((len(columns), rows), dtype=np.int64)
+            block[k] = typed.to_numpy()
+            out[contract] = block[k]
+        else:
+            block = None
+            out[contract] = typed
+    if block is not None:
+        return pd.DataFrame(block.T, columns=list(out), copy=False)
     return pd.DataFrame(out)
 
 
@@ -716,13 +813,72 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
+def _text_layout(values: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """The offsets (from 0, shape ``(n + 1,)``) and the bytes of a ``string``/``large_string`` array, as numpy views;
+    ``None`` for other layouts."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    _, offsets, data = values.buffers()
+    width = np.int32 if pa.types.is_string(values.type) else np.int64
+    offsets = np.frombuffer(offsets, dtype=width)[values.offset : values.offset + len(values) + 1]
+    if data is None or len(offsets) == 0:
+        return offsets - offsets[:1], np.zeros(0, dtype=np.uint8)
+    data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return (offsets - offsets[0] if offsets[0] else offsets), data
+
+
+def _plain_ascii(values: pa.Array) -> bool:
+    """Whether the text holds only printable ASCII other than space: then no value has whitespace to trim (every
+    Unicode space is a byte up to 0x20 or part of a multi-byte character) and none holds a NUL, so those checks,
+    each a pass over every value, can be skipped."""
+    layout = _text_layout(values)
+    return layout is not None and (len(layout[1]) == 0 or (layout[1].min() > 0x20 and layout[1].max() < 0x80))
+
+
+_DIGIT_OR_SIGN = np.zeros(256, dtype=bool)
+_DIGIT_OR_SIGN[list(b"0123456789+-")] = True
+_PLUS, _MINUS, _ZERO = ord("+"), ord("-"), ord("0")
+
+
+def _all_integer_text(values: pa.Array, canonical: bool) -> bool:
+    """``pc.all(pc.match_substring_regex(values, _CANONICAL_INT if canonical else _ANY_INT))`` for text without
+    nulls, computed on the bytes with numpy (a regular expression per value is the slowest step of a large read)."""
+    layout = _text_layout(values)
+    if layout is None or len(values) == 0:
+        return pc.all(pc.match_substring_regex(values, _CANONICAL_INT if canonical else _ANY_INT)).as_py()
+    offsets, data = layout
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    if lengths.min() < 1:
+        return False
+    first = data[starts]
+    if data.min() >= ord("0") and data.max() <= ord("9"):  # digits alone, the usual case: no sign to place
+        signed = np.zeros(len(starts), dtype=bool)
+    else:
+        if not _DIGIT_OR_SIGN[data].all():
+            return False
+        signed = (first == _MINUS) if canonical else (first == _MINUS) | (first == _PLUS)
+        # Every sign byte must open its value: as many sign bytes in the text as values opened by one.
+        signs = np.count_nonzero(data == _MINUS) + np.count_nonzero(data == _PLUS)
+        if signs != np.count_nonzero(signed) or (canonical and np.count_nonzero(first == _PLUS)):
+            return False
+    digits = lengths - signed
+    if digits.min() < 1:
+        return False
+    if not canonical:
+        return True
+    leading_zero = data[starts + signed] == _ZERO
+    return bool(digits.max() <= 18 and not (leading_zero & ((digits > 1) | signed)).any())
+
+
 def _ids(values: pa.Array, where: _Where) -> pd.Series:
     """int64 when every id is an integer (or canonical integer text), else Python str in an object column."""
     values = _decode(values)
     kind = values.type
+    plain = _is_text(kind) and _plain_ascii(values)
     missing = pc.is_null(values, nan_is_null=True)
     if _is_text(kind):
-        missing = pc.or_(missing, pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), True))
+        blank = pc.equal(pc.binary_length(values), 0) if plain else pc.equal(pc.utf8_trim_whitespace(values), "")
+        missing = pc.or_(missing, pc.fill_null(blank, True))
     if pc.any(missing).as_py():
         raise where.error(_as_mask(missing), "missing value")
 
@@ -742,15 +898,22 @@ def _ids(values: pa.Array, where: _Where) -> pd.Series:
     if not _is_text(kind):
         raise where.column_error(f"ids must be integers or strings, not {kind}")
 
-    nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
-    if pc.any(nul).as_py():
-        raise where.error(_as_mask(nul), "id contains a NUL byte (a damaged file?)")
-    padded = pc.not_equal(pc.utf8_trim_whitespace(values), values)
-    if pc.any(padded).as_py():
-        raise where.error_with_value(values, _as_mask(padded), "id {value!r} has leading or trailing whitespace")
-    if pc.all(pc.match_substring_regex(values, _CANONICAL_INT)).as_py():
-        return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64")
-    return pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+    if not plain:
+        nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
+        if pc.any(nul).as_py():
+            raise where.error(_as_mask(nul), "id contains a NUL byte (a damaged file?)")
+        padded = pc.not_equal(pc.utf8_trim_whitespace(values), values)
+        if pc.any(padded).as_py():
+            raise where.error_with_value(values, _as_mask(padded), "id {value!r} has leading or trailing whitespace")
+    if _all_integer_text(values, canonical=True):
+        return _int64_series(values)
+    return pd.Series(values.to_numpy(zero_copy_only=False), dtype=object, copy=False)
+
+
+def _int64_series(values: pa.Array) -> pd.Series:
+    """The values cast to int64, without the copy a Series makes of an array by default: the DataFrame built from
+    the Series copies once more anyway."""
+    return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64", copy=False)
 
 
 def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
@@ -758,8 +921,8 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
     values = _decode(values)
     kind = values.type
     if _is_text(kind):
-        values = pc.utf8_trim_whitespace(values)
-        missing = pc.or_(pc.is_null(values), pc.fill_null(pc.equal(values, ""), True))
+        values = values if _plain_ascii(values) else pc.utf8_trim_whitespace(values)
+        missing = pc.or_(pc.is_null(values), pc.fill_null(pc.equal(pc.binary_length(values), 0), True))
     else:
         missing = pc.is_null(values, nan_is_null=True)
     if pc.any(missing).as_py():
@@ -772,7 +935,7 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
     if pa.types.is_floating(kind):
         numbers = values.cast(pa.float64()).to_numpy()
     elif _is_text(kind):
-        if pc.all(pc.match_substring_regex(values, _ANY_INT)).as_py():
+        if _all_integer_text(values, canonical=False):
             return _exact_int64(values, where)  # never through float64: 19-digit times stay distinct
         text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
@@ -792,9 +955,10 @@ def _timestamps(values: pa.Array, where: _Where) -> pd.Series:
 def _exact_int64(values: pa.Array, where: _Where) -> pd.Series:
     """Integer text (an optional sign, digits) as exact int64; a value beyond int64 is an error naming its row, not a
     rounded float."""
-    values = pc.replace_substring_regex(values, r"^\+", "")  # arrow's cast takes "-7" but not "+7"
+    if pc.any(pc.starts_with(values, "+")).as_py():
+        values = pc.replace_substring_regex(values, r"^\+", "")  # arrow's cast takes "-7" but not "+7"
     try:
-        return pd.Series(values.cast(pa.int64()).to_numpy(), dtype="int64")
+        return _int64_series(values)
     except (pa.ArrowInvalid, OverflowError):
         text = values.to_numpy(zero_copy_only=False)
         beyond = np.fromiter((not -(2**63) <= int(t) < 2**63 for t in text), dtype=bool, count=len(text))
