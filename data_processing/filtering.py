@@ -61,12 +61,26 @@ def filter_interactions(
     if missing:
         raise DataError(f"{source}: cannot filter, no column {missing[0]!r}; the columns are {list(df.columns)}")
 
+    # A threshold of 1 keeps everything that has a row, so it is no filter at all.
+    active = min_users_per_item > 1 or min_items_per_user > 1
+    if not active:
+        # Nothing to filter: the report needs only the distinct counts, not codes or sorts.
+        n_users, n_items = _distinct(df[USER]), _distinct(df[ITEM])
+        report = {"rows_in": len(df), "rows_out": len(df), "users_in": n_users, "users_out": n_users}
+        report.update(items_in=n_items, items_out=n_items, removed_rows=0, removed_users=0, removed_items=0)
+        report["iterations"] = 0
+        if len(df) == 0:
+            raise DataError(
+                f"{source}: filtering (min_users_per_item={min_users_per_item}, min_items_per_user="
+                f"{min_items_per_user}{', k_core' if k_core else ''}) left no users; the data has {n_users} users, "
+                f"{n_items} items and {len(df)} interactions, lower the thresholds"
+            )
+        return df, report
+
     users, n_users = _codes(df[USER])
     items, n_items = _codes(df[ITEM])
     keep = np.ones(len(df), dtype=bool)
     iterations = 0
-    # A threshold of 1 keeps everything that has a row, so it is no filter at all.
-    active = min_users_per_item > 1 or min_items_per_user > 1
     # With one threshold a single pass is already stable: dropping users never lowers another user's item count.
     iterate = k_core and min_users_per_item > 1 and min_items_per_user > 1
     while active:
@@ -80,15 +94,13 @@ def filter_interactions(
         if not iterate or keep.sum() == before_users or not keep.any():
             break
 
-    kept_users = np.unique(users[keep])
-    kept_items = np.unique(items[keep])
     report = {
         "rows_in": len(df),
         "rows_out": int(keep.sum()),
         "users_in": n_users,
-        "users_out": len(kept_users),
+        "users_out": int(np.count_nonzero(np.bincount(users[keep], minlength=n_users))),
         "items_in": n_items,
-        "items_out": len(kept_items),
+        "items_out": int(np.count_nonzero(np.bincount(items[keep], minlength=n_items))),
     }
     report.update(
         removed_rows=report["rows_in"] - report["rows_out"],
@@ -108,8 +120,38 @@ def filter_interactions(
     return df.loc[keep].reset_index(drop=True), report
 
 
+def _dense_int_range(column: pd.Series) -> tuple[np.ndarray, int] | None:
+    """An integer column's values minus their minimum and the span, when the span is small enough for a table of
+    that size to be cheaper than hashing (ids numbered from 0 or 1, the usual case); else ``None``."""
+    values = column.to_numpy()
+    if values.dtype.kind != "i" or len(values) == 0:
+        return None
+    low, high = int(values.min()), int(values.max())
+    if high - low > 2 * len(values) + 1024:
+        return None
+    return values - low, high - low + 1
+
+
+def _distinct(column: pd.Series) -> int:
+    """The number of distinct ids, counted as :func:`_codes` counts them."""
+    dense = _dense_int_range(column)
+    if dense is not None:
+        present = np.zeros(dense[1], dtype=bool)
+        present[dense[0]] = True
+        return int(np.count_nonzero(present))
+    return _codes(column)[1]
+
+
 def _codes(column: pd.Series) -> tuple[np.ndarray, int]:
     """Dense integer codes of a column of ids (ints or strings) and the number of distinct ids."""
+    dense = _dense_int_range(column)
+    if dense is not None:
+        offsets, span = dense
+        present = np.zeros(span, dtype=bool)
+        present[offsets] = True
+        # Codes in id order rather than first-seen order: only their equality matters to the counts.
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return rank[offsets], int(rank[-1]) + 1
     codes, uniques = pd.factorize(column, use_na_sentinel=False)
     return codes, len(uniques)
 
@@ -118,5 +160,8 @@ def _distinct_counts(
     groups: np.ndarray, members: np.ndarray, keep: np.ndarray, n_groups: int, n_members: int
 ) -> np.ndarray:
     """For every group code, how many distinct member codes it has among the kept rows."""
-    pairs = np.unique(groups[keep].astype(np.int64) * n_members + members[keep])
-    return np.bincount(pairs // n_members, minlength=n_groups)
+    pairs = groups[keep].astype(np.int64) * n_members + members[keep]
+    pairs.sort()
+    first = np.ones(len(pairs), dtype=bool)
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    return np.bincount(pairs[first] // n_members, minlength=n_groups)

@@ -35,7 +35,7 @@ import pandas as pd
 from .builtins import to_builtin
 from .errors import DataError
 from .keys import row_keys
-from .vocab import ItemVocab, sorted_unique
+from .vocab import ItemVocab, sorted_unique_codes
 
 __all__ = [
     "PROTOCOLS",
@@ -133,11 +133,8 @@ def _prepare(df: pd.DataFrame, source: str, use_timestamps: bool) -> _Sorted:
         if null.any():
             raise DataError(f"{source}: column '{column}' is empty at row {int(np.flatnonzero(null)[0])}")
 
-    users = df["user_id"]
-    user_ids = sorted_unique(users)
-    index = pd.Index(user_ids, dtype=object if users.dtype.kind not in "iu" else None)
-    user = index.get_indexer(users.to_numpy()).astype(np.int64)
-    position = np.arange(len(df), dtype=np.int64)
+    uniques, user = sorted_unique_codes(df["user_id"])
+    user_ids = uniques.tolist()
 
     ts = None
     if use_timestamps:
@@ -146,11 +143,10 @@ def _prepare(df: pd.DataFrame, source: str, use_timestamps: bool) -> _Sorted:
             ts = ts.astype("datetime64[ns]").astype(np.int64)
         elif ts.dtype.kind not in "iuf":
             raise DataError(f"{source}: column 'timestamp' must be numeric, got dtype {df['timestamp'].dtype}")
-        # np.lexsort: the LAST key is the primary one; position last-resort key makes ties keep file order.
-        order = np.lexsort((position, ts, user))
+        order = _chronological_order(user, len(user_ids), ts)
         ts = ts[order]
     else:
-        order = np.argsort(user, kind="stable")
+        order = _stable_order(user, len(user_ids))
     return _Sorted(
         user_ids=user_ids,
         user=user[order],
@@ -160,10 +156,60 @@ def _prepare(df: pd.DataFrame, source: str, use_timestamps: bool) -> _Sorted:
     )
 
 
+def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for integer keys in ``0..bound-1``.
+
+    Each key is packed with its row position into one int64 so that the keys are distinct and an unstable sort
+    (numpy's vectorised quicksort) gives the stable order, several times faster than the merge sort it replaces.
+    """
+    shift = max(len(keys) - 1, 1).bit_length()
+    if max(int(bound) - 1, 1).bit_length() + shift > 63:
+        return np.argsort(keys, kind="stable")
+    packed = keys.astype(np.int64) << shift
+    packed |= np.arange(len(keys), dtype=np.int64)
+    packed.sort()
+    return packed & ((1 << shift) - 1)
+
+
+def _chronological_order(user: np.ndarray, num_users: int, ts: np.ndarray) -> np.ndarray:
+    """``np.lexsort((position, ts, user))``: rows by user, then timestamp, ties in row order."""
+    if len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all()):
+        # A log written in time order: (timestamp, position) order is the position order.
+        return _stable_order(user, num_users)
+    span = int(ts.max()) - int(ts.min()) if ts.dtype.kind == "i" else None
+    if span is not None and span.bit_length() + max(len(ts) - 1, 1).bit_length() <= 63:
+        by_time = _stable_order(ts - ts.min(), span + 1)  # no overflow: the span fits in int64
+    else:
+        by_time = np.argsort(ts, kind="stable")
+    return by_time[_stable_order(user[by_time], num_users)]
+
+
+def _slices(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list[np.ndarray]:
+    """``[values[a:b] for a, b in zip(starts, stops)]``: views, one per row, made without numpy scalars."""
+    return [values[a:b] for a, b in zip(starts.tolist(), stops.tolist())]
+
+
+def _take(values: list, positions: np.ndarray) -> list:
+    """``[values[p] for p in positions]``, gathered by numpy."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array[positions].tolist()
+
+
 def _per_user(user: np.ndarray, values: np.ndarray, num_users: int) -> list[np.ndarray]:
     """Cut ``values`` (grouped by ``user``, which is sorted) into one array per user code ``0..num_users-1``."""
-    counts = np.bincount(user, minlength=num_users)
-    return np.split(values, np.cumsum(counts)[:-1])
+    ends = np.cumsum(np.bincount(user, minlength=num_users))
+    return _slices(values, np.r_[0, ends[:-1]], ends)
+
+
+def _eval_splits_flat(
+    user_ids: list, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[EvalSplit, EvalSplit]:
+    """:func:`_eval_splits` of the sequences ``values[starts[k] : starts[k] + lengths[k]]`` (int64 ``values``)."""
+    ends = starts + lengths
+    valid = EvalSplit(user_ids=list(user_ids), contexts=_slices(values, starts, ends - 2), targets=values[ends - 2])
+    test = EvalSplit(user_ids=list(user_ids), contexts=_slices(values, starts, ends - 1), targets=values[ends - 1])
+    return valid, test
 
 
 def _eval_splits(user_ids: list, sequences: list[np.ndarray]) -> tuple[EvalSplit, EvalSplit]:
@@ -184,7 +230,7 @@ def _eval_splits(user_ids: list, sequences: list[np.ndarray]) -> tuple[EvalSplit
 def _beyond_window(valid: EvalSplit, test: EvalSplit, max_len: int) -> dict:
     """Context items older than the model's window: excluded from the candidates, never read by the encoder."""
     return {
-        name: int(sum(max(len(c) - max_len, 0) for c in split.contexts))
+        name: int(np.maximum(np.fromiter(map(len, split.contexts), np.int64, len(split.contexts)) - max_len, 0).sum())
         for name, split in (("valid", valid), ("test", test))
     }
 
@@ -267,15 +313,17 @@ def temporal_split(df: pd.DataFrame, max_len: int = 200, quantile: float = 0.95,
             f">= {MIN_EVAL_INTERACTIONS} test-period interactions with items seen in training)"
         )
 
+    # Every training (evaluated) user has training (evaluation) rows, so their runs follow the order of the codes.
     train_codes = np.flatnonzero(is_train_user)
-    train_sequences = [
-        s for s in _per_user(user[train_rows], index[train_rows], U) if len(s)
-    ]  # users without training rows give empty arrays: dropping them keeps the order of train_codes
+    train_lengths = np.bincount(user[train_rows], minlength=U)[train_codes]
+    train_ends = np.cumsum(train_lengths)
+    train_sequences = _slices(index[train_rows], train_ends - train_lengths, train_ends)
     eval_codes = np.flatnonzero(is_eval_user)
-    eval_sequences = [s for s in _per_user(user[eval_rows], index[eval_rows], U) if len(s)]
-    train_user_ids = [data.user_ids[u] for u in train_codes]
-    eval_user_ids = [data.user_ids[u] for u in eval_codes]
-    valid, test = _eval_splits(eval_user_ids, eval_sequences)
+    eval_lengths = np.bincount(user[eval_rows], minlength=U)[eval_codes]
+    train_user_ids = _take(data.user_ids, train_codes)
+    eval_user_ids = _take(data.user_ids, eval_codes)
+    eval_starts = np.cumsum(eval_lengths) - eval_lengths
+    valid, test = _eval_splits_flat(eval_user_ids, index[eval_rows], eval_starts, eval_lengths)
 
     num_input_items = len(pd.unique(data.item))
     stats = {
@@ -341,12 +389,15 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
         raise DataError(
             f"{source}: leave-one-out needs users with >= {MIN_EVAL_INTERACTIONS} interactions; this data has none"
         )
-    vocab = ItemVocab.from_items(data.item)
+    vocab, indices = ItemVocab.from_items_with_indices(data.item)
     kept_rows = is_kept[user]
-    sequences = [s for s in _per_user(user[kept_rows], vocab.lookup(data.item[kept_rows]), U) if len(s)]
-    user_ids = [data.user_ids[u] for u in np.flatnonzero(is_kept)]
-    valid, test = _eval_splits(user_ids, sequences)
-    train_sequences = [np.ascontiguousarray(s[:-2]) for s in sequences]
+    # The kept users' sequences, back to back in user order: training and evaluation are views of this one array.
+    lengths = counts[is_kept]
+    starts = np.cumsum(lengths) - lengths
+    sequences = indices[kept_rows]
+    user_ids = _take(data.user_ids, np.flatnonzero(is_kept))
+    valid, test = _eval_splits_flat(user_ids, sequences, starts, lengths)
+    train_sequences = _slices(sequences, starts, starts + lengths - 2)
 
     num_eval = 2 * len(user_ids)
     stats = {

@@ -30,7 +30,7 @@ import pandas as pd
 from .builtins import to_builtin
 from .errors import DataError
 
-__all__ = ["ItemVocab", "PAD_INDEX", "sorted_unique"]
+__all__ = ["ItemVocab", "PAD_INDEX", "sorted_unique", "sorted_unique_codes"]
 
 PAD_INDEX = 0
 """Index of the padding item: never a real item, never scored."""
@@ -61,6 +61,36 @@ def sorted_unique(values: Iterable[Any] | np.ndarray | pd.Series) -> list:
         return sorted(items, key=lambda v: (type(v).__name__, v))
 
 
+def sorted_unique_codes(values: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``sorted_unique(values)`` as an array, and each value's position in it (int64, shape ``(n,)``).
+
+    Integer ids numbered densely (the usual case) take one table lookup per value instead of a hash and a sort;
+    other integers one ``pandas.factorize``; any other type the hash lookup of each value in the sorted ids. The
+    array is int64 for signed integer input, else object (``.tolist()`` is ``sorted_unique(values)`` either way).
+
+    >>> uniques, codes = sorted_unique_codes(np.array([30, 10, 30, 20]))
+    >>> uniques.tolist(), codes.tolist()
+    ([10, 20, 30], [2, 0, 2, 1])
+    """
+    array = values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
+    if array.dtype.kind == "i" and array.ndim == 1 and len(array):
+        low, high = int(array.min()), int(array.max())
+        if high - low <= 2 * len(array) + 1024:
+            offsets = array - low if array.dtype == np.int64 else array.astype(np.int64) - low
+            present = np.zeros(high - low + 1, dtype=bool)
+            present[offsets] = True
+            rank = np.cumsum(present, dtype=np.int32 if high - low < 2**31 - 1 else np.int64)
+            rank -= 1
+            return np.flatnonzero(present).astype(np.int64) + low, rank[offsets].astype(np.int64)
+        codes, uniques = pd.factorize(array, sort=True)
+        return uniques.astype(np.int64), codes.astype(np.int64)
+    uniques = sorted_unique(values)
+    index = pd.Index(uniques, dtype=object if array.dtype.kind not in "iu" else None)
+    out = np.empty(len(uniques), dtype=object)
+    out[:] = uniques
+    return out, index.get_indexer(array).astype(np.int64)
+
+
 class ItemVocab:
     """Maps raw item ids to indices ``1..num_items`` and back; index 0 is padding.
 
@@ -70,6 +100,15 @@ class ItemVocab:
     """
 
     def __init__(self, item_ids: Iterable[Any]):
+        if isinstance(item_ids, np.ndarray) and item_ids.dtype.kind == "i" and item_ids.ndim == 1 and len(item_ids):
+            # The same state as from the list of Python ints, built in C rather than one id at a time.
+            self._index = pd.Index(item_ids.astype(np.int64, copy=False))
+            if not self._index.is_unique:
+                dup = self._index[self._index.duplicated()][0]
+                raise DataError(f"item vocabulary: item id {dup!r} appears more than once")
+            self._ids = item_ids.tolist()
+            self._ids_array = item_ids.astype(object)
+            return
         ids = [to_builtin(v) for v in item_ids]
         for v in ids:
             # bool is an int subclass but would come back from JSON as a bool and hash equal to 0/1: refuse it.
@@ -87,7 +126,20 @@ class ItemVocab:
     @classmethod
     def from_items(cls, items: Iterable[Any] | np.ndarray | pd.Series) -> ItemVocab:
         """Vocabulary of the distinct ids in ``items`` (any iterable, array or Series), sorted (see module doc)."""
+        numpy_ints = isinstance(items, (np.ndarray, pd.Series, pd.Index)) and isinstance(items.dtype, np.dtype)
+        if numpy_ints and items.dtype.kind == "i" and len(items):
+            return cls(np.sort(pd.unique(np.asarray(items).reshape(-1))).astype(np.int64))
         return cls(sorted_unique(items))
+
+    @classmethod
+    def from_items_with_indices(cls, items: np.ndarray | pd.Series) -> tuple[ItemVocab, np.ndarray]:
+        """``(vocab, vocab.lookup(items))`` for ``vocab = from_items(items)``, in one pass over integer ids."""
+        array = items.to_numpy() if isinstance(items, (pd.Series, pd.Index)) else np.asarray(items)
+        if array.dtype.kind == "i" and array.ndim == 1 and len(array):
+            uniques, codes = sorted_unique_codes(array)
+            return cls(uniques), codes + 1
+        vocab = cls.from_items(items)
+        return vocab, vocab.lookup(items)
 
     @property
     def item_ids(self) -> list:
