@@ -111,11 +111,13 @@ def eager_attention_forward(
     """
     query = query * scaling
     q_len, kv_len = query.shape[2], key.shape[2]
-    # One block under compile: a loop over a symbolic length would specialise the graph on every batch length.
-    block = ATTENTION_QUERY_BLOCK if q_len > ATTENTION_QUERY_BLOCK and not static_layout() else q_len
+    if static_layout():  # one block: a loop (or a test) over a symbolic length would specialise the graph on it
+        bounds = [(0, q_len)]
+    else:
+        block = ATTENTION_QUERY_BLOCK if q_len > ATTENTION_QUERY_BLOCK else q_len
+        bounds = [(start, min(start + block, q_len)) for start in range(0, q_len, block)]
     parts = []
-    for start in range(0, q_len, block):
-        end = min(start + block, q_len)
+    for start, end in bounds:
         visible = kv_len - q_len + end  # causal: no query of the block sees a later key
         scores = (query[:, :, start:end] @ key[:, :, :visible].transpose(-1, -2)).add_(
             attention_mask[..., start:end, :visible]

@@ -29,6 +29,7 @@ __all__ = [
     "COMPLETE_MARKER",
     "compact_metrics",
     "epoch_number",
+    "mark_batch_dynamic",
 ]
 
 
@@ -41,6 +42,21 @@ def epoch_number(epoch: float | None):
     if epoch is None:
         return None
     return int(round(epoch)) if abs(epoch - round(epoch)) < 1e-6 else round(float(epoch), 2)
+
+
+def mark_batch_dynamic(inputs: dict) -> dict:
+    """Marks the rows and the length of every (batch, length) tensor of a batch as dynamic for `torch.compile`.
+
+    The collator pads each batch to its own longest row, so both change from batch to batch; unmarked, the compiler
+    compiles for the first shape and recompiles at the first change of each dimension (three more compilations for
+    BT-SR: rows, sequence length, partner length) before it treats them as dynamic. Marks only: eager mode ignores
+    them. Returns `inputs`.
+    """
+    for value in inputs.values():
+        if isinstance(value, torch.Tensor):
+            for dim in range(min(value.dim(), 2)):
+                torch._dynamo.maybe_mark_dynamic(value, dim)
+    return inputs
 
 
 COMPLETE_MARKER = "checkpoint_complete"
@@ -279,6 +295,8 @@ class BTSRTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
         sums_over_positions = config.loss_type in ("ce", "bce")
+        if self.args.torch_compile:
+            mark_batch_dynamic(inputs)
         outputs = model(**inputs, num_items_in_batch=num_items_in_batch if sums_over_positions else None)
         if not model.training:
             return (outputs.loss, outputs) if return_outputs else outputs.loss
