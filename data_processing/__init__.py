@@ -5,7 +5,7 @@ from .collator import SequenceCollator
 from .download import fetch_ml1m_ratings
 from .errors import DataError
 from .filtering import filter_interactions
-from .pairs import VIEW_MAKERS, VIEW_SPANS, PairedTrainDataset, draw_partners
+from .pairs import VIEW_MAKERS, VIEW_SPANS, PairedTrainDataset, draw_partners, epoch_pairs
 from .readers import DATA_FORMATS, guess_data_format, interactions_from_dataset, load_dataset_by_name, read_interactions
 from .sequences import TrainExamples, build_train_dataset
 from .splits import (
@@ -17,6 +17,7 @@ from .splits import (
     temporal_split,
     user_holdout_split,
 )
+from .table import SequenceTable
 from .vocab import ItemVocab
 
 __all__ = ["DataError"]
@@ -39,3 +40,4 @@ __all__ += [
     "load_dataset_by_name",
 ]
 __all__ += ["filter_interactions", "fetch_ml1m_ratings"]
+__all__ += ["epoch_pairs", "SequenceTable"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .table import SequenceTable
 from .vocab import PAD_INDEX
 
 __all__ = ["SequenceCollator", "IGNORE_INDEX", "left_pad"]
@@ -65,9 +66,15 @@ class SequenceCollator:
     Any other feature holding one int per example (e.g. an evaluation ``target``) is stacked into a ``(B,)``
     tensor.
 
+    With a ``table`` (a :class:`~data_processing.table.SequenceTable` of the training examples), features may name
+    rows instead of carrying lists (what :meth:`PairedTrainDataset.__getitems__` serves): ``row`` gives
+    ``input_ids`` and ``labels``, ``pair_row`` / ``view_row`` give ``pair_input_ids`` / ``view_input_ids``, all
+    gathered from the table in one vectorised step per field.
+
     Args:
         max_len: keep at most this many most recent positions (``None``: the sequences are already short enough).
         pad_value: padding item index (0).
+        table: where ``row``-only features are gathered from.
 
     >>> batch = SequenceCollator()([{"input_ids": [1, 2], "labels": [2, 3]}, {"input_ids": [4], "labels": [5]}])
     >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["labels"].tolist()
@@ -76,10 +83,13 @@ class SequenceCollator:
 
     max_len: int | None = None
     pad_value: int = 0
+    table: SequenceTable | None = None
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("SequenceCollator: empty batch")
+        if "row" in features[0] and "input_ids" not in features[0]:
+            return self._gather(features)
         input_ids, attention_mask = left_pad([f["input_ids"] for f in features], self.max_len, self.pad_value)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
 
@@ -97,6 +107,35 @@ class SequenceCollator:
                 continue
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 batch[key] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)
+        return batch
+
+    def _gather(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Features that name rows of `table` (see the class docstring)."""
+        if self.table is None:
+            raise ValueError(
+                "SequenceCollator: the features name rows (`row`) of a PairedTrainDataset but the collator has no "
+                "table; build it as SequenceCollator(table=dataset.table)"
+            )
+        table = self.table
+        rows = np.fromiter((f["row"] for f in features), dtype=np.int64, count=len(features))
+        input_ids, attention_mask = table.left_padded("input_ids", rows, self.max_len, self.pad_value)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "labels" in table.columns:
+            batch["labels"] = table.left_padded("labels", rows, self.max_len, IGNORE_INDEX)[0]
+        for key, view in (("pair_row", "pair"), ("view_row", "view")):
+            if key in features[0]:
+                other = np.fromiter((f[key] for f in features), dtype=np.int64, count=len(features))
+                batch[f"{view}_input_ids"], batch[f"{view}_attention_mask"] = table.left_padded(
+                    "input_ids", other, self.max_len, self.pad_value
+                )
+        rest = [{k: v for k, v in f.items() if k not in ("row", "pair_row", "view_row")} for f in features]
+        for key in [k for k in rest[0] if k.endswith("_input_ids")]:
+            batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad(
+                [f[key] for f in rest], self.max_len, self.pad_value
+            )
+        for key, value in rest[0].items():
+            if key not in batch and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                batch[key] = torch.as_tensor([int(f[key]) for f in rest], dtype=torch.long)
         return batch
 
     def _pad_labels(self, features: Sequence[dict[str, Any]]) -> torch.Tensor:

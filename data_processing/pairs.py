@@ -12,22 +12,36 @@ The draw is a pure function of ``(seed, epoch, row)``: a splitmix64 hash of the 
     partner = partner_rows[start + j]
 
 So it does not depend on how many processes or dataloader workers there are, on the batch order, or on resuming
-from a checkpoint; nothing about it is stored in the cached dataset. The bias of ``u mod k`` for ``k < 2**32`` is
-below ``2**-32``.
+from a checkpoint. The bias of ``u mod k`` for ``k < 2**32`` is below ``2**-32``.
+
+An epoch's partners are a :class:`datasets.Dataset` (:func:`epoch_pairs`): a batched ``Dataset.map`` over the training
+examples whose fingerprint is that of the examples, the seed and the epoch, cached beside the examples' own cache
+file. :class:`PairedTrainDataset` reads it at each epoch's start, in every process and data-loader worker, and serves
+batches as row indices (``__getitems__``) that :class:`~data_processing.collator.SequenceCollator` gathers from the
+examples' Arrow columns (:class:`~data_processing.table.SequenceTable`).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 
 from .augment import cl4srec_view, view_keys
 from .keys import row_keys
 from .sequences import TrainExamples, partner_index
+from .table import SequenceTable
 
-__all__ = ["draw_partners", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
+__all__ = ["draw_partners", "epoch_pairs", "epoch_pairs_fingerprint", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
+
+# Bump when the draw or the columns change: it is part of every epoch's fingerprint, so old cache files are not reused.
+_PAIRS_VERSION = "btsr-epoch-pairs-v1"
+_GROUP_COLUMNS = ["partner_group_start", "partner_group_size", "partner_rank"]
 
 
 def draw_partners(
@@ -53,16 +67,87 @@ def draw_partners(
         when the group has one member. Element ``k`` depends only on ``(seed, epoch, rows[k])``.
     """
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    start = np.asarray(group_start, dtype=np.int64)[rows]
-    size = np.asarray(group_size, dtype=np.int64)[rows]
-    own = np.asarray(rank, dtype=np.int64)[rows]
+    return _draw_aligned(
+        seed,
+        epoch,
+        rows,
+        np.asarray(group_start, dtype=np.int64)[rows],
+        np.asarray(group_size, dtype=np.int64)[rows],
+        np.asarray(rank, dtype=np.int64)[rows],
+        partner_rows,
+    )
 
+
+def _draw_aligned(seed, epoch, rows, start, size, own, partner_rows) -> np.ndarray:
+    """:func:`draw_partners` with the group columns already those of `rows` (as a batch of the examples holds)."""
     u = row_keys(seed, epoch, rows)
     others = np.maximum(size - 1, 1).astype(np.uint64)  # max(.,1): groups of one are overwritten below
     j = (u % others).astype(np.int64)
     j += j >= own
-    partners = np.asarray(partner_rows, dtype=np.int64)[start + np.where(size > 1, j, own)]
-    return partners
+    return np.asarray(partner_rows, dtype=np.int64)[start + np.where(size > 1, j, own)]
+
+
+def epoch_pairs_fingerprint(examples: TrainExamples, *, epoch: int, seed: int) -> str:
+    """The fingerprint of :func:`epoch_pairs`: a hash of the examples' fingerprint, the seed and the epoch."""
+    if not examples.fingerprint:
+        raise ValueError("epoch_pairs needs examples built by build_train_dataset (they carry a fingerprint)")
+    key = f"{_PAIRS_VERSION}|{examples.fingerprint}|{int(seed)}|{int(epoch)}"
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def _pairs_cache_file(examples: TrainExamples, seed: int, epoch: int | str) -> str | None:
+    """Where an epoch's pairs are cached: beside the examples' cache file (None for in-memory examples)."""
+    files = examples.dataset.cache_files
+    if not files:
+        return None
+    folder = os.path.dirname(files[0]["filename"])
+    return os.path.join(folder, f"btsr-pairs-{examples.fingerprint}-s{int(seed)}-e{epoch}.arrow")
+
+
+def epoch_pairs(examples: TrainExamples, *, epoch: int, seed: int) -> datasets.Dataset:
+    """Every training row's same-target partner in `epoch`: a batched ``Dataset.map`` over the examples.
+
+    Args:
+        examples: the :class:`TrainExamples` of :func:`~data_processing.build_train_dataset`.
+        epoch: the epoch (an int; the draw differs from epoch to epoch).
+        seed: the draw's seed.
+
+    Returns:
+        A :class:`datasets.Dataset` with int64 columns ``row`` (``0..N-1``) and ``partner_row`` (:func:`draw_partners`
+        of the row), whose fingerprint is :func:`epoch_pairs_fingerprint`. For examples cached on disk it is cached
+        beside them (``btsr-pairs-<examples>-s<seed>-e<epoch>.arrow``, loaded again by a later call, by any process)
+        and the files of earlier epochs of the same examples and seed are removed.
+    """
+    fingerprint = epoch_pairs_fingerprint(examples, epoch=epoch, seed=seed)
+    partner_rows = np.asarray(examples.partner_rows, dtype=np.int64)
+    columns = examples.dataset.with_format("numpy")
+    start, size, own = (np.asarray(columns[name], dtype=np.int64) for name in _GROUP_COLUMNS)
+
+    def draw(rows: list) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        return {"partner_row": _draw_aligned(seed, int(epoch), rows, start[rows], size[rows], own[rows], partner_rows)}
+
+    cache_file = _pairs_cache_file(examples, seed, int(epoch))
+    kwargs = {"cache_file_name": cache_file, "load_from_cache_file": True} if cache_file else {}
+    pairs = examples.dataset.select_columns(["row"]).map(
+        draw,
+        input_columns=["row"],
+        batched=True,
+        batch_size=100_000,
+        features=datasets.Features({"row": datasets.Value("int64"), "partner_row": datasets.Value("int64")}),
+        new_fingerprint=fingerprint,  # explicit: `datasets` would otherwise hash the closure and its arrays
+        desc=None,
+        **kwargs,
+    )
+    if cache_file:
+        for stale in glob.glob(_pairs_cache_file(examples, seed, "*")):
+            stale_epoch = stale.rsplit("-e", 1)[-1].removesuffix(".arrow")
+            if stale_epoch.isdigit() and int(stale_epoch) < int(epoch):
+                try:
+                    os.remove(stale)
+                except FileNotFoundError:  # another process removed it first
+                    pass
+    return pairs
 
 
 VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
@@ -109,8 +194,9 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
     :func:`draw_partners` and :mod:`data_processing.augment`. ``BTSRTrainer`` calls :meth:`set_epoch` at each
     epoch's start (a callback); the epoch is held in shared memory, so data-loader workers, persistent ones included,
-    serve the new epoch's draws. The columns are read out of Arrow once, here: per-item Arrow row access
-    would dominate the data loading time.
+    serve the new epoch's draws; the same-target partners of a whole-sequence view are the epoch's
+    :func:`epoch_pairs`. The sequences stay in the examples' Arrow buffers (:class:`SequenceTable`, ``table``):
+    a training batch (:meth:`__getitems__`) is row indices, gathered by ``SequenceCollator(table=dataset.table)``.
 
     Args:
         examples: the training examples.
@@ -158,27 +244,19 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
         self._prefixes = self.with_pairs and view_span in ("random_prefix", "random_prefix_in_place")
         self._in_place = self._prefixes and view_span == "random_prefix_in_place"
-        columns = ["input_ids", "labels"]
-        if self._draws_partners and not self._prefixes:
-            columns += ["partner_group_start", "partner_group_size", "partner_rank"]
-        table = examples.dataset.select_columns(columns).with_format(None)[:]
-        self._input_ids: list[list[int]] = table["input_ids"]
-        self._labels: list[list[int]] = table["labels"]
+        self.examples = examples
+        # The sequences as flat numpy arrays read out of Arrow once (no Python lists: workers share them unchanged).
+        self.table = SequenceTable(examples.dataset, ["input_ids", "labels"])
         self._partners: np.ndarray | None = None
         self._view_keys: np.ndarray | None = None
         self._cuts: np.ndarray | None = None
         if self._prefixes:
             # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
-            lengths = np.array([len(x) for x in self._labels], dtype=np.int64)
+            lengths = self._label_lengths = self.table.lengths("labels")
             self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             if self._draws_partners:
-                flat_labels = np.concatenate([np.asarray(x, dtype=np.int64) for x in self._labels])
+                flat_labels = self.table.flat("labels")
                 self._partner_rows, self._group_start, self._group_size, self._rank = partner_index(flat_labels)
-        elif self._draws_partners:
-            self._group_start = np.asarray(table["partner_group_start"], dtype=np.int64)
-            self._group_size = np.asarray(table["partner_group_size"], dtype=np.int64)
-            self._rank = np.asarray(table["partner_rank"], dtype=np.int64)
-            self._partner_rows = np.asarray(examples.partner_rows, dtype=np.int64)
 
     @property
     def epoch(self) -> int:
@@ -214,9 +292,9 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         return getattr(self, cache)
 
     def _draw(self, epoch: int) -> np.ndarray:
-        rows = np.arange(len(self._input_ids), dtype=np.int64)
-        if self._prefixes:  # keyed by the flat index of the row's cut position
-            rows = self._offsets[:-1] + self.prefix_cuts(epoch)
+        if not self._prefixes:  # the epoch's pairs dataset, cached beside the examples and shared by every process
+            return np.asarray(epoch_pairs(self.examples, epoch=epoch, seed=self.seed)["partner_row"], dtype=np.int64)
+        rows = self._offsets[:-1] + self.prefix_cuts(epoch)  # keyed by the flat index of the row's cut position
         return draw_partners(
             self.seed, epoch, rows, self._group_start, self._group_size, self._rank, self._partner_rows
         )
@@ -230,7 +308,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         return self._for_epoch("_cuts", self._cut, epoch)
 
     def _cut(self, epoch: int) -> np.ndarray:
-        rows = np.arange(len(self._input_ids), dtype=np.int64)
+        rows = np.arange(len(self.table), dtype=np.int64)
         lengths = (self._offsets[1:] - self._offsets[:-1]).astype(np.uint64)
         keys = view_keys(self.seed, epoch, rows, _PREFIX_CUT_VIEW)
         return (keys % lengths).astype(np.int64)  # bias below 2**-55 for rows of <= 200 positions
@@ -248,49 +326,72 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])
         else:
             if self._view_keys is None:  # both views' keys for every row, once per epoch
-                rows = np.arange(len(self._input_ids), dtype=np.int64)
+                rows = np.arange(len(self.table), dtype=np.int64)
                 self._view_keys = np.stack([view_keys(self.seed, current, rows, v) for v in (0, 1)], axis=1)
             key = int(self._view_keys[i, view])
         rng = np.random.Generator(np.random.PCG64(key))
-        sequence = self._input_ids[i]
+        sequence = self.table.row("input_ids", i).tolist()
         if self._prefixes:
             sequence = sequence[: int(self.prefix_cuts(epoch)[i]) + 1]
         return cl4srec_view(sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token)
 
     def __len__(self) -> int:
-        return len(self._input_ids)
+        return len(self.table)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = int(i)
-        item = {"input_ids": self._input_ids[i], "labels": self._labels[i]}
+        """Row `i` as lists: ``input_ids``, ``labels`` and the views (for a look at one example; training batches
+        go through :meth:`__getitems__`)."""
+        item = self.__getitems__([i])[0]
+        row = item.pop("row")
+        item = {
+            "input_ids": self.table.row("input_ids", row).tolist(),
+            "labels": self.table.row("labels", row).tolist(),
+            **item,
+        }
+        for key in ("pair_row", "view_row"):
+            if key in item:
+                item[key.replace("_row", "_input_ids")] = self.table.row("input_ids", item.pop(key)).tolist()
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in item.items()}
+
+    def __getitems__(self, indices) -> list[dict[str, Any]]:
+        """A batch as the collator gathers it: per row its ``row`` index and, for views that are other rows (a
+        partner, the row again), ``pair_row`` / ``view_row``; views made per row (CL4SRec's augmentations, prefixes)
+        come as arrays (``view_input_ids``, ``pair_input_ids``, and the prefixes' position offsets)."""
+        rows = [int(i) for i in indices]
         if not self.with_pairs:
-            return item
+            return [{"row": i} for i in rows]
         if self._prefixes:
-            after = len(self._labels[i]) - 1 - int(self.prefix_cuts()[i])  # items of the row after its prefix
-            pair_after = after
-            if self.view_maker == "cl4srec":
-                item["view_input_ids"] = self.augmented_view(i, 0)
-                item["pair_input_ids"] = self.augmented_view(i, 1)
-            else:
-                prefix = self._input_ids[i][: len(self._input_ids[i]) - after]
-                item["view_input_ids"] = prefix
-                if self._draws_partners:
-                    row, position = self.row_and_position(int(self.partners()[i]))
-                    item["pair_input_ids"] = self._input_ids[row][: position + 1]
-                    pair_after = len(self._labels[row]) - 1 - position
-                else:  # dropout: the prefix twice
-                    item["pair_input_ids"] = prefix
-            if self._in_place:
-                item["view_position_offsets"], item["pair_position_offsets"] = after, pair_after
-            return item
+            return [self._prefix_item(i) for i in rows]
+        if self.view_maker == "cl4srec":
+            return [
+                {"row": i, "view_input_ids": self.augmented_view(i, 0), "pair_input_ids": self.augmented_view(i, 1)}
+                for i in rows
+            ]
+        if self.view_maker == "dropout":
+            return [{"row": i, "pair_row": i} for i in rows]
+        partners = self.partners()
         if self.view_maker == "same_target":
-            item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]
-        elif self.view_maker == "dropout":
-            item["pair_input_ids"] = self._input_ids[i]
-        elif self.view_maker == "same_target+dropout":
-            item["view_input_ids"] = self._input_ids[i]
-            item["pair_input_ids"] = self._input_ids[int(self.partners()[i])]
-        else:  # cl4srec
+            return [{"row": i, "pair_row": int(partners[i])} for i in rows]
+        return [{"row": i, "view_row": i, "pair_row": int(partners[i])} for i in rows]  # same_target+dropout
+
+    def _prefix_item(self, i: int) -> dict[str, Any]:
+        labels = self._label_lengths
+        after = int(labels[i]) - 1 - int(self.prefix_cuts()[i])  # items of the row after its prefix
+        pair_after = after
+        item: dict[str, Any] = {"row": i}
+        if self.view_maker == "cl4srec":
             item["view_input_ids"] = self.augmented_view(i, 0)
             item["pair_input_ids"] = self.augmented_view(i, 1)
+        else:
+            sequence = self.table.row("input_ids", i)
+            prefix = sequence[: len(sequence) - after]
+            item["view_input_ids"] = prefix
+            if self._draws_partners:
+                row, position = self.row_and_position(int(self.partners()[i]))
+                item["pair_input_ids"] = self.table.row("input_ids", row)[: position + 1]
+                pair_after = int(labels[row]) - 1 - position
+            else:  # dropout: the prefix twice
+                item["pair_input_ids"] = prefix
+        if self._in_place:
+            item["view_position_offsets"], item["pair_position_offsets"] = after, pair_after
         return item

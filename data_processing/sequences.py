@@ -60,6 +60,8 @@ class TrainExamples:
             trained on (usual SASRec practice, counted so that it is reported).
         mean_labelled_positions: mean number of labelled positions per row after truncation (the SCE default
             ``n_b = b_x = int(2 * sqrt(batch_size * mean_labelled_positions))`` uses it).
+        fingerprint: the content hash of the examples (their dataset's fingerprint and cache-file key); what is
+            derived from them per epoch (:func:`data_processing.pairs.epoch_pairs`) is keyed by it.
     """
 
     dataset: datasets.Dataset
@@ -69,6 +71,7 @@ class TrainExamples:
     max_len: int
     mean_labelled_positions: float
     num_targets_beyond_max_len: int = 0
+    fingerprint: str = ""
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -256,4 +259,5 @@ def build_train_dataset(
         mean_labelled_positions=float(np.mean(widths)) if n else 0.0,
         # A sequence of n items has n - 1 targets, of which the last max_len are trained on.
         num_targets_beyond_max_len=int(np.maximum(lengths[kept] - 1 - max_len, 0).sum()),
+        fingerprint=digest,
     )

@@ -327,7 +327,7 @@ def run_training(
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=valid,
-        data_collator=SequenceCollator(),
+        data_collator=SequenceCollator(table=train_dataset.table),
         callbacks=callbacks,
         item_user_counts=data.item_user_counts,
         eval_batch_users=training_args.per_device_eval_batch_size,

@@ -65,7 +65,7 @@ def test_mismatched_labels_rejected():
 def test_with_paired_dataset_and_dataloader():
     seqs = [np.array([1, 2, 5]), np.array([3, 5]), np.array([4, 3, 2, 1, 5]), np.array([1, 2])]
     data = PairedTrainDataset(build_train_dataset(seqs, max_len=3), seed=0)
-    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=SequenceCollator())
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=SequenceCollator(table=data.table))
     batch = next(iter(loader))
     assert batch["input_ids"].shape == (4, 3)
     # the last position is always a real item: most recent last
@@ -85,3 +85,23 @@ def test_left_pad_matches_the_models_padding_on_random_rows():
             got = left_pad([kind(row) for row in rows], max_len, pad_value=7)
             assert all(torch.equal(a, b) for a, b in zip(got, expected))
     assert [t.shape for t in left_pad([[], []])] == [(2, 0), (2, 0)]
+
+
+def test_rows_gathered_from_the_table_equal_the_rows_padded_as_lists():
+    """A batch served as row indices (PairedTrainDataset.__getitems__) and gathered from the Arrow-backed table is
+    the batch of the same rows given as lists, for every view maker that names rows; without a table it is refused."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 9, int(rng.integers(2, 12))) for _ in range(40)]
+    examples = build_train_dataset(seqs, max_len=6)
+    rows = rng.permutation(len(examples))[:13]
+    for view_maker in ("same_target", "dropout", "same_target+dropout"):
+        data = PairedTrainDataset(examples, seed=3, view_maker=view_maker)
+        data.set_epoch(4)
+        for max_len in (None, 4):
+            gathered = SequenceCollator(max_len=max_len, table=data.table)(data.__getitems__(rows))
+            as_lists = SequenceCollator(max_len=max_len)([data[int(i)] for i in rows])
+            assert gathered.keys() == as_lists.keys()
+            for key in gathered:
+                assert torch.equal(gathered[key], as_lists[key]), (view_maker, max_len, key)
+    with pytest.raises(ValueError, match="SequenceCollator\\(table=dataset.table\\)"):
+        SequenceCollator()(data.__getitems__(rows))

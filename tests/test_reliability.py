@@ -97,8 +97,10 @@ def _trainer_saving_every_step(output_dir, model, max_steps: int, with_pairs: bo
     return BTSRTrainer(
         model=model,
         args=args,
-        train_dataset=PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=with_pairs),
-        data_collator=SequenceCollator(),
+        train_dataset=(
+            train := PairedTrainDataset(build_train_dataset(sequences, max_len=8), seed=0, with_pairs=with_pairs)
+        ),
+        data_collator=SequenceCollator(table=train.table),
     )
 
 

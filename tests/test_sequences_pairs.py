@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import data_processing.pairs as pairs_module
-from data_processing import PairedTrainDataset, build_train_dataset, draw_partners, split_interactions
+from data_processing import PairedTrainDataset, SequenceCollator, build_train_dataset, draw_partners, split_interactions
 from data_processing.sequences import partner_index
 from tests.helpers import require
 
@@ -254,7 +255,14 @@ def test_dataloader_workers_do_not_change_pairs(toy):
         collate_fn=lambda b: b,
         generator=torch.Generator().manual_seed(0),
     )
-    got = {tuple(x["input_ids"]): x["pair_input_ids"] for batch in loader for x in batch}
+    # The workers serve row indices (__getitems__); the collator gathers them from the table.
+    collate = SequenceCollator(table=fresh.table)
+    got = {}
+    for batch in loader:
+        gathered = collate(batch)
+        for b in range(len(batch)):
+            ids = gathered["input_ids"][b][gathered["attention_mask"][b].bool()].tolist()
+            got[tuple(ids)] = gathered["pair_input_ids"][b][gathered["pair_attention_mask"][b].bool()].tolist()
     assert got == expected
 
 
@@ -319,3 +327,98 @@ def test_workers_follow_set_epoch_even_when_persistent(persistent):
         assert got == expected, epoch
         served.append(got)
     assert served[0] != served[1] != served[2]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# epoch_pairs: each epoch's partners as a Dataset.map, cached beside the examples
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_epoch_pairs_is_a_cached_map_keyed_by_the_examples_seed_and_epoch(tmp_path):
+    from data_processing import epoch_pairs
+    from data_processing.pairs import epoch_pairs_fingerprint
+
+    sequences = toy_sequences() * 20
+    examples = build_train_dataset(sequences, max_len=3, cache_dir=tmp_path)
+    pairs = epoch_pairs(examples, epoch=2, seed=9)
+    assert pairs.column_names == ["row", "partner_row"] and len(pairs) == len(examples)
+    start, size, rank = (
+        np.asarray(examples.dataset[c]) for c in ("partner_group_start", "partner_group_size", "partner_rank")
+    )
+    expected = draw_partners(9, 2, np.arange(len(examples)), start, size, rank, examples.partner_rows)
+    assert np.array_equal(pairs["partner_row"], expected) and np.array_equal(pairs["row"], np.arange(len(examples)))
+    # the fingerprint: stable for (examples, seed, epoch), another for another epoch, seed or data
+    assert pairs._fingerprint == epoch_pairs_fingerprint(examples, epoch=2, seed=9)
+    again = build_train_dataset(sequences, max_len=3, cache_dir=tmp_path)
+    assert epoch_pairs(again, epoch=2, seed=9)._fingerprint == pairs._fingerprint
+    other_data = build_train_dataset(sequences[:-1], max_len=3, cache_dir=tmp_path)
+    fingerprints = {
+        epoch_pairs_fingerprint(examples, epoch=3, seed=9),
+        epoch_pairs_fingerprint(examples, epoch=2, seed=8),
+        epoch_pairs_fingerprint(other_data, epoch=2, seed=9),
+        pairs._fingerprint,
+    }
+    assert len(fingerprints) == 4
+    # cached beside the examples, loaded back by a later call; an earlier epoch's file is removed
+    (cached,) = [f["filename"] for f in pairs.cache_files]
+    assert Path(cached).parent == tmp_path and Path(cached).name.endswith("-s9-e2.arrow")
+    epoch_pairs(examples, epoch=3, seed=9)
+    assert not Path(cached).exists()
+    names = sorted(p.name for p in tmp_path.glob("btsr-pairs-*"))
+    assert len(names) == 1 and names[0].endswith("-s9-e3.arrow")
+    loaded = epoch_pairs(examples, epoch=3, seed=9)
+    assert [f["filename"] for f in loaded.cache_files] == [str(tmp_path / names[0])]
+    assert not np.array_equal(loaded["partner_row"], expected)  # another epoch, other partners
+
+
+def _partners_in_fresh_processes(sequences, seed, epochs, processes=1):
+    """What `processes` other processes, run at once, draw (they share nothing with the caller but the data)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    code = (
+        "import json, sys, numpy as np\n"
+        "from data_processing import PairedTrainDataset, build_train_dataset\n"
+        "sequences, seed, epochs = json.loads(sys.stdin.read())\n"
+        "ds = PairedTrainDataset(build_train_dataset([np.array(s) for s in sequences], max_len=3), seed=seed)\n"
+        "out = []\n"
+        "for e in epochs:\n"
+        "    ds.set_epoch(e)\n"
+        "    out.append(ds.partners().tolist())\n"
+        "print(json.dumps(out))\n"
+    )
+    payload = json.dumps([[[int(x) for x in s] for s in sequences], seed, epochs])
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        for _ in range(processes)
+    ]
+    outputs = []
+    for process in running:
+        out, err = process.communicate(payload, timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        outputs.append(json.loads(out))
+    return outputs
+
+
+def test_partners_equal_across_runs_and_processes_and_differ_between_epochs():
+    sequences = toy_sequences() * 30
+    here = PairedTrainDataset(build_train_dataset(sequences, max_len=3), seed=5)
+    mine = []
+    for epoch in range(3):
+        here.set_epoch(epoch)
+        mine.append(here.partners().tolist())
+    # one other run, then two processes at once (as a 2-process launch has): the same partners every epoch
+    assert _partners_in_fresh_processes(sequences, 5, [0, 1, 2]) == [mine]
+    assert _partners_in_fresh_processes(sequences, 5, [0, 1, 2], processes=2) == [mine, mine]
+    assert mine[0] != mine[1] != mine[2]
+    assert [mine] != _partners_in_fresh_processes(sequences, 6, [0, 1, 2])  # another seed

@@ -60,8 +60,8 @@ def _one_step_weights(tmp_path, loss_type, batch, accumulation, alpha=0.0):
     trainer = BTSRTrainer(
         model=model,
         args=args,
-        train_dataset=PairedTrainDataset(examples, seed=3, with_pairs=alpha > 0),
-        data_collator=SequenceCollator(),
+        train_dataset=(train := PairedTrainDataset(examples, seed=3, with_pairs=alpha > 0)),
+        data_collator=SequenceCollator(table=train.table),
     )
     output = trainer.train()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, output.training_loss
@@ -365,3 +365,62 @@ def test_run_records_its_validation_curve_and_draws_it_beside_the_card(tmp_path)
     expected = [[e["epoch"], e["eval_ndcg@10"]] for e in logged if "eval_ndcg@10" in e]
     assert results["validation_curve"] == expected and [e for e, _ in expected] == [1.0, 2.0, 3.0]
     assert (out / "validation_curve.png").is_file() and "](validation_curve.png)" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_trainer_batches_carry_each_epochs_partners_through_two_workers(tmp_path, persistent):
+    """Through BTSRTrainer with 2 data-loader workers (persistent or not), the pair view the model receives for a
+    row is that row's partner of the current epoch (PairedTrainDataset.partners), and the partners change."""
+    from transformers import TrainerCallback
+
+    torch.manual_seed(0)
+    config = BTSRConfig(num_items=30, hidden_size=8, max_position_embeddings=16, bt_alpha=0.2)
+    model = BTSRForSequentialRecommendation(config)
+    rng = np.random.default_rng(1)
+    # Every sequence distinct (so its input identifies its row) and ending in one of 3 items (big partner groups).
+    sequences = [np.append(rng.permutation(np.arange(1, 28))[: 4 + k % 7], 28 + k % 3) for k in range(48)]
+    train_set = PairedTrainDataset(build_train_dataset(sequences, max_len=16), seed=11)
+    row_of = {tuple(train_set[i]["input_ids"]): i for i in range(len(train_set))}
+    seen: dict[int, dict[int, tuple]] = {}
+    epoch = {"now": None}
+
+    class Epoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            epoch["now"] = int(round(state.epoch or 0))
+
+    def record(module, args, kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"].bool()
+        pair, pair_mask = kwargs["pair_input_ids"], kwargs["pair_attention_mask"].bool()
+        for b in range(len(ids)):
+            row = row_of[tuple(ids[b][mask[b]].tolist())]
+            seen.setdefault(epoch["now"], {})[row] = tuple(pair[b][pair_mask[b]].tolist())
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=8,
+        num_train_epochs=3,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=3,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=2,
+        dataloader_persistent_workers=persistent,
+    )
+    trainer = BTSRTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=SequenceCollator(table=train_set.table),
+        callbacks=[Epoch()],
+    )
+    trainer.train()
+    assert sorted(seen) == [0, 1, 2]
+    for e, pairs in seen.items():
+        assert sorted(pairs) == list(range(len(train_set)))
+        partners = train_set.partners(epoch=e)
+        assert pairs == {r: tuple(train_set[int(partners[r])]["input_ids"]) for r in pairs}, e
+    assert seen[0] != seen[1] != seen[2]
