@@ -15,8 +15,9 @@ them, ``timestamp`` (int64 or float64). The contract the rest of the pipeline re
   the column and line (text files, 1-based line of the file) or row (parquet and datasets, 1-based) at fault;
 * nothing is dropped except blank lines, which hold no interaction.
 
-Parsing is vectorised (pandas' C parser, numpy and pyarrow compute) so that the 999,611 lines of ML-1M read in well
-under a second.
+Parsing is vectorised (Arrow's CSV parser for plain delimited files, else pandas' C parser; numpy and pyarrow
+compute for the checks), with no Python object per cell for integer columns, so that time and memory grow linearly
+with the file (``benchmarks/preprocess.py --synthetic`` measures it).
 """
 
 from __future__ import annotations

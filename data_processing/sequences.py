@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 import pyarrow as pa
+from datasets.table import InMemoryTable, cast_array_to_feature
 
 from .errors import DataError
 
@@ -208,15 +209,20 @@ def build_train_dataset(
     targets = values[ends - 1]
     n = len(kept)
 
-    base = datasets.Dataset.from_dict(
-        {
-            "input_ids": _ranges_list_array(values, ends - 1 - widths, widths),
-            "labels": _ranges_list_array(values, ends - widths, widths),
-            "target": pa.array(targets, type=pa.int64()),
-            "row": pa.array(np.arange(n, dtype=np.int64)),
-            "user_index": pa.array(kept.astype(np.int64)),
-        },
-        features=_FEATURES,
+    columns = {
+        "input_ids": _ranges_list_array(values, ends - 1 - widths, widths),
+        "labels": _ranges_list_array(values, ends - widths, widths),
+        "target": pa.array(targets, type=pa.int64()),
+        "row": pa.array(np.arange(n, dtype=np.int64)),
+        "user_index": pa.array(kept.astype(np.int64)),
+    }
+    digest = _content_hash(lengths, values, max_len)
+    # What Dataset.from_dict builds, but with a fingerprint given: without one, `datasets` makes it by pickling the
+    # whole table, while the content hash already names these rows.
+    base = datasets.Dataset(
+        InMemoryTable.from_pydict({name: cast_array_to_feature(c, _FEATURES[name]) for name, c in columns.items()}),
+        info=datasets.DatasetInfo(features=_FEATURES),
+        fingerprint=f"{digest}-rows",
     )
 
     # The grouping is global (a row's group spans the whole dataset), so it is computed once here with numpy; the
@@ -231,7 +237,6 @@ def build_train_dataset(
             "partner_rank": rank[rows],
         }
 
-    digest = _content_hash(lengths, values, max_len)
     map_kwargs = {}
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)

@@ -397,7 +397,8 @@ def leave_one_out_split(df: pd.DataFrame, max_len: int = 200, source: str = "<da
     sequences = indices[kept_rows]
     user_ids = _take(data.user_ids, np.flatnonzero(is_kept))
     valid, test = _eval_splits_flat(user_ids, sequences, starts, lengths)
-    train_sequences = _slices(sequences, starts, starts + lengths - 2)
+    # Training is s_1..s_{n-2}, the validation context itself: the same views, in a list of its own.
+    train_sequences = list(valid.contexts)
 
     num_eval = 2 * len(user_ids)
     stats = {
