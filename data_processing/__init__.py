@@ -1,6 +1,6 @@
 """Data pipeline for BT-SR: read -> validate -> filter -> split -> sequences -> pairs -> collate."""
 
-from .augment import AUGMENTATIONS, cl4srec_view, crop, mask, reorder, view_rng
+from .augment import AUGMENTATIONS, cl4srec_view, crop, mask, operator_pairs, reorder, view_rng
 from .collator import SequenceCollator
 from .download import fetch_ml1m_ratings
 from .errors import DataError
@@ -31,6 +31,7 @@ __all__ += [
     "draw_partners",
 ]
 __all__ += ["VIEW_MAKERS", "VIEW_SPANS", "AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_rng"]
+__all__ += ["operator_pairs"]
 __all__ += ["SequenceCollator"]
 __all__ += [
     "DATA_FORMATS",

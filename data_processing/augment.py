@@ -15,6 +15,9 @@ The generator of view ``v`` of row ``r`` in epoch ``e`` is keyed by the same spl
     rng = numpy.random.Generator(numpy.random.PCG64(key))
 
 so the views depend only on ``(seed, epoch, row, view)``: not on worker or process counts, batch order or resumes.
+The two views of a row apply two *different* operators (:func:`operator_pairs`, drawn from the stream of view
+``OPERATOR_VIEW``), as the CL4SRec implementations do (RecBole's ``random.sample(range(3), k=2)``); drawn
+independently, a third of the pairs would share one.
 (Bit-exact streams assume numpy keeps ``Generator.integers`` / ``choice`` / ``permutation`` unchanged.)
 """
 
@@ -27,10 +30,12 @@ import numpy as np
 
 from .keys import row_keys, splitmix64, uint64_array
 
-__all__ = ["AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_keys", "view_rng"]
+__all__ = ["AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "operator_pairs", "view_keys", "view_rng"]
 
 AUGMENTATIONS = ("crop", "mask", "reorder")
 VIEW_SALT = 0x5EED_0F_C4_5EC0_0000  # separates the view streams from the partner draw of the same row
+OPERATOR_VIEW = 3
+"""Key stream of each row's pair of operators (views 0 and 1 augment; 2 is data_processing.pairs' prefix cut)."""
 
 
 def view_keys(seed: int, epoch: int, rows: np.ndarray, view: int) -> np.ndarray:
@@ -94,6 +99,19 @@ def reorder(sequence: Sequence[int], ratio: float, rng: np.random.Generator) -> 
     return items
 
 
+def operator_pairs(seed: int, epoch: int, rows: np.ndarray) -> np.ndarray:
+    """The two distinct operators (indices into :data:`AUGMENTATIONS`) of each row's two views in ``epoch``,
+    int64 ``(n, 2)``, uniform over the 6 ordered pairs.
+
+    >>> pairs = operator_pairs(0, 1, np.arange(600))
+    >>> bool((pairs[:, 0] != pairs[:, 1]).all()), sorted(set(map(tuple, pairs.tolist())))[:2]
+    (True, [(0, 1), (0, 2)])
+    """
+    k = (view_keys(seed, epoch, np.asarray(rows, dtype=np.int64), OPERATOR_VIEW) % np.uint64(6)).astype(np.int64)
+    first = k // 2
+    return np.stack([first, (first + 1 + k % 2) % 3], axis=1)
+
+
 def cl4srec_view(
     sequence: Sequence[int],
     rng: np.random.Generator,
@@ -101,13 +119,15 @@ def cl4srec_view(
     mask_ratio: float,
     reorder_ratio: float,
     mask_token: int | None,
+    operator: int | None = None,
 ) -> list[int]:
-    """One CL4SRec view: crop, mask or reorder, picked uniformly with ``rng``, then applied with the same ``rng``.
+    """One CL4SRec view: crop, mask or reorder (``operator``, an index into :data:`AUGMENTATIONS`; picked
+    uniformly with ``rng`` when not given), applied with ``rng``.
 
     ``mask_token`` may be ``None`` only when ``mask_ratio * len(sequence) < 1`` for every sequence (no position
     is ever masked), e.g. ``mask_ratio = 0``.
     """
-    choice = int(rng.integers(0, len(AUGMENTATIONS)))
+    choice = int(rng.integers(0, len(AUGMENTATIONS))) if operator is None else int(operator)
     if choice == 0:
         return crop(sequence, crop_ratio, rng)
     if choice == 1:

@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 import torch
 
-from .augment import cl4srec_view, view_keys
+from .augment import cl4srec_view, operator_pairs, view_keys
 from .keys import row_keys
 from .sequences import TrainExamples, partner_index
 from .table import SequenceTable
@@ -248,7 +248,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         # The sequences as flat numpy arrays read out of Arrow once (no Python lists: workers share them unchanged).
         self.table = SequenceTable(examples.dataset, ["input_ids", "labels"])
         self._partners: np.ndarray | None = None
-        self._view_keys: np.ndarray | None = None
+        self._view_keys: tuple[np.ndarray, np.ndarray] | None = None
         self._cuts: np.ndarray | None = None
         if self._prefixes:
             # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
@@ -324,16 +324,20 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         current = self.epoch  # read first: it drops caches another process made stale
         if epoch is not None and int(epoch) != current:
             key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])
+            operator = int(operator_pairs(self.seed, int(epoch), np.array([i]))[0, view])
         else:
-            if self._view_keys is None:  # both views' keys for every row, once per epoch
+            if self._view_keys is None:  # both views' keys and operators for every row, once per epoch
                 rows = np.arange(len(self.table), dtype=np.int64)
-                self._view_keys = np.stack([view_keys(self.seed, current, rows, v) for v in (0, 1)], axis=1)
-            key = int(self._view_keys[i, view])
+                keys = np.stack([view_keys(self.seed, current, rows, v) for v in (0, 1)], axis=1)
+                self._view_keys = (keys, operator_pairs(self.seed, current, rows))
+            key, operator = int(self._view_keys[0][i, view]), int(self._view_keys[1][i, view])
         rng = np.random.Generator(np.random.PCG64(key))
         sequence = self.table.row("input_ids", i).tolist()
         if self._prefixes:
             sequence = sequence[: int(self.prefix_cuts(epoch)[i]) + 1]
-        return cl4srec_view(sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token)
+        return cl4srec_view(
+            sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token, operator=operator
+        )
 
     def __len__(self) -> int:
         return len(self.table)

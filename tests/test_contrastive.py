@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 
 import data_processing.pairs as pairs_module
 from data_processing import (
+    AUGMENTATIONS,
     PairedTrainDataset,
     SequenceCollator,
     build_train_dataset,
     cl4srec_view,
     crop,
     mask,
+    operator_pairs,
     reorder,
     view_rng,
 )
@@ -137,6 +139,26 @@ def test_reorder_does_shuffle_and_augmentations_are_uniform():
         out = cl4srec_view(seq, np.random.default_rng(s), 0.5, 0.5, 0.5, MASK)
         kinds["mask" if MASK in out else "crop" if len(out) < len(seq) else "reorder"] += 1
     assert all(abs(c - 1000) < 150 for c in kinds.values()) and len(kinds) == 3
+
+
+def test_the_two_views_of_a_row_apply_two_different_operators(examples):
+    """As CL4SRec's implementations draw them (two operators without replacement): never the same operator for
+    both views, the 6 ordered pairs about equally often, and each view made by the operator the pair names."""
+    pairs = operator_pairs(0, 3, np.arange(6000))
+    assert (pairs[:, 0] != pairs[:, 1]).all()
+    counts = Counter(map(tuple, pairs.tolist()))
+    assert len(counts) == 6 and all(abs(c - 1000) < 150 for c in counts.values())
+    data = _cl4srec(examples, crop_ratio=0.5, mask_ratio=0.5, reorder_ratio=1.0)
+    data.set_epoch(3)
+    inputs = examples.dataset["input_ids"]
+    for i in range(len(data)):
+        if len(inputs[i]) < 4:  # too short for every operator to leave a mark
+            continue
+        item, operators = data[i], operator_pairs(0, 3, np.array([i]))[0]
+        for view, key in ((0, "view_input_ids"), (1, "pair_input_ids")):
+            out = item[key]
+            kind = "mask" if 31 in out else "crop" if len(out) < len(inputs[i]) else "reorder"
+            assert kind == AUGMENTATIONS[operators[view]], (i, view)
 
 
 def test_view_rng_is_keyed_on_seed_epoch_row_view():
@@ -352,8 +374,10 @@ def test_random_prefix_cl4srec_views_augment_the_prefix(examples):
             item = data[i]
             for view, key in ((0, "view_input_ids"), (1, "pair_input_ids")):
                 assert 1 <= len(item[key]) <= len(prefix) and set(item[key]) <= set(prefix) | {31}
-                # The same augmentation stream as the whole-sequence views, applied to the prefix.
-                assert item[key] == cl4srec_view(prefix, view_rng(3, epoch, i, view), 0.6, 0.3, 0.6, 31)
+                # The same augmentation stream and operator as the whole-sequence views, applied to the prefix.
+                operator = int(operator_pairs(3, epoch, np.array([i]))[0, view])
+                expected = cl4srec_view(prefix, view_rng(3, epoch, i, view), 0.6, 0.3, 0.6, 31, operator=operator)
+                assert item[key] == expected
     with pytest.raises(ValueError, match="view_span"):
         PairedTrainDataset(examples, seed=0, view_span="suffix")
     with pytest.raises(ValueError, match="random_prefix"):
