@@ -136,6 +136,8 @@ def _record(model, alpha, seed, ranks, coverage, loss="ce"):
         "test_coverage@10": coverage,
         "test_per_user": {"rank@10": ranks},
         "eval_exclusion": "history",
+        "max_epochs": 200,
+        "patience": 30,
     }
 
 
@@ -585,14 +587,23 @@ def test_report_pairs_bt_sr_with_sasrec_at_another_dropout():
     bt_sr = [_record("bt-sr", 0.2, seed, ranks, 0.6) for seed, ranks in ((0, "1100"), (1, "1000"))]
     authors = [dict(_record("sasrec-ce", 0.0, seed, "2000", 0.7), dropout=0.3) for seed in (0, 1)]
     others = [_record("sasrec-ce", 0.0, 0, "0000", 0.1), _record("cl4srec", 0.1, 0, "1111", 0.1)]
-    rows = [line for line in report._other_dropout_section(bt_sr + authors + others) if line.startswith("| d |")]
+    # The authors' CE budget (50 epochs, patience 10) is another baseline: a group of its own, never mixed in.
+    budget = [dict(_record("sasrec-ce", 0.0, 0, "0000", 0.5), dropout=0.3, max_epochs=50, patience=10)]
+    section = report._other_dropout_section(bt_sr + authors + others + budget)
+    rows = [line for line in section if line.startswith("| d |")]
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
-    assert [c[9] for c in cells] == ["0", "1", "all (2)"]
+    assert [(c[7], c[10]) for c in cells] == [
+        ("200 / 30", "0"),
+        ("200 / 30", "1"),
+        ("200 / 30", "all (2)"),
+        ("50 / 10", "0"),
+    ]
     assert all(c[2] == "bt-sr" and c[5] == "0.1" and c[6] == "0.3" for c in cells)
     seed0 = (2 * NDCG_OF_RANK["1"] - NDCG_OF_RANK["2"]) / 4
     seed1 = (NDCG_OF_RANK["1"] - NDCG_OF_RANK["2"]) / 4
-    assert cells[0][10] == f"{seed0:+.4f}" and cells[1][10] == f"{seed1:+.4f}"
-    assert cells[2][10] == f"{(seed0 + seed1) / 2:+.4f}" and cells[2][-1] == "-0.1000"
+    assert cells[0][11] == f"{seed0:+.4f}" and cells[1][11] == f"{seed1:+.4f}"
+    assert cells[2][11] == f"{(seed0 + seed1) / 2:+.4f}" and cells[2][-1] == "-0.1000"
+    assert cells[3][11] == f"{2 * NDCG_OF_RANK['1'] / 4:+.4f}" and cells[3][-1] == "+0.1000"
     assert report._other_dropout_section(bt_sr + others) == []
 
 
