@@ -620,3 +620,13 @@ def test_user_holdout_grid_runs_each_dataset_at_its_leave_one_out_settings(tmp_p
         assert command[command.index("--split") + 1] == "user_holdout"
     ids = [reproduce.run_id(r) for r in reproduce.grid("temporal_10_seeds", [0])]
     assert len(set(ids)) == 20
+
+
+def test_summary_rows_keep_a_run_under_another_epoch_budget_apart():
+    report = load_script("report")
+    usual = [_record("sasrec-ce", 0.0, s, "1000", 0.5) for s in (0, 1)]
+    authors = dict(_record("sasrec-ce", 0.0, 2, "2000", 0.5), max_epochs=50, patience=10)
+    records = usual + [authors]
+    keys = [report.budgeted_setting(r, records) for r in records]
+    assert keys[0] == keys[1] == report.setting(usual[0]) and keys[2] != keys[0]
+    assert keys[2][2] == "sasrec-ce (50/10)" and keys[2][:2] + keys[2][3:] == keys[0][:2] + keys[0][3:]
