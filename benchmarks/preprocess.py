@@ -260,12 +260,13 @@ def synthetic_curve(args) -> int:
             ]
             subprocess.run(generate, check=True)
             runs = {label: [] for label in codes}
+            states = {label: git_state(checkout) for label, checkout in codes.items()}  # the code as it is timed
             for repeat in range(args.repeats):
                 for label, checkout in codes.items():  # interleaved, so that a busy spell hits both alike
                     record = run_child(checkout, csv, args.timeout_s)
                     runs[label].append(record)
                     print(f"{rows:>11,} {label:>8} #{repeat}: {json.dumps(record)}", flush=True)
-            for label, checkout in codes.items():
+            for label in codes:
                 done = [r for r in runs[label] if "failed" not in r]
                 best = {
                     key: min(r[key] for r in done)
@@ -275,7 +276,7 @@ def synthetic_curve(args) -> int:
                 entries.append(
                     {
                         "label": label,
-                        **git_state(checkout),
+                        **states[label],
                         "rows": rows,
                         "file_mb": round(csv.stat().st_size / 2**20, 1),
                         "format": "csv",
