@@ -38,7 +38,7 @@ from machine_info import RESULTS, cpu_model, write_result
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("read_s", "filter_s", "split_s", "sequences_and_partner_index_s", "stats_s")
 # The ML-1M measurement's keys, kept when the synthetic mode rewrites the file (and the reverse).
-SYNTHETIC_KEYS = ("synthetic_curve", "synthetic_log", "machine_busy", "machine_busy_with")
+SYNTHETIC_KEYS = ("synthetic_curve", "synthetic_log", "synthetic_labels", "machine_busy", "machine_busy_with")
 
 
 def existing_result() -> dict:
