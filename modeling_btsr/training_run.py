@@ -121,10 +121,7 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
     cache_dir = cache_dir or data_args.cache_dir or str(default_cache_dir() / "datasets")
     examples = build_train_dataset(split.train_sequences, max_len, cache_dir=cache_dir)
     num_items = len(split.item_vocab)
-    all_items = np.concatenate(split.train_sequences) if split.train_sequences else np.zeros(0, dtype=np.int64)
-    interaction_counts = np.bincount(all_items, minlength=num_items + 1)[1:]
-    distinct = np.concatenate([np.unique(s) for s in split.train_sequences]) if split.train_sequences else all_items
-    user_counts = np.bincount(distinct, minlength=num_items + 1)[1:]
+    interaction_counts, user_counts = item_counts(split.train_sequences, num_items)
     stats = {
         "dataset": info.get("name", data_args.dataset),
         "source": source,
@@ -138,6 +135,17 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
         f"users, partner share {stats['partner_share']:.3f}"
     )
     return PreparedData(split, examples, user_counts, interaction_counts, to_builtin(stats), source)
+
+
+def item_counts(sequences, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(interactions, distinct users)` per item `1..num_items` (entry `j` = item `j + 1`) over the training
+    sequences, in one pass: each (user, item) pair is one int64 key, so no per-user work."""
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    items = np.concatenate(sequences).astype(np.int64, copy=False) if len(sequences) else np.zeros(0, np.int64)
+    interactions = np.bincount(items, minlength=num_items + 1)[1:]
+    pairs = np.unique(np.repeat(np.arange(len(lengths), dtype=np.int64), lengths) * (num_items + 1) + items)
+    users = np.bincount(pairs % (num_items + 1), minlength=num_items + 1)[1:]
+    return interactions, users
 
 
 def make_config(

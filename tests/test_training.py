@@ -424,3 +424,14 @@ def test_trainer_batches_carry_each_epochs_partners_through_two_workers(tmp_path
         partners = train_set.partners(epoch=e)
         assert pairs == {r: tuple(train_set[int(partners[r])]["input_ids"]) for r in pairs}, e
     assert seen[0] != seen[1] != seen[2]
+
+
+def test_item_counts_equal_a_per_user_count():
+    from modeling_btsr.training_run import item_counts
+
+    rng = np.random.default_rng(4)
+    sequences = [rng.integers(1, 12, int(rng.integers(1, 9))) for _ in range(40)] + [np.zeros(0, np.int64)]
+    interactions, users = item_counts(sequences, 11)
+    for item in range(1, 12):
+        assert interactions[item - 1] == sum(int((s == item).sum()) for s in sequences)
+        assert users[item - 1] == sum(int(item in s) for s in sequences)
