@@ -35,6 +35,10 @@ Sections:
   checkpointing at 1M; CE at 1M items is computed, not run (see the notes).
 * ``objectives``: epochs of SASRec, BT-SR, CL4SRec and DuoRec (the presets' settings) at batch 256 and 1024, and
   the self-supervised losses alone (Barlow Twins vs InfoNCE) at batch 256 to 4096.
+* ``compile``: epochs of SASRec-CE, BT-SR-CE and SASRec-SCE in eager mode (packed, length-grouped attention, the
+  default) against ``torch.compile`` (inductor, what train.py's ``--torch_compile`` runs: the padded layout),
+  interleaved batch by batch; the compiled steps' first batches (graph capture and code generation) are timed apart
+  from the steady-state epoch.
 * ``recbole`` (only when asked): RecBole 1.2.1's SASRec on the same data and hyper-parameters
   (``benchmarks/recbole_sasrec.py``), training targets/s against ours in the same run.
 """
@@ -65,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_processing.readers import known_dataset_path  # noqa: E402
 from modeling_btsr.arguments import PRESETS  # noqa: E402
+from modeling_btsr.trainer import mark_batch_dynamic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = known_dataset_path("ml-1m")
@@ -117,13 +122,24 @@ class EpochRun:
     """One training setting: its own model, optimizer and batch order; `step(i)` runs and times batch `i`."""
 
     def __init__(
-        self, examples, num_items, loss_type, alpha, length_bucketed=False, batch_size=BATCH, device="cpu", **overrides
+        self,
+        examples,
+        num_items,
+        loss_type,
+        alpha,
+        length_bucketed=False,
+        batch_size=BATCH,
+        device="cpu",
+        compiled=False,
+        **overrides,
     ):
         from data_processing import PairedTrainDataset, SequenceCollator
 
         self.device = torch.device(device)
         n_buckets = sce_buckets(examples, batch_size)
         self.model, self.optimizer = make_model(num_items, loss_type, alpha, n_buckets, device=device, **overrides)
+        # As the Trainer's --torch_compile does: the module compiled, the optimizer step left eager.
+        self.forward = torch.compile(self.model) if compiled else self.model
         config = self.model.config
         self.dataset = PairedTrainDataset(
             examples,
@@ -140,7 +156,7 @@ class EpochRun:
         if length_bucketed:
             lengths = np.asarray([len(self.dataset[i]["input_ids"]) for i in range(len(self.dataset))])
         self.batches = batch_orders(self.dataset, lengths, length_bucketed, batch_size=batch_size)
-        self.wall = self.cpu = 0.0
+        self.wall = self.cpu = self.warmup = 0.0
         self.positions = self.rows = self.measured = 0
 
     def step(self, index: int, record: bool = True) -> None:
@@ -148,12 +164,16 @@ class EpochRun:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         batch = self.collate([self.dataset[int(i)] for i in rows])
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        out = self.model(**batch)
+        if self.forward is not self.model:
+            mark_batch_dynamic(batch)  # as the Trainer does under --torch_compile
+        out = self.forward(**batch)
         self.optimizer.zero_grad()
         out.loss.backward()
         self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # kernels are queued: the step has ended only when the GPU is done
+        if not record:
+            self.warmup += time.perf_counter() - wall0
         if record:
             self.wall += time.perf_counter() - wall0
             self.cpu += time.process_time() - cpu0
@@ -171,16 +191,19 @@ class EpochRun:
             "extrapolated": self.measured < len(self.batches),
             "measured_wall_s": round(self.wall, 2),
             "process_cpu_s_per_epoch": round(self.cpu / fraction, 2),
+            "warmup_s": round(self.warmup, 2),
         }
 
 
-def time_epochs(examples, num_items, settings: dict, max_batches, epochs: int = 1) -> dict:
+def time_epochs(examples, num_items, settings: dict, max_batches, epochs: int = 1, warmup=(-1,)) -> dict:
     """Wall time of collate + forward + backward + Adam step per setting, the settings interleaved batch by batch
-    (so a change in the machine's other load hits them alike and the ratios stay fair), after one warm-up each;
-    `epochs` passes over the batches (one unless asked)."""
+    (so a change in the machine's other load hits them alike and the ratios stay fair), after warm-up steps on the
+    batches `warmup` (indices; the last batch unless asked), timed apart; `epochs` passes over the batches (one
+    unless asked)."""
     runs = {name: EpochRun(examples, num_items, **setting) for name, setting in settings.items()}
     for run in runs.values():
-        run.step(len(run.batches) - 1, record=False)  # warm-up (allocator, MKL); measured order starts at 0
+        for index in warmup:  # warm-up (allocator, MKL, compilation); measured order starts at 0
+            run.step(index % len(run.batches), record=False)
     n = min(len(run.batches) for run in runs.values())
     for _ in range(epochs):
         for index in range(min(max_batches or n, n)):
@@ -273,7 +296,7 @@ def ce_logits_mb(positions: int, num_items: int) -> dict:
     return {"logits_mb": round(one), "unfused_peak_extra_mb": round(3 * one)}
 
 
-SECTIONS = ("epochs", "grouping", "profile", "recommend", "memory", "objectives", "recbole", "gpu")
+SECTIONS = ("epochs", "grouping", "profile", "recommend", "memory", "objectives", "compile", "recbole", "gpu")
 
 
 def markdown(results: dict) -> str:
@@ -310,6 +333,17 @@ def markdown(results: dict) -> str:
                     f"{name} rows: median / longest length; attention cells per item, one grid / grouped",
                     f"{figures['median_length']:g} / {figures['max_length']}; {figures['one_grid_cells_per_item']}"
                     f" / {figures['grouped_cells_per_item']} ({figures['one_grid_over_grouped']}x)",
+                    c,
+                )
+            )
+    if "compile" in cmd:
+        c = cmd["compile"]
+        for name, figures in r["compile"]["summary"].items():
+            rows.append(
+                (
+                    f"{name} epoch (s): eager / torch.compile steady state (compiled / eager); compilation (s)",
+                    f"{figures['eager_epoch_s']} / {figures['compiled_epoch_s']} ({figures['compiled_over_eager']}x); "
+                    f"{figures['compile_s']}",
                     c,
                 )
             )
@@ -508,6 +542,60 @@ def section_grouping(results: dict, examples, num_items: int, max_batches) -> No
         one, grouped = measured["one_grid"]["epoch_s"], measured["grouped"]["epoch_s"]
         speedup[name] = {"one_grid_epoch_s": one, "grouped_epoch_s": grouped, "speedup": round(one / grouped, 2)}
     results["grouping"] = {"epochs": figures, "speedup": speedup, "attention_cells": cells}
+
+
+COMPILE_SHARED_LOAD = (
+    "shared: two ML-1M train.py runs (benchmarks/reproduce.py) on the same 2 cores throughout, and other engineers' "
+    "jobs beside them (see the section's load averages)"
+)
+
+
+def section_compile(results: dict, examples, num_items: int, max_batches) -> None:
+    """Eager (the default layout) against torch.compile (inductor, default options, as the Trainer's
+    --torch_compile), each pair interleaved batch by batch on the same batches and seed.
+
+    Warm-up: the last (shorter) batch, then the first: the compiled model captures and generates code at the first,
+    with the rows and lengths marked dynamic as the Trainer marks them, so the second and every later batch shape
+    reuse that graph (`graphs_compiled` counts them). That time is `warmup_s` (compile_s: the compiled warm-up less
+    the eager one); the epoch figures are steady state.
+    """
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._dynamo.reset()
+    # A cold compilation each run: inductor's on-disk caches would hand a rerun the code an earlier run generated.
+    torch._inductor.config.force_disable_caches = True
+    settings = {
+        "sasrec_ce": {"loss_type": "ce", "alpha": 0.0},
+        "btsr_ce": {"loss_type": "ce", "alpha": 0.2},
+        "sasrec_sce": {"loss_type": "sce", "alpha": 0.0},
+    }
+    pairs = {
+        f"{name} {mode}": {**setting, "compiled": mode == "compiled"}
+        for name, setting in settings.items()
+        for mode in ("eager", "compiled")
+    }
+    graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    measured = time_epochs(examples, num_items, pairs, max_batches, warmup=(-1, 0))
+    figures = {}
+    for name in settings:
+        eager, compiled = measured[f"{name} eager"], measured[f"{name} compiled"]
+        print(name, eager, compiled, flush=True)
+        figures[name] = {
+            "eager_epoch_s": eager["epoch_s"],
+            "compiled_epoch_s": compiled["epoch_s"],
+            "compiled_over_eager": round(compiled["epoch_s"] / eager["epoch_s"], 3),
+            "eager_warmup_s": eager["warmup_s"],
+            "compiled_warmup_s": compiled["warmup_s"],
+            "compile_s": round(compiled["warmup_s"] - eager["warmup_s"], 1),
+        }
+    results["compile"] = {
+        "epochs": measured,
+        "summary": figures,
+        "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before,
+        "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()),
+        "shared_machine": COMPILE_SHARED_LOAD,
+    }
 
 
 def attention_cells(examples, batch_size: int) -> dict:
@@ -789,7 +877,7 @@ def main():
         "--sections",
         nargs="+",
         choices=SECTIONS,
-        default=[x for x in SECTIONS if x not in ("recbole", "gpu")],
+        default=[x for x in SECTIONS if x not in ("recbole", "gpu", "compile")],
         help="what to measure; other sections' figures in performance.json are kept",
     )
     parser.add_argument(
@@ -858,6 +946,8 @@ def main():
             section_memory(results, examples, args.threads)
         elif name == "objectives":
             section_objectives(results, examples, num_items, max_batches)
+        elif name == "compile":
+            section_compile(results, examples, num_items, max_batches)
         elif name == "recbole":
             section_recbole(results, args.data, max_batches, args.threads, examples, num_items)
         elif name == "gpu":
@@ -915,6 +1005,12 @@ NOTES = [
     "second dropout pass of the sequence and the same-target partner (3), BT-SR the partner alone (2). The SSL "
     "loss rows time the loss alone on random views: InfoNCE's (2B x 2B) similarities grow with the square of "
     "the batch (its negatives), Barlow Twins' (d x d) cross-correlation does not grow with the batch at all.",
+    "compile: torch.compile with inductor's defaults (train.py's --torch_compile) against eager, interleaved batch "
+    "by batch; compiled, the model runs the padded layout (one grid per batch, every position computed, CE as one "
+    "(positions x items) product), eager the packed, length-grouped one. Compilation (the first two batches, less "
+    "eager's; inductor's caches off, so a cold compilation) is apart from the steady-state epoch. Run only when "
+    "asked (--sections compile): the machine was shared with two training runs and other jobs "
+    "(compile.shared_machine), so read the ratios, not the seconds.",
     "recbole: RecBole 1.2.1 in its own virtualenv (benchmarks/recbole_sasrec.py lists its compatibility fixes), "
     "a capped number of batches timed and its full epoch extrapolated (marked so); RecBole trains one target per "
     "prefix row, re-encoding the prefix each time, where ours trains every position of a sequence in one pass.",
