@@ -41,6 +41,8 @@ Sections:
   from the steady-state epoch.
 * ``recbole`` (only when asked): RecBole 1.2.1's SASRec on the same data and hyper-parameters
   (``benchmarks/recbole_sasrec.py``), training targets/s against ours in the same run.
+* ``peers`` (only when asked): RecTools 0.19 and RePlay 0.22 SASRec in their own virtualenvs against ours, 10 whole
+  epochs each interleaved epoch by epoch, and their test NDCG@10 (``benchmarks/peers_sasrec.py``).
 """
 
 import argparse
@@ -296,7 +298,7 @@ def ce_logits_mb(positions: int, num_items: int) -> dict:
     return {"logits_mb": round(one), "unfused_peak_extra_mb": round(3 * one)}
 
 
-SECTIONS = ("epochs", "grouping", "profile", "recommend", "memory", "objectives", "compile", "recbole", "gpu")
+SECTIONS = ("epochs", "grouping", "profile", "recommend", "memory", "objectives", "compile", "recbole", "peers", "gpu")
 
 
 def markdown(results: dict) -> str:
@@ -441,6 +443,17 @@ def markdown(results: dict) -> str:
             ("ours SASRec-CE training targets/s (same run)", r["ours_sasrec_ce_targets_per_s"], c),
             ("ours / RecBole", r["ours_over_recbole_targets_per_s"], c),
             ("RecBole SASRec epoch, extrapolated (s)", r["recbole_sasrec_epoch_s_extrapolated"], c),
+        ]
+    if "peers" in cmd:
+        c = cmd["peers"]
+        n = r["peers_epochs"]
+        rows += [
+            ("RecTools 0.19 SASRecModel epoch (s)", r["rectools_sasrec_epoch_s"], c),
+            ("RePlay 0.22 SasRec epoch (s)", r["replay_sasrec_epoch_s"], c),
+            ("ours SASRec-CE epoch, same run (s)", r["ours_sasrec_ce_epoch_s_peers_run"], c),
+            ("RecTools epoch / ours", r["ours_vs_rectools_epoch_ratio"], c),
+            ("RePlay epoch / ours", r["ours_vs_replay_epoch_ratio"], c),
+            (f"test NDCG@10 after {n} epochs: ours / RecTools / RePlay", r["peers_test_ndcg@10"], c),
         ]
     lines = [
         "# Performance (CPU; one GPU section)",
@@ -868,6 +881,29 @@ def section_recbole(results: dict, data: Path, max_batches, threads: int, exampl
     print({k: results[k] for k in results if "recbole" in k}, flush=True)
 
 
+def peers_keys(results: dict, peers: dict) -> None:
+    """The peers' figures (benchmarks/peers_sasrec.py) as performance.json keys: mean epoch seconds of one
+    interleaved run, each peer's epoch over ours, and the test NDCG@10 of all three after the same epochs."""
+    summary = peers["summary"]
+    results["peers"] = {"command": peers["command"], "epochs": peers["epochs"], "summary": summary}
+    results["peers_epochs"] = peers["epochs"]
+    results["rectools_sasrec_epoch_s"] = summary["rectools"]["epoch_s_mean"]
+    results["replay_sasrec_epoch_s"] = summary["replay"]["epoch_s_mean"]
+    results["ours_sasrec_ce_epoch_s_peers_run"] = summary["ours"]["epoch_s_mean"]
+    results["ours_vs_rectools_epoch_ratio"] = summary["rectools"]["ours_speedup"]
+    results["ours_vs_replay_epoch_ratio"] = summary["replay"]["ours_speedup"]
+    results["peers_test_ndcg@10"] = " / ".join(str(summary[n]["test_ndcg@10"]) for n in ("ours", "rectools", "replay"))
+
+
+def section_peers(results: dict, data: Path, threads: int) -> None:
+    """RecTools' and RePlay's SASRec against ours, epochs interleaved in one run (benchmarks/peers_sasrec.py)."""
+    import peers_sasrec
+
+    peers = peers_sasrec.measure(data, threads=threads)
+    peers_sasrec.RESULT.write_text(json.dumps(peers, indent=2) + "\n")
+    peers_keys(results, peers)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="4 measured batches per setting, extrapolated")
@@ -877,7 +913,7 @@ def main():
         "--sections",
         nargs="+",
         choices=SECTIONS,
-        default=[x for x in SECTIONS if x not in ("recbole", "gpu", "compile")],
+        default=[x for x in SECTIONS if x not in ("recbole", "peers", "gpu", "compile")],
         help="what to measure; other sections' figures in performance.json are kept",
     )
     parser.add_argument(
@@ -950,6 +986,8 @@ def main():
             section_compile(results, examples, num_items, max_batches)
         elif name == "recbole":
             section_recbole(results, args.data, max_batches, args.threads, examples, num_items)
+        elif name == "peers":
+            section_peers(results, args.data, args.threads)
         elif name == "gpu":
             if not torch.cuda.is_available():
                 raise SystemExit("--sections gpu: no CUDA device visible to torch")
@@ -1011,6 +1049,9 @@ NOTES = [
     "eager's; inductor's caches off, so a cold compilation) is apart from the steady-state epoch. Run only when "
     "asked (--sections compile): the machine was shared with two training runs and other jobs "
     "(compile.shared_machine), so read the ratios, not the seconds.",
+    "peers: RecTools 0.19 and RePlay 0.22 SASRec in their own virtualenvs against ours, whole epochs interleaved "
+    "one implementation at a time (benchmarks/peers_sasrec.py, its results/peers_sasrec.json lists the settings that "
+    "differ); ratios are a peer's mean epoch over ours in the same run.",
     "recbole: RecBole 1.2.1 in its own virtualenv (benchmarks/recbole_sasrec.py lists its compatibility fixes), "
     "a capped number of batches timed and its full epoch extrapolated (marked so); RecBole trains one target per "
     "prefix row, re-encoding the prefix each time, where ours trains every position of a sequence in one pass.",

@@ -630,3 +630,14 @@ def test_summary_rows_keep_a_run_under_another_epoch_budget_apart():
     keys = [report.budgeted_setting(r, records) for r in records]
     assert keys[0] == keys[1] == report.setting(usual[0]) and keys[2] != keys[0]
     assert keys[2][2] == "sasrec-ce (50/10)" and keys[2][:2] + keys[2][3:] == keys[0][:2] + keys[0][3:]
+
+
+def test_peers_sasrec_helpers_flatten_in_order_and_score_top_lists_alike():
+    peers = load_script("peers_sasrec")
+    users, items, positions = peers.flatten_sequences([[5, 3], [7]])
+    assert (users, items, positions) == ([0, 0, 1], [5, 3, 7], [0, 1, 0])
+    # targets at rank 1, rank 3, beyond the list, and a user the library returned nothing for
+    metrics = peers.topk_metrics([[4, 2], [9, 8, 1], [6], []], [4, 1, 5, 3], k=10)
+    assert metrics["hr@10"] == 0.5 and metrics["num_users"] == 4
+    assert math.isclose(metrics["ndcg@10"], (1.0 + 1.0 / math.log2(4)) / 4)
+    assert peers.topk_metrics([[1, 2, 3]], [3], k=2)["hr@2"] == 0.0  # only the first k count
