@@ -96,14 +96,20 @@ class SequenceCollator:
         if "labels" in features[0]:
             batch["labels"] = self._pad_labels(features)
 
-        views = [key for key in features[0] if key.endswith("_input_ids")]  # pair_input_ids, view_input_ids, ...
-        for key in views:
+        return self._add_views_and_ints(batch, features, skip=("labels",))
+
+    def _add_views_and_ints(
+        self, batch: dict[str, torch.Tensor], features: Sequence[dict[str, Any]], skip: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Pads every other ``<name>_input_ids`` list field (with its ``<name>_attention_mask``) and stacks every
+        one-int-per-example field into `batch`; the `skip` fields are left out."""
+        views = [key for key in features[0] if key.endswith("_input_ids") and key not in batch]
+        for key in views:  # pair_input_ids, view_input_ids, ...
             batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad(
                 [f[key] for f in features], self.max_len, self.pad_value
             )
-
         for key, value in features[0].items():
-            if key in batch or key == "labels" or key in views:
+            if key in batch or key in skip:
                 continue
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 batch[key] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)
@@ -128,15 +134,7 @@ class SequenceCollator:
                 batch[f"{view}_input_ids"], batch[f"{view}_attention_mask"] = table.left_padded(
                     "input_ids", other, self.max_len, self.pad_value
                 )
-        rest = [{k: v for k, v in f.items() if k not in ("row", "pair_row", "view_row")} for f in features]
-        for key in [k for k in rest[0] if k.endswith("_input_ids")]:
-            batch[key], batch[key[: -len("input_ids")] + "attention_mask"] = left_pad(
-                [f[key] for f in rest], self.max_len, self.pad_value
-            )
-        for key, value in rest[0].items():
-            if key not in batch and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                batch[key] = torch.as_tensor([int(f[key]) for f in rest], dtype=torch.long)
-        return batch
+        return self._add_views_and_ints(batch, features, skip=("row", "pair_row", "view_row"))
 
     def _pad_labels(self, features: Sequence[dict[str, Any]]) -> torch.Tensor:
         """Left-pad the labels with -100 exactly as the ``input_ids``: a row's labels must be as long as its

@@ -52,18 +52,18 @@ def curve_from_log_history(log_history: list[dict]) -> list[list[float]]:
     return curve
 
 
-def validation_curve(folder: Path, results: dict) -> list[tuple[float, float]]:
+def validation_curve(folder: Path, results: dict) -> list[list[float]]:
     """`(epoch, validation NDCG@10)` pairs of a run: its `all_results.json` `validation_curve`, or for a folder
     written before that key existed, the newest checkpoint's `trainer_state.json` log (empty when neither exists)."""
     if results.get("validation_curve"):
-        return [(float(e), float(v)) for e, v in results["validation_curve"]]
+        return [[float(e), float(v)] for e, v in results["validation_curve"]]
     states = sorted(
         Path(folder).glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1])
     )
     if not states:
         return []
     history = json.loads(states[-1].read_text(encoding="utf-8")).get("log_history", [])
-    return [(e, v) for e, v in curve_from_log_history(history)]
+    return curve_from_log_history(history)
 
 
 def _pyplot():
@@ -75,7 +75,7 @@ def _pyplot():
     return plt
 
 
-def draw_validation_curve(curve: list[tuple[float, float]], path: Path, best_epoch: float | None = None) -> Path:
+def draw_validation_curve(curve: list[list[float]], path: Path, best_epoch: float | None = None) -> Path:
     """Validation NDCG@10 by epoch, with the selected (best) epoch marked, written to `path`."""
     plt = _pyplot()
     epochs, values = zip(*curve)

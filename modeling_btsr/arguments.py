@@ -817,6 +817,13 @@ def _flag(name: str) -> str:
     return f"--{name}"
 
 
+def _changed_from_default(data: DataArguments, names: tuple[str, ...]) -> list[str]:
+    """The `names` whose value is not DataArguments' default: compared by value, not by source, since a saved
+    run_settings.json holds the defaults too and must still rerun."""
+    defaults = {f.name: f.default for f in fields(DataArguments)}
+    return [name for name in names if getattr(data, name) != defaults[name]]
+
+
 def _check_before_data(model, data, values: dict, sources: dict) -> None:
     """One rule at a time, each message naming the flag (and where its value came from when not the command line)."""
 
@@ -836,10 +843,8 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
         if values.get(name) is not None and values[name] < 0:
             fail(name, f"must be >= 0, got {values[name]}")
     if data.split != "user_holdout":  # the hold-out settings would be accepted and ignored
-        defaults = {f.name: f.default for f in fields(DataArguments)}
-        for name in ("holdout_fraction", "holdout_seed"):
-            if getattr(data, name) != defaults[name]:  # by value: a saved run_settings.json holds the defaults too
-                fail(name, f"applies to --split user_holdout only, not --split {data.split}")
+        for name in _changed_from_default(data, ("holdout_fraction", "holdout_seed")):
+            fail(name, f"applies to --split user_holdout only, not --split {data.split}")
     elif not 0 < values["holdout_fraction"] < 1:
         fail("holdout_fraction", f"must be in (0, 1), got {values['holdout_fraction']}")
     if values.get("eval_context_len") is not None and values["eval_context_len"] > values["max_len"]:
@@ -863,10 +868,8 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     if data.data_path is not None and sources.get("dataset") == "command line":
         fail("dataset", "and --data_path both name the data; give one")
     if data.data_path is None:  # a named dataset has its own layout: these would be accepted and ignored
-        defaults = {f.name: f.default for f in fields(DataArguments)}
-        for name in ("data_format", "user_column", "item_column", "timestamp_column"):
-            if getattr(data, name) != defaults[name]:  # by value: a saved run_settings.json holds the defaults too
-                fail(name, f"applies to --data_path only; --dataset {data.dataset} is read in its own layout")
+        for name in _changed_from_default(data, ("data_format", "user_column", "item_column", "timestamp_column")):
+            fail(name, f"applies to --data_path only; --dataset {data.dataset} is read in its own layout")
     _check_output_dir(values["output_dir"])
     trackers = values.get("report_to")
     trackers = [trackers] if isinstance(trackers, str) else list(trackers or [])
