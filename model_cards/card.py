@@ -698,6 +698,8 @@ def build_model_card(
 def read_sweep(path) -> dict:
     """An alpha sweep file (`points`: dicts with `alpha`, `ndcg@10`, `coverage@10`, optional `hr@10`, `seeds`; an
     optional `note`), checked point by point."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such sweep file (benchmarks/report.py writes alpha_sweep_<dataset>.json)")
     data = _read_json(Path(path).parent, Path(path).name)
     points = data.get("points") if isinstance(data, dict) else None
     if not isinstance(points, list) or not points:

@@ -299,7 +299,9 @@ def push_folder_to_hub(
 def main(argv=None, api=None) -> int:
     """`python -m model_cards.hub FOLDER REPO_ID [--private] [--write_card] [--dry_run]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m model_cards.hub", description="Upload a finished BT-SR model folder to the Hugging Face Hub."
+        prog="python -m model_cards.hub",
+        description="Upload a finished BT-SR model folder to the Hugging Face Hub.",
+        allow_abbrev=False,  # a shortened flag is refused, never read as another
     )
     parser.add_argument("folder", help="the model folder written by train.py (--output_dir)")
     parser.add_argument("repo_id", help="Hub repository, user-or-org/name")

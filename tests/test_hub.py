@@ -452,6 +452,13 @@ def test_cli_dry_run_and_push(model_folder, tmp_path, capsys):
     sweep.write_text(json.dumps({"points": [{"alpha": 0.1, "ndcg@10": 0.2}]}))
     assert hub_main([str(copy), "someone/btsr", "--dry_run", "--sweep", str(sweep)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {sweep}: point 0 lacks a number for coverage@10"
+    missing = tmp_path / "no-sweep.json"
+    assert hub_main([str(copy), "someone/btsr", "--dry_run", "--sweep", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {missing}: no such sweep file (benchmarks/report.py writes alpha_sweep_<dataset>.json)"
+    )
+    with pytest.raises(SystemExit):
+        hub_main([str(copy), "someone/btsr", "--dry_run", "--swe", str(sweep)])  # no abbreviations
 
 
 # ---------------------------------------------------------------------------------------------------------------
