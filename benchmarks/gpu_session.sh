@@ -2,7 +2,7 @@
 # One prepared GPU session, in two steps that each fit a short lease of a CUDA machine:
 #
 #   bash benchmarks/gpu_session.sh check              # versions, SCE's GPU backward checked, a 3-epoch ML-1M GPU
-#                                                     # training, the 20-epoch timing
+#                                                     # training, a 2-epoch FSDP2 training, the 20-epoch timing
 #   bash benchmarks/gpu_session.sh grid SECONDS N [GRID ...]   # N runners over the grids (default ml-1m) on the GPU
 #
 # `check` writes benchmarks/results/performance.json's `gpu` section (performance.py --sections gpu) and reports the
@@ -54,6 +54,17 @@ print('transformers', transformers.__version__, 'datasets', datasets.__version__
     python3 -c "import json; r = json.load(open('/tmp/check-btsr/all_results.json'))
 print('train.py BT-SR on GPU: %.2f s/epoch over %s epochs (evaluation and checkpoints included)'
       % (r['train_seconds'] / r['epochs'], r['epochs']))"
+    # The FSDP2 path through accelerate and the Trainer (accelerate runs FSDP on GPUs only): one process, so the item
+    # table is a one-shard DTensor read shard by shard; evaluation, checkpoints and the final save gather it.
+    timeout 240 accelerate launch --use_fsdp --fsdp_version 2 --num_processes 1 \
+        --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_state_dict_type FULL_STATE_DICT \
+        train.py --dataset ml-1m --data_root "$BTSR_DATA_ROOT" --loss_type ce --bt_alpha 0.2 --num_train_epochs 2 \
+        --output_dir /tmp/check-fsdp --seed 0 > "$out/check_fsdp.log" 2>&1
+    rc=$?
+    tail -c 1500 "$out/check_fsdp.log"
+    [ $rc -eq 0 ] || { echo "train.py under FSDP2 failed (exit $rc)"; exit 7; }
+    python3 -c "from transformers import AutoModel; m = AutoModel.from_pretrained('/tmp/check-fsdp', trust_remote_code=True)
+print('FSDP2 folder loads:', type(m).__name__, tuple(m.item_embeddings.weight.shape))" || exit 7
     timeout 300 python3 benchmarks/performance.py --sections gpu --data "$ml1m" || exit 5
     cp benchmarks/results/performance.json benchmarks/results/performance.md "$out/"
     echo "check done in $(( $(date +%s) - started )) s"

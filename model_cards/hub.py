@@ -41,6 +41,7 @@ CODE_FILES = (
     "modeling_btsr.py",
     "attention_btsr.py",
     "losses_btsr.py",
+    "sharding_btsr.py",
     "pipeline_btsr.py",
     "handler.py",
 )

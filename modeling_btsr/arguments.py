@@ -913,6 +913,37 @@ def _check_output_dir(path: str) -> None:
 def _check_training(training: TrainingArguments, values: dict) -> None:
     if training.fp16 and not _has_accelerator():
         raise SettingsError("--fp16: needs a GPU; on a CPU train in float32 (or --bf16 where the CPU supports it)")
+    _check_fsdp(training, values)
+
+
+def _check_fsdp(training: TrainingArguments, values: dict) -> None:
+    """FSDP as BT-SR can honour it (FSDP2, the item table scored shard by shard), or one line naming the flag.
+
+    accelerate enables FSDP from `accelerate launch --use_fsdp` (the environment) or from the Trainer's `--fsdp`.
+    """
+    from_trainer = bool(training.fsdp)
+    if not from_trainer and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    flag = "--fsdp" if from_trainer else "accelerate launch --use_fsdp"
+    if training.use_cpu or not _has_accelerator():
+        raise SettingsError(
+            f"{flag}: accelerate runs FSDP on GPUs only; on a CPU it would run plain DDP with the whole item table in "
+            "every process; launch without FSDP (DDP) or on GPUs"
+        )
+    version = int(training.fsdp_config.get("version", 2)) if from_trainer else int(os.environ.get("FSDP_VERSION", "1"))
+    if version != 2:
+        hint = "--fsdp_config with version 2" if from_trainer else "accelerate launch --fsdp_version 2"
+        raise SettingsError(
+            f"{flag}: FSDP version {version}: BT-SR reads the item table shard by shard only under FSDP2 (FSDP1 "
+            f"flattens the weights, and would gather the whole table in every process); use {hint}"
+        )
+    if values["loss_type"] == "bce":
+        raise SettingsError(
+            "--loss_type bce: under FSDP the sharded item table is scored for the full cross-entropy and SCE only "
+            "(sampled negatives are not sharded); use --loss_type ce or sce"
+        )
+    if values.get("torch_compile"):
+        raise SettingsError("--torch_compile: not with FSDP; the sharded item table is read in eager mode only")
 
 
 def _has_accelerator() -> bool:

@@ -326,7 +326,7 @@ def evaluate_ranking(
         shape `(num_users,)` and `topk` to the `(num_users, K_max)` lists (`0` = empty slot), in the original
         user order.
     """
-    base = _base_model(model, accelerator)
+    base = _base_model(model, accelerator).gathered()  # under FSDP, a copy that runs no collective per batch
     num_items = base.config.num_items
     contexts, targets = _check_inputs(contexts, targets, num_items)
     ks = tuple(int(k) for k in ks)

@@ -20,6 +20,8 @@ __all__ = [
     "sampled_bce_loss",
     "sample_negatives",
     "gather_with_grad",
+    "sce_buckets",
+    "chunked_topk",
 ]
 
 
@@ -262,7 +264,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return grad_hidden, None, grad_items, None
 
 
-def _chunked_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536) -> torch.Tensor:
+def chunked_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536) -> torch.Tensor:
     """Indices of the `k` keys with the largest `queries @ keys.T`, scoring at most `chunk_size` keys at a time.
 
     Keeps memory at `(n_queries, chunk_size + k)` scores however many keys (items) there are.
@@ -321,10 +323,27 @@ def scalable_cross_entropy_loss(
         `tuple(torch.Tensor, torch.Tensor)`: the sum of the picked positions' losses and the number of picked
         positions (the mean is their ratio).
     """
-    n_positions, dim = hidden.shape
     n_items = item_embeddings.shape[0]
     if bucket_size_y > n_items:
         raise ValueError(f"SCE bucket_size_y ({bucket_size_y}) cannot exceed the number of items ({n_items})")
+    centres, position_index = sce_buckets(hidden, n_buckets, bucket_size_x, mix_x, generator, valid)
+    with torch.no_grad():
+        item_index = chunked_topk(centres, item_embeddings.detach(), bucket_size_y)  # (n_b, b_y)
+    return bucket_cross_entropy(hidden, targets, item_embeddings, position_index, item_index, valid)
+
+
+def sce_buckets(
+    hidden: torch.Tensor,
+    n_buckets: int,
+    bucket_size_x: int,
+    mix_x: bool = False,
+    generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCE's bucket centres `(n_b, d)` and each bucket's picked positions `(n_b, min(b_x, N))`, drawn as
+    :func:`scalable_cross_entropy_loss` draws them (the item side is the caller's: the `b_y` items of largest
+    `centres @ W^T`). No gradient."""
+    n_positions, dim = hidden.shape
     bucket_size_x = min(bucket_size_x, n_positions)
     with torch.no_grad():
         detached = hidden.detach()
@@ -340,9 +359,7 @@ def scalable_cross_entropy_loss(
         if valid is not None:  # valid positions first, in their order
             position_scores = position_scores.masked_fill(~valid, float("-inf"))
         position_index = position_scores.topk(bucket_size_x, dim=1).indices  # (n_b, b_x)
-        item_index = _chunked_topk(centres, item_embeddings.detach(), bucket_size_y)  # (n_b, b_y)
-
-    return bucket_cross_entropy(hidden, targets, item_embeddings, position_index, item_index, valid)
+    return centres, position_index
 
 
 def bucket_cross_entropy(

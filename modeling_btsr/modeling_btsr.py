@@ -40,6 +40,13 @@ from .losses_btsr import (
     sampled_bce_loss,
     scalable_cross_entropy_loss,
 )
+from .sharding_btsr import (
+    ItemShard,
+    item_shard,
+    sharded_cross_entropy,
+    sharded_embedding,
+    sharded_scalable_cross_entropy,
+)
 
 __all__ = [
     "BTSRPreTrainedModel",
@@ -63,6 +70,7 @@ REMOTE_CODE_FILES = (
     "modeling_btsr.py",
     "attention_btsr.py",
     "losses_btsr.py",
+    "sharding_btsr.py",
     "pipeline_btsr.py",
 )
 # Also copied: the Inference Endpoints custom handler (`EndpointHandler`), which loads the folder with remote code.
@@ -285,7 +293,7 @@ class BTSRBlock(GradientCheckpointingLayer):
     With `model.activation_checkpointing_enable()` (or `--gradient_checkpointing`), `forward` keeps only its input for
     the backward pass and recomputes the rest, with the same dropout masks (the RNG state is replayed): the same
     gradients for ~1/3 more encoder compute and a fraction of the activation memory (benchmarks/performance.py).
-    `forward_last` (the last block of the partner pass, last positions only) is not checkpointed: it is small.
+    The last block of the partner pass (`last_only`, last positions only) is checkpointed alike.
     """
 
     def __init__(self, config: BTSRConfig):
@@ -295,19 +303,21 @@ class BTSRBlock(GradientCheckpointingLayer):
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
 
-    def forward(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: PackedBatch, last_only: bool = False) -> torch.Tensor:
         """`x`: packed item positions (n_items_in_batch, hidden); padding is never computed (the reference zeroes
-        it after every block, and padded keys are masked, so item positions are unaffected)."""
-        queries = self.attention_layernorm(x)
-        x = queries + self.attention(queries, x, batch)
-        return self.feed_forward(self.feed_forward_layernorm(x))
+        it after every block, and padded keys are masked, so item positions are unaffected).
 
-    def forward_last(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """The block's output at the last position of the rows `batch.last_rows` only, (n_rows, hidden): keys and
-        values still come from every position, but the query-side path (LayerNorm, attention row, residual,
-        feed-forward) runs for those positions alone."""
-        queries = self.attention_layernorm(x.index_select(0, batch.last_packed))
-        x = queries + self.attention.forward_last(queries, x, batch)
+        With `last_only`, the block's output at the last position of the rows `batch.last_rows` only, (n_rows,
+        hidden): keys and values still come from every position, but the query-side path (LayerNorm, attention
+        row, residual, feed-forward) runs for those positions alone. One entry point for both, so that wrappers
+        that hook `forward` (FSDP gathers the block's weights there) see either.
+        """
+        if last_only:
+            queries = self.attention_layernorm(x.index_select(0, batch.last_packed))
+            x = queries + self.attention.forward_last(queries, x, batch)
+        else:
+            queries = self.attention_layernorm(x)
+            x = queries + self.attention(queries, x, batch)
         return self.feed_forward(self.feed_forward_layernorm(x))
 
 
@@ -319,6 +329,8 @@ class BTSRPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    # FSDP wraps each block as a unit; the item table is split by rows and read shard by shard (`sharding_btsr`).
+    _no_split_modules = ["BTSRBlock"]
 
     def _init_weights(self, module: nn.Module):
         """Xavier-uniform on every matrix (the reference); attention biases zero, feed-forward biases as PyTorch."""
@@ -338,6 +350,29 @@ class BTSRPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+    def gathered(self, device: torch.device | str | None = None):
+        """This model with whole weights: itself, or under FSDP (weights split over processes) a plain copy.
+
+        FSDP runs a collective in every sharded module's forward, so processes that encode different numbers of
+        batches (evaluation shards of users), or one process alone (saving), would wait for ever; the copy runs
+        none. Under FSDP every process must call this together (each weight is gathered). The copy has the whole
+        item table, as scoring every user against the whole catalogue needs.
+
+        Args:
+            device (`torch.device` or `str`, *optional*): where the copy lives (default: the weights' device).
+        """
+        state = self.state_dict()
+        if not any(hasattr(value, "full_tensor") for value in state.values()):
+            return self
+        whole = {name: value.full_tensor() if hasattr(value, "full_tensor") else value for name, value in state.items()}
+        if device is not None:
+            whole = {name: value.to(device) for name, value in whole.items()}
+        with torch.device("meta"):  # no weights of its own: the gathered ones are assigned, dtype and all
+            copy = type(self)(self.config)
+        copy.load_state_dict(whole, assign=True)
+        copy.base_model.set_item_vocab(self.base_model.item_vocab)
+        return copy.train(self.training)
 
     # The vocabulary lives in its own file beside config.json: a large catalogue would bloat the config.
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -445,8 +480,27 @@ class BTSRModel(BTSRPreTrainedModel):
         self.item_embeddings = value
 
     def item_embedding_matrix(self) -> torch.Tensor:
-        """Scoring matrix of items `1..num_items`, `(num_items, hidden)`: row `j` is item index `j + 1`."""
-        return self.item_embeddings.weight[1 : self.config.num_items + 1]  # never the padding or mask token row
+        """Scoring matrix of items `1..num_items`, `(num_items, hidden)`: row `j` is item index `j + 1`.
+
+        Under FSDP2 (the table split by rows, see `item_shard`) the whole matrix is gathered, for evaluation and
+        `recommend`; training scores shard by shard instead.
+        """
+        weight = self.item_embeddings.weight
+        if item_shard(weight) is not None:
+            weight = weight.full_tensor()
+        return weight[1 : self.config.num_items + 1]  # never the padding or mask token row
+
+    def item_shard(self) -> ItemShard | None:
+        """This process's rows of the item table when FSDP2 splits it by rows, else `None` (a whole table)."""
+        return item_shard(self.item_embeddings.weight)
+
+    def embed_items(self, ids: torch.Tensor) -> torch.Tensor:
+        """Item embeddings of `ids` (any shape): from the whole table, or shard by shard under FSDP2, whose
+        gathering of the whole table before the embedding module runs is what the sharding avoids."""
+        shard = self.item_shard()
+        if shard is None:
+            return self.item_embeddings(ids)
+        return sharded_embedding(ids.reshape(-1), shard).reshape(*ids.shape, -1)
 
     def set_item_vocab(self, vocab: dict | None):
         """Sets the raw-id vocabulary: `{"item_ids": [...], "item_counts": [...]}`, entry `j` = item index `j + 1`.
@@ -529,12 +583,12 @@ class BTSRModel(BTSRPreTrainedModel):
         if position_offsets is not None:
             shift = packed.sort_rows(position_offsets).to(positions.device).index_select(0, packed.index // length)
             positions = (positions - shift).clamp_min(0)  # only padded cells (dense layout) could fall below 0
-        x = self.item_embeddings(packed.pack_ids(input_ids)) * math.sqrt(self.config.hidden_size)
+        x = self.embed_items(packed.pack_ids(input_ids)) * math.sqrt(self.config.hidden_size)
         x = self.embedding_dropout(x + self.position_embeddings(positions))
         if user_embeddings_only:
             for block in self.blocks[:-1]:
                 x = block(x, packed)
-            users = packed.unpack_last(self.final_layernorm(self.blocks[-1].forward_last(x, packed)))
+            users = packed.unpack_last(self.final_layernorm(self.blocks[-1](x, packed, last_only=True)))
             output = BTSRModelOutput(last_hidden_state=None, user_embeddings=users)
             return output if return_dict is not False else output.to_tuple()
         for block in self.blocks:
@@ -732,11 +786,19 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         """
         config = self.config
         labelled = labels != -100
+        shard = self.btsr.item_shard()
+        if shard is not None and (config.loss_type == "bce" or static_layout()):
+            raise ValueError(
+                f"loss_type {config.loss_type!r}{' under torch.compile' if static_layout() else ''} is not scored "
+                "shard by shard; with the item table sharded (FSDP2) train with loss_type 'ce' or 'sce' in eager mode"
+            )
         if static_layout() and config.loss_type != "bce":
             return self._prediction_loss_all_positions(hidden, labels, labelled)
         rows = labelled.nonzero(as_tuple=True)[0]
         states, targets = hidden[labelled], labels[labelled]
-        items = self.btsr.item_embedding_matrix()
+        if shard is not None and config.loss_type == "ce":
+            return sharded_cross_entropy(states, targets, shard, config.num_items), targets.numel(), True
+        items = self.btsr.item_embedding_matrix() if shard is None else None
         if config.loss_type == "ce":
             return cross_entropy_loss(states, targets, items), targets.numel(), True
         if config.loss_type == "bce":
@@ -745,17 +807,17 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             loss = sampled_bce_loss(states, targets, items, negatives[rows], valid[rows])
             return loss, targets.numel(), True
         n_buckets = config.sce_n_buckets or config.sce_bucket_size_x or 1
-        bucket_size_x = config.sce_bucket_size_x or n_buckets
-        total, picked = scalable_cross_entropy_loss(
-            states,
-            targets,
-            items,
-            n_buckets=n_buckets,
-            bucket_size_x=bucket_size_x,
-            bucket_size_y=config.sce_bucket_size_y,
-            mix_x=config.sce_mix_x,
-            generator=self.sce_generator,
-        )
+        buckets = {
+            "n_buckets": n_buckets,
+            "bucket_size_x": config.sce_bucket_size_x or n_buckets,
+            "bucket_size_y": config.sce_bucket_size_y,
+            "mix_x": config.sce_mix_x,
+            "generator": self.sce_generator,
+        }
+        if shard is None:
+            total, picked = scalable_cross_entropy_loss(states, targets, items, **buckets)
+        else:
+            total, picked = sharded_scalable_cross_entropy(states, targets, shard, config.num_items, **buckets)
         return total / picked.clamp_min(1), picked, False
 
     def _prediction_loss_all_positions(self, hidden: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor):

@@ -400,8 +400,10 @@ def run_training(
             results[f"test_{name}_ci95"] = [float(interval.low), float(interval.high)]
     if command:
         results["command"] = command
+    # Under FSDP every process gathers the weights (a collective), then the main process alone saves them.
+    whole = trainer.accelerator.unwrap_model(trainer.model).gathered(device="cpu")
     if trainer.is_world_process_zero():
-        finish_run(trainer.accelerator.unwrap_model(trainer.model), results, per_user, data, output_dir, command, hub)
+        finish_run(whole, results, per_user, data, output_dir, command, hub)
     return results
 
 

@@ -14,7 +14,7 @@ from modeling_btsr import (
     sampled_bce_loss,
     scalable_cross_entropy_loss,
 )
-from modeling_btsr.losses_btsr import _chunked_topk, bucket_cross_entropy, sample_negatives
+from modeling_btsr.losses_btsr import bucket_cross_entropy, chunked_topk, sample_negatives
 from tests.distributed import assert_two_processes_match_one
 
 
@@ -211,11 +211,11 @@ def test_sce_half_precision_is_float32_and_close(per_bucket_backward, monkeypatc
         assert (got - ref).norm() < 0.05 * ref.norm()
 
 
-def test_chunked_topk_matches_full():
+def testchunked_topk_matches_full():
     gen = torch.Generator().manual_seed(0)
     q, k = torch.randn(5, 4, generator=gen), torch.randn(1000, 4, generator=gen)
     full = (q @ k.T).topk(17, dim=1).indices
-    assert torch.equal(_chunked_topk(q, k, 17, chunk_size=64), full)
+    assert torch.equal(chunked_topk(q, k, 17, chunk_size=64), full)
 
 
 def test_bce_formula_and_negative_sampling():
