@@ -115,8 +115,7 @@ def _sharded_ops(rank: int) -> dict:
 
     sharding_btsr._CHUNK_ELEMENTS = 30  # slices of 2 items for the 14 gathered positions: the streaming path
 
-    gen = torch.Generator().manual_seed(3)
-    table = torch.randn(NUM_ITEMS + 2, 5, generator=gen, dtype=torch.float64)  # + padding and a mask-token row
+    table = _table()
     inputs = _op_inputs()
     mesh = init_device_mesh("cpu", (WORLD,))
     weight = torch.nn.Parameter(distribute_tensor(table, mesh, [Shard(0)]))
@@ -142,6 +141,11 @@ def _sharded_ops(rank: int) -> dict:
     (total / picked).backward()
     out["sce"] = (total.detach(), int(picked), hidden.grad, weight.grad.full_tensor())
     return out
+
+
+def _table() -> torch.Tensor:
+    """A whole table of 39 rows: padding, the items, and a mask-token row that no softmax may read."""
+    return torch.randn(NUM_ITEMS + 2, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
 
 def _op_inputs():
@@ -199,8 +203,7 @@ def two_processes():
 
 
 def test_sharded_lookup_and_cross_entropy_equal_the_whole_table(two_processes):
-    gen = torch.Generator().manual_seed(3)
-    table = torch.randn(NUM_ITEMS + 2, 5, generator=gen, dtype=torch.float64).requires_grad_(True)
+    table = _table().requires_grad_(True)
     ids, hidden, targets, probe = _op_inputs()
     for rank in range(WORLD):
         h = hidden[rank].clone().requires_grad_(True)
@@ -219,8 +222,7 @@ def test_sharded_lookup_and_cross_entropy_equal_the_whole_table(two_processes):
 
 def test_sharded_sce_equals_each_process_sce_on_the_whole_table(two_processes):
     """Same draws, same buckets: each process's SCE with the table split equals its SCE with the whole table."""
-    gen = torch.Generator().manual_seed(3)
-    table = torch.randn(NUM_ITEMS + 2, 5, generator=gen, dtype=torch.float64).requires_grad_(True)
+    table = _table().requires_grad_(True)
     _, hidden, targets, _ = _op_inputs()
     for rank in range(WORLD):
         h = hidden[rank].clone().requires_grad_(True)
