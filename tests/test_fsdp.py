@@ -17,6 +17,7 @@ from modeling_btsr.arguments import SettingsError, resolve_settings
 from modeling_btsr.evaluation import evaluate_ranking
 from modeling_btsr.losses_btsr import cross_entropy_loss, scalable_cross_entropy_loss
 from modeling_btsr.modeling_btsr import BTSRForSequentialRecommendation
+from modeling_btsr.training_run import save_model_atomically
 
 WORLD = 2
 NUM_ITEMS = 37  # the model's table: 38 rows with padding, 19 per process
@@ -160,7 +161,7 @@ def _op_inputs():
     return ids, hidden, targets, probe
 
 
-def _worker(rank, init_file, results):
+def _worker(rank, init_file, folder, results):
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         out = {"ops": _sharded_ops(rank)}
@@ -185,19 +186,32 @@ def _worker(rank, init_file, results):
             updated={name: p.detach() for name, p in whole.named_parameters()},
             metrics=evaluate_ranking(model, EVAL_CONTEXTS, EVAL_TARGETS, batch_size=1, accelerator=_Gatherer()),
         )
+        # As the training run saves: every process gathers (a collective), the main one alone writes the folder.
+        saved = model.gathered(device="cpu")
+        if rank == 0:
+            save_model_atomically(saved, folder)
         results[rank] = out
     finally:
         torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
-def two_processes():
+def saved_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("fsdp") / "model"
+
+
+@pytest.fixture(scope="module")
+def two_processes(saved_folder):
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
         results = mp.Manager().dict()
         mp.start_processes(
-            _worker, args=(os.path.join(tmp, "init"), results), nprocs=WORLD, join=True, start_method="spawn"
+            _worker,
+            args=(os.path.join(tmp, "init"), str(saved_folder), results),
+            nprocs=WORLD,
+            join=True,
+            start_method="spawn",
         )
         return dict(results)
 
@@ -260,6 +274,13 @@ def test_fsdp_step_equals_one_process_on_the_global_batch(two_processes):
             torch.testing.assert_close(got["grads"][name], grad, rtol=1e-9, atol=1e-12, msg=name)
         for name, param in model.named_parameters():
             torch.testing.assert_close(got["updated"][name], param.detach(), rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_a_sharded_model_saves_a_folder_with_the_whole_weights(two_processes, saved_folder):
+    loaded = BTSRForSequentialRecommendation.from_pretrained(saved_folder, torch_dtype=torch.float64)
+    assert loaded.btsr.item_embeddings.weight.shape == (NUM_ITEMS + 1, 8)
+    for name, param in loaded.named_parameters():
+        torch.testing.assert_close(param.detach(), two_processes[0]["updated"][name], rtol=0, atol=0, msg=name)
 
 
 def test_evaluation_under_fsdp_equals_one_process(two_processes):
