@@ -35,6 +35,10 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   users from being told apart so easily (DuoRec's unsupervised view is a dropout pass).
 - `cl4srec-tau-10`: dot products kept, divided by tau = 10 instead of 1: logits ten times smaller, as cosine
   similarity bounds them, without changing what is compared; tests whether the logits' scale is what sinks accuracy.
+- `*-post-ln` (SASRec too): RecBole's Transformer layer, the backbone both papers' code trains
+  (`--block_layout post_ln`: a LayerNorm after each residual sum and on the summed embeddings, no embedding scale,
+  no final LayerNorm) instead of the SASRec reference's pre-LN block; feed-forward width, activation and
+  initialisation stay this harness's, so only the LayerNorms' places change.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -90,6 +94,9 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "cl4srec-dropout-0.5": ("cl4srec", {"dropout": 0.5}, []),
     "duorec-dropout-0.5": ("duorec", {"dropout": 0.5}, []),
     "cl4srec-tau-10": ("cl4srec", {}, ["--infonce_temperature", "10"]),
+    "sasrec-ce-post-ln": ("sasrec-ce", {}, ["--block_layout", "post_ln"]),
+    "cl4srec-post-ln": ("cl4srec", {}, ["--block_layout", "post_ln"]),
+    "duorec-post-ln": ("duorec", {}, ["--block_layout", "post_ln"]),
 }
 
 

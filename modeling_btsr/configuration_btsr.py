@@ -67,6 +67,12 @@ class BTSRConfig(PreTrainedConfig):
             way. It matters for short-history data (Amazon Beauty: training rows of median length
             3, longest 200). Only the draw of dropout noise differs (the same distribution); outputs without
             dropout are equal up to float rounding. `False` keeps one grid.
+        block_layout (`str`, defaults to `"pre_ln"`):
+            Where the LayerNorms sit. `"pre_ln"` is the SASRec reference's (a LayerNorm on each sublayer's queries,
+            embeddings scaled by sqrt(hidden_size), a final LayerNorm). `"post_ln"` is RecBole's Transformer layer,
+            the backbone of CL4SRec's and DuoRec's code: a LayerNorm after each residual sum, `LN(x + Dropout(MHA(x,
+            x, x)))` then `LN(h + FFN(h))`, a LayerNorm and dropout on the summed embeddings (unscaled), no final
+            LayerNorm.
         loss_type (`str`, defaults to `"ce"`):
             Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy) or `"bce"` (sampled negatives).
         sce_n_buckets (`int`, *optional*):
@@ -139,6 +145,7 @@ class BTSRConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.1
     layer_norm_eps: float | int = 1e-8
     length_grouped_attention: bool = True
+    block_layout: Literal["pre_ln", "post_ln"] = "pre_ln"
 
     # Prediction loss
     loss_type: Literal["ce", "sce", "bce"] = "ce"

@@ -288,7 +288,8 @@ class BTSRFeedForward(nn.Module):
 
 
 class BTSRBlock(GradientCheckpointingLayer):
-    """One reference block: `Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`; padding zeroed.
+    """One reference block: `Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`; padding zeroed. With
+    `config.block_layout == "post_ln"`, RecBole's layer instead: `h = LN(x + Dropout(MHA(x, x, x))); LN(h + FFN(h))`.
 
     With `model.activation_checkpointing_enable()` (or `--gradient_checkpointing`), `forward` keeps only its input for
     the backward pass and recomputes the rest, with the same dropout masks (the RNG state is replayed): the same
@@ -298,10 +299,13 @@ class BTSRBlock(GradientCheckpointingLayer):
 
     def __init__(self, config: BTSRConfig):
         super().__init__()
+        self.post_ln = config.block_layout == "post_ln"
         self.attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = BTSRSelfAttention(config)
         self.feed_forward_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = BTSRFeedForward(config)
+        # RecBole drops the attention output before its residual sum; the reference block has no such dropout.
+        self.attention_dropout = BTSRDropout(config.hidden_dropout_prob) if self.post_ln else nn.Identity()
 
     def forward(self, x: torch.Tensor, batch: PackedBatch, last_only: bool = False) -> torch.Tensor:
         """`x`: packed item positions (n_items_in_batch, hidden); padding is never computed (the reference zeroes
@@ -312,6 +316,11 @@ class BTSRBlock(GradientCheckpointingLayer):
         row, residual, feed-forward) runs for those positions alone. One entry point for both, so that wrappers
         that hook `forward` (FSDP gathers the block's weights there) see either.
         """
+        if self.post_ln:  # RecBole's layer: queries, keys and values from the stream itself
+            queries = x.index_select(0, batch.last_packed) if last_only else x
+            attended = self.attention.forward_last(queries, x, batch) if last_only else self.attention(x, x, batch)
+            hidden = self.attention_layernorm(queries + self.attention_dropout(attended))
+            return self.feed_forward_layernorm(self.feed_forward(hidden))
         if last_only:
             queries = self.attention_layernorm(x.index_select(0, batch.last_packed))
             x = queries + self.attention.forward_last(queries, x, batch)
@@ -468,7 +477,13 @@ class BTSRModel(BTSRPreTrainedModel):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.embedding_dropout = BTSRDropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList(BTSRBlock(config) for _ in range(config.num_hidden_layers))
-        self.final_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        post_ln = config.block_layout == "post_ln"
+        # Parameter-free stand-ins where a layout has no such LayerNorm: the other layout's weights are unchanged.
+        self.final_layernorm = nn.Identity() if post_ln else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.embedding_layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if post_ln else nn.Identity()
+        )
+        self.embedding_scale = 1.0 if post_ln else math.sqrt(config.hidden_size)
         self.item_vocab = None
         self._item_to_index = None
         self.post_init()
@@ -583,8 +598,8 @@ class BTSRModel(BTSRPreTrainedModel):
         if position_offsets is not None:
             shift = packed.sort_rows(position_offsets).to(positions.device).index_select(0, packed.index // length)
             positions = (positions - shift).clamp_min(0)  # only padded cells (dense layout) could fall below 0
-        x = self.embed_items(packed.pack_ids(input_ids)) * math.sqrt(self.config.hidden_size)
-        x = self.embedding_dropout(x + self.position_embeddings(positions))
+        x = self.embed_items(packed.pack_ids(input_ids)) * self.embedding_scale
+        x = self.embedding_dropout(self.embedding_layernorm(x + self.position_embeddings(positions)))
         if user_embeddings_only:
             for block in self.blocks[:-1]:
                 x = block(x, packed)

@@ -60,6 +60,36 @@ class ReferenceSASRec(nn.Module):
         return ours.final_layernorm(seqs)
 
 
+class ReferenceRecBoleSASRec(nn.Module):
+    """RecBole's SASRec forward (the backbone of CL4SRec's and DuoRec's code): post-LN layers, a LayerNorm on the
+    summed embeddings, no embedding scale, no final LayerNorm; torch.nn.MultiheadAttention, no key mask."""
+
+    def __init__(self, ours: BTSRModel):
+        super().__init__()
+        self.ours = ours
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ours, d = self.ours, self.ours.config.hidden_size
+        length = ids.shape[1]
+        seqs = ours.item_embeddings(ids) + ours.position_embeddings(torch.arange(length))
+        seqs = ours.embedding_layernorm(seqs)
+        causal_block = ~torch.tril(torch.ones(length, length, dtype=torch.bool))
+        for block in ours.blocks:
+            att = block.attention
+            mha = nn.MultiheadAttention(d, ours.config.num_attention_heads)
+            with torch.no_grad():
+                mha.in_proj_weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
+                mha.in_proj_bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
+                mha.out_proj.weight.copy_(att.output.weight)
+                mha.out_proj.bias.copy_(att.output.bias)
+            x = seqs.transpose(0, 1)
+            out, _ = mha(x, x, x, attn_mask=causal_block)
+            hidden = block.attention_layernorm((x + out).transpose(0, 1))
+            ff = block.feed_forward
+            seqs = block.feed_forward_layernorm(hidden + ff.dense_out(torch.relu(ff.dense_in(hidden))))
+        return seqs
+
+
 def test_parameter_count_matches_reference():
     config = BTSRConfig(num_items=3416)
     assert BTSRModel(config).num_parameters() == (3416 + 1) * 64 + 63_360
@@ -74,6 +104,24 @@ def test_matches_reference_layout_without_padding(heads):
         ours = model.btsr(ids).last_hidden_state
         reference = ReferenceSASRec(model.btsr)(ids)
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_post_ln_layout_matches_recbole_layer(heads):
+    model = make_model(hidden_size=16, num_attention_heads=heads, block_layout="post_ln")
+    for module in model.modules():  # LayerNorms away from the identity, so a missing or misplaced one shows
+        if isinstance(module, nn.LayerNorm):
+            nn.init.normal_(module.weight, 1.0, 0.3)
+            nn.init.normal_(module.bias, 0.0, 0.3)
+    ids = torch.randint(1, 41, (3, 12))
+    with torch.no_grad():
+        out = model.btsr(ids)
+        users = model.btsr(ids, user_embeddings_only=True).user_embeddings
+        reference = ReferenceRecBoleSASRec(model.btsr)(ids)
+    assert torch.allclose(out.last_hidden_state, reference, atol=1e-5)
+    assert torch.allclose(users, reference[:, -1], atol=1e-5)  # the partner pass's last-position-only block
+    # The same weights as the reference layout, plus the embedding LayerNorm and minus the final one.
+    assert model.btsr.num_parameters() == make_model(hidden_size=16, num_attention_heads=heads).btsr.num_parameters()
 
 
 def test_causality():
