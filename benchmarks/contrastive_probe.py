@@ -39,6 +39,8 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   (`--block_layout post_ln`: a LayerNorm after each residual sum and on the summed embeddings, no embedding scale,
   no final LayerNorm) instead of the SASRec reference's pre-LN block; feed-forward width, activation and
   initialisation stay this harness's, so only the LayerNorms' places change.
+- `*-recbole` (SASRec too): RecBole's SASRec layer as a whole: post-LN as above, plus its 256-wide GELU
+  feed-forward and its normal(0, 0.02) initialisation.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -72,6 +74,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "contrastive_probe.json"
 
 # label -> (reproduce.py model, overrides of the run's settings, extra train.py flags)
+# RecBole's SASRec layer as a whole: post-LN, a 256-wide GELU feed-forward, normal(0, 0.02) initialisation.
+RECBOLE_LAYER = ["--block_layout", "post_ln", "--intermediate_size", "256", "--hidden_act", "gelu"]
+RECBOLE_LAYER += ["--initializer_range", "0.02"]
 VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce": ("sasrec-ce", {}, []),
     "cl4srec": ("cl4srec", {}, []),
@@ -97,6 +102,8 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce-post-ln": ("sasrec-ce", {}, ["--block_layout", "post_ln"]),
     "cl4srec-post-ln": ("cl4srec", {}, ["--block_layout", "post_ln"]),
     "duorec-post-ln": ("duorec", {}, ["--block_layout", "post_ln"]),
+    "sasrec-ce-recbole": ("sasrec-ce", {}, RECBOLE_LAYER),
+    "cl4srec-recbole": ("cl4srec", {}, RECBOLE_LAYER),
 }
 
 

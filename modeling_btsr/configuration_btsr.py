@@ -73,6 +73,14 @@ class BTSRConfig(PreTrainedConfig):
             the backbone of CL4SRec's and DuoRec's code: a LayerNorm after each residual sum, `LN(x + Dropout(MHA(x,
             x, x)))` then `LN(h + FFN(h))`, a LayerNorm and dropout on the summed embeddings (unscaled), no final
             LayerNorm.
+        intermediate_size (`int`, *optional*):
+            Width of the feed-forward's inner layer; `None` is `hidden_size`, the SASRec reference's (RecBole's
+            default is 256 at hidden size 64).
+        hidden_act (`str`, defaults to `"relu"`):
+            Feed-forward activation: `"relu"` (the SASRec reference) or `"gelu"` (RecBole's default).
+        initializer_range (`float`, *optional*):
+            Standard deviation of a normal initialisation of every matrix and embedding, with zero biases (RecBole's,
+            0.02); `None` keeps the reference's Xavier-uniform initialisation.
         loss_type (`str`, defaults to `"ce"`):
             Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy) or `"bce"` (sampled negatives).
         sce_n_buckets (`int`, *optional*):
@@ -146,6 +154,9 @@ class BTSRConfig(PreTrainedConfig):
     layer_norm_eps: float | int = 1e-8
     length_grouped_attention: bool = True
     block_layout: Literal["pre_ln", "post_ln"] = "pre_ln"
+    intermediate_size: int | None = None
+    hidden_act: Literal["relu", "gelu"] = "relu"
+    initializer_range: float | int | None = None
 
     # Prediction loss
     loss_type: Literal["ce", "sce", "bce"] = "ce"
@@ -215,6 +226,10 @@ class BTSRConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if self.intermediate_size is not None and self.intermediate_size < 1:
+            raise ValueError(f"intermediate_size must be >= 1 or None (hidden_size), got {self.intermediate_size}")
+        if self.initializer_range is not None and not self.initializer_range > 0:
+            raise ValueError(f"initializer_range must be > 0 or None (Xavier), got {self.initializer_range}")
 
     def validate_prediction_loss(self):
         for name in ("sce_n_buckets", "sce_bucket_size_x"):

@@ -275,16 +275,19 @@ class BTSRDropout(nn.Dropout):
 
 
 class BTSRFeedForward(nn.Module):
-    """SASRec's point-wise feed-forward: two d -> d linears with ReLU and dropout, plus the residual."""
+    """SASRec's point-wise feed-forward: two linears (d -> `intermediate_size` -> d, d -> d by default) with ReLU
+    (or `hidden_act`) and dropout, plus the residual."""
 
     def __init__(self, config: BTSRConfig):
         super().__init__()
-        self.dense_in = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense_out = nn.Linear(config.hidden_size, config.hidden_size)
+        inner = config.intermediate_size or config.hidden_size
+        self.dense_in = nn.Linear(config.hidden_size, inner)
+        self.dense_out = nn.Linear(inner, config.hidden_size)
         self.dropout = BTSRDropout(config.hidden_dropout_prob)
+        self.activation = F.gelu if config.hidden_act == "gelu" else F.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.dense_out(F.relu(self.dropout(self.dense_in(x)))))
+        return x + self.dropout(self.dense_out(self.activation(self.dropout(self.dense_in(x)))))
 
 
 class BTSRBlock(GradientCheckpointingLayer):
@@ -342,8 +345,16 @@ class BTSRPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["BTSRBlock"]
 
     def _init_weights(self, module: nn.Module):
-        """Xavier-uniform on every matrix (the reference); attention biases zero, feed-forward biases as PyTorch."""
-        if isinstance(module, nn.Linear):
+        """Xavier-uniform on every matrix (the reference); attention biases zero, feed-forward biases as PyTorch.
+        With `config.initializer_range`, RecBole's instead: normal(0, range) matrices and embeddings, zero biases."""
+        std = self.config.initializer_range
+        if std is not None and isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, 0.0, std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is None:
                 pass

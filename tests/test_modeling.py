@@ -86,7 +86,8 @@ class ReferenceRecBoleSASRec(nn.Module):
             out, _ = mha(x, x, x, attn_mask=causal_block)
             hidden = block.attention_layernorm((x + out).transpose(0, 1))
             ff = block.feed_forward
-            seqs = block.feed_forward_layernorm(hidden + ff.dense_out(torch.relu(ff.dense_in(hidden))))
+            act = torch.nn.functional.gelu if ours.config.hidden_act == "gelu" else torch.relu
+            seqs = block.feed_forward_layernorm(hidden + ff.dense_out(act(ff.dense_in(hidden))))
         return seqs
 
 
@@ -106,9 +107,12 @@ def test_matches_reference_layout_without_padding(heads):
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("heads", [1, 2])
-def test_post_ln_layout_matches_recbole_layer(heads):
-    model = make_model(hidden_size=16, num_attention_heads=heads, block_layout="post_ln")
+@pytest.mark.parametrize(
+    "heads, recbole",
+    [(1, {}), (2, {}), (2, {"intermediate_size": 64, "hidden_act": "gelu", "initializer_range": 0.02})],
+)
+def test_post_ln_layout_matches_recbole_layer(heads, recbole):
+    model = make_model(hidden_size=16, num_attention_heads=heads, block_layout="post_ln", **recbole)
     for module in model.modules():  # LayerNorms away from the identity, so a missing or misplaced one shows
         if isinstance(module, nn.LayerNorm):
             nn.init.normal_(module.weight, 1.0, 0.3)
@@ -121,7 +125,22 @@ def test_post_ln_layout_matches_recbole_layer(heads):
     assert torch.allclose(out.last_hidden_state, reference, atol=1e-5)
     assert torch.allclose(users, reference[:, -1], atol=1e-5)  # the partner pass's last-position-only block
     # The same weights as the reference layout, plus the embedding LayerNorm and minus the final one.
-    assert model.btsr.num_parameters() == make_model(hidden_size=16, num_attention_heads=heads).btsr.num_parameters()
+    same_widths = make_model(
+        hidden_size=16, num_attention_heads=heads, intermediate_size=recbole.get("intermediate_size")
+    )
+    assert model.btsr.num_parameters() == same_widths.btsr.num_parameters()
+
+
+def test_initializer_range_draws_recbole_normal_weights_and_zero_biases():
+    model = make_model(num_items=4000, hidden_size=64, initializer_range=0.02, intermediate_size=256)
+    table = model.btsr.item_embeddings.weight.detach()
+    assert torch.equal(table[0], torch.zeros(64))  # the padding row
+    assert abs(table[1:].std().item() - 0.02) < 0.0005 and abs(table[1:].mean().item()) < 0.0005
+    dense_in = model.btsr.blocks[0].feed_forward.dense_in
+    assert dense_in.weight.shape == (256, 64) and abs(dense_in.weight.std().item() - 0.02) < 0.002
+    assert torch.equal(dense_in.bias, torch.zeros(256))
+    default = make_model(num_items=4000, hidden_size=64).btsr.item_embeddings.weight.detach()[1:]
+    assert abs(default.std().item() - math.sqrt(2 / (4001 + 64) / 3) * math.sqrt(3)) < 0.001  # Xavier kept by default
 
 
 def test_causality():
