@@ -156,7 +156,7 @@ class BTSRConfig(PreTrainedConfig):
     block_layout: Literal["pre_ln", "post_ln"] = "pre_ln"
     intermediate_size: int | None = None
     hidden_act: Literal["relu", "gelu"] = "relu"
-    initializer_range: float | int | None = None
+    initializer_range: float | None = None
 
     # Prediction loss
     loss_type: Literal["ce", "sce", "bce"] = "ce"
