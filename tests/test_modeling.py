@@ -26,6 +26,17 @@ def make_model(num_items=40, seed=0, **config):
     return model.eval()
 
 
+def _multihead_attention_of(att, d: int, heads: int) -> nn.MultiheadAttention:
+    """torch.nn.MultiheadAttention holding the weights of one of our attention layers."""
+    mha = nn.MultiheadAttention(d, heads)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
+        mha.in_proj_bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
+        mha.out_proj.weight.copy_(att.output.weight)
+        mha.out_proj.bias.copy_(att.output.bias)
+    return mha
+
+
 class ReferenceSASRec(nn.Module):
     """The authors' SASRec forward (pmixer / Scalable-SASRec layout) with torch.nn.MultiheadAttention, no key mask."""
 
@@ -42,13 +53,7 @@ class ReferenceSASRec(nn.Module):
         seqs = seqs * keep
         causal_block = ~torch.tril(torch.ones(length, length, dtype=torch.bool))
         for block in ours.blocks:
-            att = block.attention
-            mha = nn.MultiheadAttention(d, ours.config.num_attention_heads)
-            with torch.no_grad():
-                mha.in_proj_weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
-                mha.in_proj_bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
-                mha.out_proj.weight.copy_(att.output.weight)
-                mha.out_proj.bias.copy_(att.output.bias)
+            mha = _multihead_attention_of(block.attention, d, ours.config.num_attention_heads)
             x = seqs.transpose(0, 1)
             q = block.attention_layernorm(x)
             out, _ = mha(q, x, x, attn_mask=causal_block)
@@ -75,13 +80,7 @@ class ReferenceRecBoleSASRec(nn.Module):
         seqs = ours.embedding_layernorm(seqs)
         causal_block = ~torch.tril(torch.ones(length, length, dtype=torch.bool))
         for block in ours.blocks:
-            att = block.attention
-            mha = nn.MultiheadAttention(d, ours.config.num_attention_heads)
-            with torch.no_grad():
-                mha.in_proj_weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
-                mha.in_proj_bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
-                mha.out_proj.weight.copy_(att.output.weight)
-                mha.out_proj.bias.copy_(att.output.bias)
+            mha = _multihead_attention_of(block.attention, d, ours.config.num_attention_heads)
             x = seqs.transpose(0, 1)
             out, _ = mha(x, x, x, attn_mask=causal_block)
             hidden = block.attention_layernorm((x + out).transpose(0, 1))
