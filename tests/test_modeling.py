@@ -65,13 +65,9 @@ class ReferenceSASRec(nn.Module):
         return ours.final_layernorm(seqs)
 
 
-class ReferenceRecBoleSASRec(nn.Module):
+class ReferenceRecBoleSASRec(ReferenceSASRec):
     """RecBole's SASRec forward (the backbone of CL4SRec's and DuoRec's code): post-LN layers, a LayerNorm on the
     summed embeddings, no embedding scale, no final LayerNorm; torch.nn.MultiheadAttention, no key mask."""
-
-    def __init__(self, ours: BTSRModel):
-        super().__init__()
-        self.ours = ours
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ours, d = self.ours, self.ours.config.hidden_size
