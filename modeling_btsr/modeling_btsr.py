@@ -382,9 +382,9 @@ class BTSRPreTrainedModel(PreTrainedModel):
         Args:
             device (`torch.device` or `str`, *optional*): where the copy lives (default: the weights' device).
         """
-        state = self.state_dict()
-        if not any(hasattr(value, "full_tensor") for value in state.values()):
+        if not any(hasattr(param, "full_tensor") for param in self.parameters()):  # no DTensor: not sharded
             return self
+        state = self.state_dict()
         whole = {name: value.full_tensor() if hasattr(value, "full_tensor") else value for name, value in state.items()}
         if device is not None:
             whole = {name: value.to(device) for name, value in whole.items()}

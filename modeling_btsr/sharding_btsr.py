@@ -46,11 +46,10 @@ _reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_sc
 
 @dataclass(frozen=True)
 class ItemShard:
-    """This process's rows `[start, start + rows.shape[0])` of a table of `num_rows` rows split over `group`."""
+    """This process's rows `[start, start + rows.shape[0])` of a table split by rows over `group`."""
 
     rows: torch.Tensor
     start: int
-    num_rows: int
     group: object
 
 
@@ -83,7 +82,7 @@ def item_shard(weight: torch.Tensor) -> ItemShard | None:
             f"process {rank} holds {local.shape[0]} item rows, not the {min(per_rank, num_rows - start)} rows from "
             f"{start} of an even split of {num_rows} over {world} processes"
         )
-    return ItemShard(rows=local, start=start, num_rows=num_rows, group=group)
+    return ItemShard(rows=local, start=start, group=group)
 
 
 def _gather_padded(x: torch.Tensor, group) -> tuple[torch.Tensor, list[int]]:
@@ -108,6 +107,13 @@ def _own_rows(stacked: torch.Tensor, counts: list[int], group) -> torch.Tensor:
     out = stacked.new_empty((n_max, *stacked.shape[1:]))
     _reduce_scatter(out, stacked.contiguous(), group=group)
     return out[: counts[rank]]
+
+
+def _item_columns(shard: ItemShard, num_items: int) -> tuple[int, int]:
+    """`(lo, hi)`, `lo <= hi`: the slice of `shard.rows` holding items `1..num_items` (the padding row 0 and a
+    mask-token row never enter a softmax or a top-k)."""
+    lo = max(1 - shard.start, 0)
+    return lo, max(min(num_items + 1 - shard.start, shard.rows.shape[0]), lo)
 
 
 def _local_rows(ids: torch.Tensor, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,14 +170,12 @@ def _item_slices(n_positions: int, n_items: int):
 
 class _ShardedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, targets, rows, shard, first_item, last_item):
+    def forward(ctx, hidden, targets, rows, shard, num_items):
         group = shard.group
         all_hidden, counts = _gather_padded(hidden, group)
         all_targets, _ = _gather_padded(targets, group)
-        # The shard's columns that are items (the padding row 0 and a mask-token row never enter the softmax).
-        lo = max(first_item - shard.start, 0)
-        hi = min(last_item + 1 - shard.start, rows.shape[0])
-        items = rows[lo:hi] if hi > lo else rows[:0]
+        lo, hi = _item_columns(shard, num_items)
+        items = rows[lo:hi]
         offset = shard.start + lo  # global row index of items[0]
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         items = items.to(dtype)
@@ -220,7 +224,7 @@ class _ShardedCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.zeros_like(all_hidden)
         # The shard's gradient is written in place, its item columns only: no second table-sized buffer.
         grad_rows = torch.zeros(shard.rows.shape, device=items.device, dtype=items.dtype)
-        grad_items = grad_rows[ctx.lo : ctx.hi] if ctx.hi > ctx.lo else grad_rows[:0]
+        grad_items = grad_rows[ctx.lo : ctx.hi]
         weights = (row_scale / sums)[:, None]  # softmax normalisation and each row's loss gradient, (n, 1)
         for piece in _item_slices(n, items.shape[0]):
             softmax = (all_hidden @ items[piece].T - maxima[:, None]).exp_().mul_(weights)
@@ -231,7 +235,7 @@ class _ShardedCrossEntropy(torch.autograd.Function):
         grad_items.index_add_(0, local, -all_hidden[mine] * scaled)
         grad_items.div_(world)
         own = _own_rows(grad_hidden, counts, group)
-        return own.to(ctx.dtypes[0]), None, grad_rows.to(ctx.dtypes[1]), None, None, None
+        return own.to(ctx.dtypes[0]), None, grad_rows.to(ctx.dtypes[1]), None, None
 
 
 def sharded_cross_entropy(
@@ -256,7 +260,7 @@ def sharded_cross_entropy(
     Returns:
         `torch.Tensor`: the sum over this process's positions.
     """
-    return _ShardedCrossEntropy.apply(hidden, targets, shard.rows, shard, 1, num_items)
+    return _ShardedCrossEntropy.apply(hidden, targets, shard.rows, shard, num_items)
 
 
 def sharded_top_items(centres: torch.Tensor, shard: ItemShard, k: int, num_items: int) -> torch.Tensor:
@@ -267,9 +271,8 @@ def sharded_top_items(centres: torch.Tensor, shard: ItemShard, k: int, num_items
     group = shard.group
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     all_centres, counts = _gather_padded(centres.detach(), group)
-    lo = max(1 - shard.start, 0)
-    hi = min(num_items + 1 - shard.start, shard.rows.shape[0])
-    items = shard.rows.detach()[lo:hi] if hi > lo else shard.rows.detach()[:0]
+    lo, hi = _item_columns(shard, num_items)
+    items = shard.rows.detach()[lo:hi]
     n = all_centres.shape[0]
     scores = torch.full((n, k), -torch.inf, device=centres.device, dtype=all_centres.dtype)
     rows = torch.zeros((n, k), device=centres.device, dtype=torch.long)

@@ -339,7 +339,7 @@ def test_sharded_training_refuses_the_losses_it_cannot_score_shard_by_shard(monk
     from modeling_btsr import sharding_btsr
 
     model = BTSRForSequentialRecommendation(_config(loss_type="bce", bce_num_negatives=4))
-    fake = sharding_btsr.ItemShard(rows=model.btsr.item_embeddings.weight, start=0, num_rows=NUM_ITEMS + 1, group=None)
+    fake = sharding_btsr.ItemShard(rows=model.btsr.item_embeddings.weight, start=0, group=None)
     monkeypatch.setattr(model.btsr, "item_shard", lambda: fake)
     batch = _batch()
     hidden = torch.randn(*batch["input_ids"].shape, 8)
