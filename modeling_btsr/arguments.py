@@ -779,6 +779,7 @@ _FINITE = (
     "weight_decay",
     "max_grad_norm",
     "holdout_fraction",
+    "initializer_range",
 )
 _AT_LEAST_ONE = (
     "per_device_train_batch_size",
@@ -789,6 +790,7 @@ _AT_LEAST_ONE = (
     "num_attention_heads",
     "max_len",
     "eval_context_len",
+    "intermediate_size",
 )
 _NOT_NEGATIVE = (
     "patience",
@@ -849,6 +851,8 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
         fail("holdout_fraction", f"must be in (0, 1), got {values['holdout_fraction']}")
     if values.get("eval_context_len") is not None and values["eval_context_len"] > values["max_len"]:
         fail("eval_context_len", f"is above --max_len {values['max_len']}: the model reads at most that many items")
+    if values.get("initializer_range") is not None and values["initializer_range"] <= 0:
+        fail("initializer_range", f"must be > 0 (or left out for Xavier), got {values['initializer_range']}")
     if not 0 <= values["dropout"] < 1:
         fail("dropout", f"must be in [0, 1), got {values['dropout']}")
     if values["max_steps"] <= 0 and values["num_train_epochs"] <= 0:

@@ -246,6 +246,9 @@ def _bad_cases(tmp_path):
         (["--output_dir", str(a_file)], f"--output_dir {a_file}: {a_file} is a file"),
         (["--output_dir", str(a_file / "sub")], "is a file, not a folder"),
         (["--fp16"], "--fp16: needs a GPU"),
+        (["--intermediate_size", "0"], "--intermediate_size: must be >= 1, got 0"),
+        (["--initializer_range", "-1"], "--initializer_range: must be > 0"),
+        (["--initializer_range", "nan"], "--initializer_range: must be a finite number"),
         (["--fsdp", "full_shard"], "--fsdp: accelerate runs FSDP on GPUs only"),  # not a silent DDP on a CPU
         (["--label_smoothing_factor", "0.1"], "--label_smoothing_factor: is not supported"),
         (["--bt_alpha", "0", "--bt_projector_dims", "8"], "--bt_projector_dims: has no effect with --bt_alpha 0"),
