@@ -41,6 +41,11 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   initialisation stay this harness's, so only the LayerNorms' places change.
 - `*-recbole` (SASRec too): RecBole's SASRec layer as a whole: post-LN as above, plus its 256-wide GELU
   feed-forward and its normal(0, 0.02) initialisation.
+- `*-prefix-samples` (SASRec too): RecBole's sample structure (`--prediction_span random_prefix`, with
+  `--ssl_view_span random_prefix` for the InfoNCE runs): each sequence is one sample an epoch, a random prefix with
+  its next item as the one CE target, and the InfoNCE views encode that same prefix, so per sample CE and InfoNCE
+  weigh 1 : lambda as in RecBole, where every prefix is a sample each epoch. One CE target per sequence learns far
+  less per epoch than one at every position: compare with `sasrec-ce-prefix-samples`, at equal epochs.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -77,6 +82,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "contrastive_probe.json"
 # RecBole's SASRec layer as a whole: post-LN, a 256-wide GELU feed-forward, normal(0, 0.02) initialisation.
 RECBOLE_LAYER = ["--block_layout", "post_ln", "--intermediate_size", "256", "--hidden_act", "gelu"]
 RECBOLE_LAYER += ["--initializer_range", "0.02"]
+# RecBole's samples: a prefix and its next item, the InfoNCE views of that prefix.
+PREFIX_SAMPLES = ["--prediction_span", "random_prefix", "--ssl_view_span", "random_prefix"]
 VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce": ("sasrec-ce", {}, []),
     "cl4srec": ("cl4srec", {}, []),
@@ -104,6 +111,9 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "duorec-post-ln": ("duorec", {}, ["--block_layout", "post_ln"]),
     "sasrec-ce-recbole": ("sasrec-ce", {}, RECBOLE_LAYER),
     "cl4srec-recbole": ("cl4srec", {}, RECBOLE_LAYER),
+    "sasrec-ce-prefix-samples": ("sasrec-ce", {}, ["--prediction_span", "random_prefix"]),
+    "cl4srec-prefix-samples": ("cl4srec", {}, PREFIX_SAMPLES),
+    "duorec-prefix-samples": ("duorec", {}, PREFIX_SAMPLES),
 }
 
 
@@ -129,6 +139,7 @@ def probe_settings(command: list[str]) -> dict:
         "bt_alpha": model_args.bt_alpha,
         "similarity": model_args.infonce_similarity if infonce else "-",
         "view_span": model_args.ssl_view_span,
+        "prediction_span": model_args.prediction_span,
         "batch_size": training_args.per_device_train_batch_size,
         "max_len": model_args.max_len,
         "dropout": model_args.dropout,
@@ -204,6 +215,11 @@ def _views(record: dict) -> str:
     return "-" if record["similarity"] == "-" else record.get("view_span", "sequence")
 
 
+def _targets(record: dict) -> str:
+    """What the CE trained on (records from before `prediction_span` existed: every position)."""
+    return "every position" if record.get("prediction_span", "sequence") == "sequence" else "one prefix"
+
+
 def _batch(record: dict) -> int:
     """The batch size (records from before the batch variants: the dataset's)."""
     return record.get("batch_size", DATASETS[_data_key(record)]["batch_size"])
@@ -239,17 +255,19 @@ def write_table(records: list[dict]) -> None:
         + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place`, `*-batch-32`, `*-len-50` and "
         "`*-dropout-0.5` rows: three or four, so their s/epoch is not comparable with the others).",
         "",
-        "| data | variant | InfoNCE weight | similarity | views of | batch | max len | dropout | epochs | "
+        "| data | variant | InfoNCE weight | similarity | views of | CE targets per sequence | batch | max len | "
+        "dropout | epochs | "
         "val NDCG@10 by epoch | last SSL loss | last-state norm | other-states norm | item norm | "
         "users' last states: mean cosine | their dot products: std | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(
         records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"], order.index(r["variant"]))
     ):
         lines.append(
-            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_batch(r)} | "
+            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_targets(r)} | "
+            f"{_batch(r)} | "
             f"{_max_len(r)} | {_dropout(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "
             f"{r['last_state_norm']} | {r['other_states_norm']} | {r['item_embedding_norm']} | "

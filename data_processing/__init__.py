@@ -5,7 +5,7 @@ from .collator import SequenceCollator
 from .download import fetch_ml1m_ratings
 from .errors import DataError
 from .filtering import filter_interactions
-from .pairs import VIEW_MAKERS, VIEW_SPANS, PairedTrainDataset, draw_partners, epoch_pairs
+from .pairs import PREDICTION_SPANS, VIEW_MAKERS, VIEW_SPANS, PairedTrainDataset, draw_partners, epoch_pairs
 from .readers import DATA_FORMATS, guess_data_format, interactions_from_dataset, load_dataset_by_name, read_interactions
 from .sequences import TrainExamples, build_train_dataset
 from .splits import (
@@ -30,7 +30,17 @@ __all__ += [
     "PairedTrainDataset",
     "draw_partners",
 ]
-__all__ += ["VIEW_MAKERS", "VIEW_SPANS", "AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "view_rng"]
+__all__ += [
+    "PREDICTION_SPANS",
+    "VIEW_MAKERS",
+    "VIEW_SPANS",
+    "AUGMENTATIONS",
+    "crop",
+    "mask",
+    "reorder",
+    "cl4srec_view",
+    "view_rng",
+]
 __all__ += ["operator_pairs"]
 __all__ += ["SequenceCollator"]
 __all__ += [

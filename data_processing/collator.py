@@ -15,12 +15,9 @@ import numpy as np
 import torch
 
 from .table import SequenceTable
-from .vocab import PAD_INDEX
+from .vocab import IGNORE_INDEX, PAD_INDEX
 
 __all__ = ["SequenceCollator", "IGNORE_INDEX", "left_pad"]
-
-IGNORE_INDEX = -100
-"""Label of padded positions: ignored by the losses (the PyTorch / Transformers convention)."""
 
 
 def left_pad(

@@ -36,8 +36,17 @@ from .augment import cl4srec_view, operator_pairs, view_keys
 from .keys import row_keys
 from .sequences import TrainExamples, partner_index
 from .table import SequenceTable
+from .vocab import IGNORE_INDEX
 
-__all__ = ["draw_partners", "epoch_pairs", "epoch_pairs_fingerprint", "PairedTrainDataset", "VIEW_MAKERS", "VIEW_SPANS"]
+__all__ = [
+    "draw_partners",
+    "epoch_pairs",
+    "epoch_pairs_fingerprint",
+    "PairedTrainDataset",
+    "PREDICTION_SPANS",
+    "VIEW_MAKERS",
+    "VIEW_SPANS",
+]
 
 # Bump when the draw or the columns change: it is part of every epoch's fingerprint, so old cache files are not reused.
 _PAIRS_VERSION = "btsr-epoch-pairs-v1"
@@ -158,6 +167,9 @@ _DRAWS_PARTNERS = ("same_target", "same_target+dropout")
 VIEW_SPANS = ("sequence", "random_prefix", "random_prefix_in_place")
 """What the views of the self-supervised loss encode (the model config's ``ssl_view_span``)."""
 
+PREDICTION_SPANS = ("sequence", "random_prefix")
+"""What each training example of the prediction loss is (the model config's ``prediction_span``)."""
+
 _PREFIX_CUT_VIEW = 2  # augment.view_keys stream of the prefix cut (views 0 and 1 are CL4SRec's augmentations)
 
 
@@ -191,6 +203,13 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     (the number of items after each view's prefix in its own row) so that the model encodes every prefix at the
     positions it has in its sequence, as RecBole's right-padded samples are.
 
+    With ``prediction_span="random_prefix"`` the prediction loss reads that prefix too: ``input_ids`` is the row's
+    input up to ``j`` and ``labels`` is ``-100`` but at ``j`` (``labels[j]``), so each row is one sample with one
+    prediction target an epoch, drawn uniformly among its labelled positions, and the views (``view_span`` must
+    then be ``"random_prefix"``) encode the same prefix: RecBole's samples for CL4SRec and DuoRec, one CE term and
+    one InfoNCE term each (RecBole makes every prefix a sample each epoch; here a row gives one per epoch). Without
+    pairs (SASRec) only the prefix and its target are served.
+
     Partners and augmentations are stateless functions of ``(seed, epoch, row)`` (and the view): see
     :func:`draw_partners` and :mod:`data_processing.augment`. ``BTSRTrainer`` calls :meth:`set_epoch` at each
     epoch's start (a callback); the epoch is held in shared memory, so data-loader workers, persistent ones included,
@@ -209,6 +228,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0``.
         view_span: one of :data:`VIEW_SPANS`: ``"sequence"`` (default; the views end where the row ends, at the
             state that is ranked), ``"random_prefix"`` or ``"random_prefix_in_place"`` (see above).
+        prediction_span: one of :data:`PREDICTION_SPANS`: ``"sequence"`` (default; every labelled position of the
+            row is a target) or ``"random_prefix"`` (one random prefix and its next item per row and epoch).
     """
 
     def __init__(
@@ -222,9 +243,17 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         reorder_ratio: float = 0.6,
         mask_token: int | None = None,
         view_span: str = "sequence",
+        prediction_span: str = "sequence",
     ):
         if view_span not in VIEW_SPANS:
             raise ValueError(f"view_span must be one of {', '.join(VIEW_SPANS)}, got {view_span!r}")
+        if prediction_span not in PREDICTION_SPANS:
+            raise ValueError(f"prediction_span must be one of {', '.join(PREDICTION_SPANS)}, got {prediction_span!r}")
+        if with_pairs and prediction_span == "random_prefix" and view_span != "random_prefix":
+            raise ValueError(
+                f"prediction_span='random_prefix' needs view_span='random_prefix' (the views encode the sample's "
+                f"prefix), got view_span={view_span!r}"
+            )
         if view_maker not in VIEW_MAKERS:
             raise ValueError(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {view_maker!r}")
         if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
@@ -237,6 +266,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.reorder_ratio = float(reorder_ratio)
         self.mask_token = None if mask_token is None else int(mask_token)
         self.view_span = view_span
+        self.prediction_span = prediction_span
         # The epoch lives in shared memory: data-loader workers (persistent ones too) hold copies of this dataset,
         # and `set_epoch` in the main process must reach them. Each copy drops its per-epoch caches when it changes.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -244,13 +274,14 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self._draws_partners = self.with_pairs and view_maker in _DRAWS_PARTNERS
         self._prefixes = self.with_pairs and view_span in ("random_prefix", "random_prefix_in_place")
         self._in_place = self._prefixes and view_span == "random_prefix_in_place"
+        self._prefix_samples = prediction_span == "random_prefix"
         self.examples = examples
         # The sequences as flat numpy arrays read out of Arrow once (no Python lists: workers share them unchanged).
         self.table = SequenceTable(examples.dataset, ["input_ids", "labels"])
         self._partners: np.ndarray | None = None
         self._view_keys: tuple[np.ndarray, np.ndarray] | None = None
         self._cuts: np.ndarray | None = None
-        if self._prefixes:
+        if self._prefixes or self._prefix_samples:
             # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
             lengths = self._label_lengths = self.table.lengths("labels")
             self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -300,11 +331,14 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         )
 
     def prefix_cuts(self, epoch: int | None = None) -> np.ndarray:
-        """Prefix ``view_span``s: each row's last position ``j`` in ``epoch`` (default: the current one),
-        int64 ``(N,)``, uniform over ``0..len(labels) - 1``; the prefix is ``input_ids[: j + 1]``, its next item
-        ``labels[j]``."""
-        if not self._prefixes:
-            raise ValueError("prefix_cuts needs view_span='random_prefix' (or '_in_place') and with_pairs=True")
+        """Prefix ``view_span``s and ``prediction_span``: each row's last position ``j`` in ``epoch`` (default: the
+        current one), int64 ``(N,)``, uniform over ``0..len(labels) - 1``; the prefix is ``input_ids[: j + 1]``, its
+        next item ``labels[j]``."""
+        if not (self._prefixes or self._prefix_samples):
+            raise ValueError(
+                "prefix_cuts needs prediction_span='random_prefix', or view_span='random_prefix' (or '_in_place') "
+                "with with_pairs=True"
+            )
         return self._for_epoch("_cuts", self._cut, epoch)
 
     def _cut(self, epoch: int) -> np.ndarray:
@@ -346,12 +380,13 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         """Row `i` as lists: ``input_ids``, ``labels`` and the views (for a look at one example; training batches
         go through :meth:`__getitems__`)."""
         item = self.__getitems__([i])[0]
-        row = item.pop("row")
-        item = {
-            "input_ids": self.table.row("input_ids", row).tolist(),
-            "labels": self.table.row("labels", row).tolist(),
-            **item,
-        }
+        if "row" in item:  # a prefix sample carries its own input_ids and labels
+            row = item.pop("row")
+            item = {
+                "input_ids": self.table.row("input_ids", row).tolist(),
+                "labels": self.table.row("labels", row).tolist(),
+                **item,
+            }
         for key in ("pair_row", "view_row"):
             if key in item:
                 item[key.replace("_row", "_input_ids")] = self.table.row("input_ids", item.pop(key)).tolist()
@@ -360,8 +395,14 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> list[dict[str, Any]]:
         """A batch as the collator gathers it: per row its ``row`` index and, for views that are other rows (a
         partner, the row again), ``pair_row`` / ``view_row``; views made per row (CL4SRec's augmentations, prefixes)
-        come as arrays (``view_input_ids``, ``pair_input_ids``, and the prefixes' position offsets)."""
+        come as arrays (``view_input_ids``, ``pair_input_ids``, and the prefixes' position offsets). Prefix samples
+        (``prediction_span="random_prefix"``) come as arrays too: ``input_ids`` and ``labels`` instead of ``row``."""
         rows = [int(i) for i in indices]
+        if self._prefix_samples:
+            return [self._prefix_sample(item) for item in self._row_items(rows)]
+        return self._row_items(rows)
+
+    def _row_items(self, rows: list[int]) -> list[dict[str, Any]]:
         if not self.with_pairs:
             return [{"row": i} for i in rows]
         if self._prefixes:
@@ -377,6 +418,14 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         if self.view_maker == "same_target":
             return [{"row": i, "pair_row": int(partners[i])} for i in rows]
         return [{"row": i, "view_row": i, "pair_row": int(partners[i])} for i in rows]  # same_target+dropout
+
+    def _prefix_sample(self, item: dict[str, Any]) -> dict[str, Any]:
+        """`item` with its ``row`` replaced by the row's prefix this epoch and that prefix's one target."""
+        i = item.pop("row")
+        cut = int(self.prefix_cuts()[i])
+        labels = np.full(cut + 1, IGNORE_INDEX, dtype=np.int64)
+        labels[cut] = self.table.row("labels", i)[cut]
+        return {"input_ids": self.table.row("input_ids", i)[: cut + 1], "labels": labels, **item}
 
     def _prefix_item(self, i: int) -> dict[str, Any]:
         labels = self._label_lengths

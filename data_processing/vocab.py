@@ -30,10 +30,14 @@ import pandas as pd
 from .builtins import to_builtin
 from .errors import DataError
 
-__all__ = ["ItemVocab", "PAD_INDEX", "sorted_unique", "sorted_unique_codes"]
+__all__ = ["IGNORE_INDEX", "ItemVocab", "PAD_INDEX", "sorted_unique", "sorted_unique_codes"]
 
 PAD_INDEX = 0
 """Index of the padding item: never a real item, never scored."""
+
+IGNORE_INDEX = -100
+"""Label of positions without a training target (padding): ignored by the losses (the PyTorch / Transformers
+convention)."""
 
 
 def sorted_unique(values: Iterable[Any] | np.ndarray | pd.Series) -> list:

@@ -19,6 +19,7 @@ __all__ = [
     "SSL_OBJECTIVES",
     "VIEW_MAKERS",
     "VIEW_SPANS",
+    "PREDICTION_SPANS",
     "INFONCE_SIMILARITIES",
     "PIPELINE_TASK",
     "CUSTOM_PIPELINES",
@@ -94,6 +95,13 @@ class BTSRConfig(PreTrainedConfig):
         bce_num_negatives (`int`, defaults to 256):
             Sampled negatives per sequence for `loss_type="bce"`. They are drawn from items the user never
             interacted with.
+        prediction_span (`str`, defaults to `"sequence"`):
+            What one training example of the prediction loss is. `"sequence"` (SASRec, BT-SR): a user's training
+            sequence, with a target at every position. `"random_prefix"`: the sequence up to a position drawn
+            uniformly each epoch, with its next item as the one target, as the RecBole code of CL4SRec and DuoRec
+            makes every prefix a sample (there every prefix each epoch, here one per sequence); with a
+            self-supervised loss the views then encode that prefix (`ssl_view_span="random_prefix"`). A training
+            setting: the model and its scoring are unchanged.
         bt_alpha (`float`, defaults to 0.2):
             Weight of the self-supervised loss (Barlow Twins or InfoNCE, see `ssl_objective`); `0` trains plain
             SASRec. No second pass and no view draws then.
@@ -165,6 +173,7 @@ class BTSRConfig(PreTrainedConfig):
     sce_bucket_size_y: int = 256
     sce_mix_x: bool = False
     bce_num_negatives: int = 256
+    prediction_span: Literal["sequence", "random_prefix"] = "sequence"
 
     # Self-supervised loss
     bt_alpha: float | int = 0.2
@@ -258,6 +267,11 @@ class BTSRConfig(PreTrainedConfig):
             raise ValueError(f"bt_projector_dims must hold positive widths, got {self.bt_projector_dims}")
         if self.bt_projector_dims and self.ssl_objective != "barlow_twins":
             raise ValueError("bt_projector_dims applies to ssl_objective='barlow_twins' only; remove it for infonce")
+        if self.prediction_span == "random_prefix" and self.bt_alpha > 0 and self.ssl_view_span != "random_prefix":
+            raise ValueError(
+                f"prediction_span='random_prefix' needs ssl_view_span='random_prefix' (the views encode the "
+                f"sample's prefix), got ssl_view_span={self.ssl_view_span!r}"
+            )
         if not self.infonce_temperature > 0:
             raise ValueError(
                 f"infonce_temperature must be > 0 (CL4SRec and DuoRec use 1.0), got {self.infonce_temperature}"
@@ -292,3 +306,4 @@ SSL_OBJECTIVES = get_args(_ANNOTATIONS["ssl_objective"])
 INFONCE_SIMILARITIES = get_args(_ANNOTATIONS["infonce_similarity"])
 VIEW_MAKERS = get_args(_ANNOTATIONS["view_maker"])
 VIEW_SPANS = get_args(_ANNOTATIONS["ssl_view_span"])
+PREDICTION_SPANS = get_args(_ANNOTATIONS["prediction_span"])

@@ -323,6 +323,7 @@ def run_training(
         reorder_ratio=config.cl4srec_reorder_ratio,
         mask_token=config.mask_token_id,
         view_span=config.ssl_view_span,
+        prediction_span=config.prediction_span,
     )
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets, data_args.eval_context_len)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets, data_args.eval_context_len)

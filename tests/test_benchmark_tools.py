@@ -441,6 +441,9 @@ def test_several_grids_run_in_order_each_run_once():
         ("sasrec-ce-len-50", 0.0, "dot", "same_target", "sequence"),
         ("duorec-dropout-0.5", 0.1, "dot", "same_target+dropout", "sequence"),
         ("cl4srec-tau-10", 0.1, "dot", "cl4srec", "sequence"),
+        ("sasrec-ce-prefix-samples", 0.0, "dot", "same_target", "sequence"),
+        ("cl4srec-prefix-samples", 0.1, "dot", "cl4srec", "random_prefix"),
+        ("duorec-prefix-samples", 0.1, "dot", "same_target+dropout", "random_prefix"),
     ],
 )
 def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alpha, similarity, view_maker, span):
@@ -464,6 +467,7 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
         "bt_alpha": alpha,
         "similarity": similarity if alpha else "-",
         "view_span": span,
+        "prediction_span": "random_prefix" if "prefix-samples" in label else "sequence",
         "batch_size": batch,
         "max_len": model_args.max_len,
         "dropout": model_args.dropout,

@@ -384,6 +384,55 @@ def test_random_prefix_cl4srec_views_augment_the_prefix(examples):
         whole.prefix_cuts()
 
 
+@pytest.mark.parametrize("view_maker", [None, "dropout", "cl4srec", "same_target+dropout"])
+def test_prefix_samples_serve_the_prefix_with_its_one_target_and_the_views_of_it(examples, view_maker):
+    inputs, labels = examples.dataset["input_ids"], examples.dataset["labels"]
+    if view_maker is None:  # SASRec: no views
+        samples = PairedTrainDataset(examples, seed=4, with_pairs=False, prediction_span="random_prefix")
+        views = None
+    else:
+        samples = _prefix(examples, view_maker, seed=4, prediction_span="random_prefix")
+        views = _prefix(examples, view_maker, seed=4)  # the same views; the prediction loss reads the whole row
+    for epoch in (0, 3):
+        samples.set_epoch(epoch)
+        cuts = samples.prefix_cuts()
+        if views is not None:
+            views.set_epoch(epoch)
+        for i in range(len(samples)):
+            item, j = samples[i], int(cuts[i])
+            assert item.pop("input_ids") == inputs[i][: j + 1]
+            assert item.pop("labels") == [-100] * j + [labels[i][j]]  # the prefix's next item, nothing else
+            expected = {} if views is None else {k: v for k, v in views[i].items() if k not in ("input_ids", "labels")}
+            assert item == expected
+    # The cut is keyed on (seed, epoch, row) alone: the views' cut, with or without pairs; redrawn each epoch.
+    assert np.array_equal(samples.prefix_cuts(3), _prefix(examples, "dropout", seed=4).prefix_cuts(3))
+    assert not np.array_equal(samples.prefix_cuts(0), samples.prefix_cuts(3))
+
+
+def test_prefix_samples_refuse_views_of_anything_but_their_prefix(examples):
+    for span in ("sequence", "random_prefix_in_place"):
+        with pytest.raises(ValueError, match=f"needs view_span='random_prefix'.*got view_span='{span}'"):
+            PairedTrainDataset(examples, seed=0, view_maker="dropout", view_span=span, prediction_span="random_prefix")
+    with pytest.raises(ValueError, match="prediction_span must be one of sequence, random_prefix"):
+        PairedTrainDataset(examples, seed=0, prediction_span="suffix")
+    with pytest.raises(Exception, match="needs ssl_view_span='random_prefix'"):
+        _config(bt_alpha=0.1, prediction_span="random_prefix")
+    assert _config(bt_alpha=0.0, prediction_span="random_prefix").prediction_span == "random_prefix"
+
+
+def test_prefix_sample_loss_is_the_cross_entropy_of_each_prefix_last_state(examples):
+    samples = PairedTrainDataset(examples, seed=1, with_pairs=False, prediction_span="random_prefix")
+    batch = SequenceCollator()([samples[i] for i in range(12)])
+    torch.manual_seed(0)
+    model = BTSRForSequentialRecommendation(_config(num_items=30, max_position_embeddings=20)).eval()
+    out = model(**batch)
+    # Independently: each row's last state scores items 1..30, against the prefix's one target.
+    scores = out.user_embeddings @ model.get_input_embeddings().weight[1:31].T
+    targets = torch.tensor([samples[i]["labels"][-1] for i in range(12)]) - 1
+    assert int(out.num_prediction_positions) == 12
+    assert torch.allclose(out.prediction_loss, torch.nn.functional.cross_entropy(scores, targets), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the model: mask token, SSL objective
 # ---------------------------------------------------------------------------------------------------------------------
@@ -467,6 +516,7 @@ def test_ssl_settings_are_validated_and_saved(tmp_path):
         {"cl4srec_mask_ratio": 1.5},
         {"infonce_similarity": "l2"},
         {"ssl_view_span": "suffix"},
+        {"prediction_span": "suffix"},
     ):
         with pytest.raises(Exception, match=next(iter(bad))):
             _config(**bad)
@@ -498,16 +548,17 @@ def test_presets_resolve():
 
 
 @pytest.mark.parametrize(
-    "preset,span",
+    "preset,span,prediction",
     [
-        ("cl4srec", "sequence"),
-        ("duorec", "sequence"),
-        ("duorec", "random_prefix"),
-        ("cl4srec", "random_prefix_in_place"),
+        ("cl4srec", "sequence", "sequence"),
+        ("duorec", "sequence", "sequence"),
+        ("duorec", "random_prefix", "sequence"),
+        ("cl4srec", "random_prefix_in_place", "sequence"),
+        ("cl4srec", "random_prefix", "random_prefix"),
     ],
 )
 @pytest.mark.integration
-def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span):
+def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span, prediction):
     out = tmp_path / preset
     result = run_train(
         [
@@ -531,6 +582,7 @@ def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span)
             "--dataloader_num_workers",
             "0",
             *(["--ssl_view_span", span] if span != "sequence" else []),
+            *(["--prediction_span", prediction] if prediction != "sequence" else []),
         ]
     )
     assert "Test metrics" in result.stdout
@@ -538,6 +590,6 @@ def test_train_py_with_contrastive_preset(tmp_path, synthetic_log, preset, span)
     assert 0.0 <= results["test_ndcg@10"] <= 1.0 and math.isfinite(results["train_loss"])
     config = json.loads((out / "config.json").read_text())
     assert config["ssl_objective"] == "infonce" and config["view_maker"] == PRESETS[preset]["view_maker"]
-    assert config["ssl_view_span"] == span
+    assert config["ssl_view_span"] == span and config["prediction_span"] == prediction
     state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
     assert any("ssl_loss" in entry for entry in state["log_history"])
