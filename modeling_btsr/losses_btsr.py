@@ -206,6 +206,9 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     are `(N, d)` and `(I, d)`) and backward only scales them by the incoming scalar (the loss is a sum, so its
     gradient is linear in it). No `(N, I)` tensor is materialised; the extra memory is one `(rows, I)` buffer.
     The result is the full-softmax CE and its gradient up to float summation order.
+
+    Under autocast (e.g. `--bf16`) the three products run in the autocast dtype, as autograd runs the full form's
+    product and its backward there; the softmax, the sums and both gradients' accumulation stay in float32.
     """
 
     @staticmethod
@@ -219,6 +222,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         index = (targets - 1).unsqueeze(1)
         items_t = item_embeddings.T
         items_full = item_embeddings.to(dtype)
+        # Under autocast the gradient products too run in its dtype (5-8x the float32 product speed on CPUs with
+        # bf16 dot-product instructions), as the full form's backward would.
+        low = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        items_low = item_embeddings.to(low) if low is not None and (need_hidden or need_items) else None
         # Plain float32/float64 without autocast: products written into one reused buffer.
         reuse = hidden.dtype == item_embeddings.dtype == dtype and not torch.is_autocast_enabled(device.type)
         buffer = torch.empty(rows, n_items, device=device, dtype=dtype) if reuse else None
@@ -242,11 +249,19 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 with torch.autocast(device_type=device.type, enabled=False):
                     inverse = sums.reciprocal()
                     chunk_full = chunk.to(dtype)
+                    weights = unnormalised if items_low is None else unnormalised.to(low)
                     if need_hidden:
-                        out = torch.mm(unnormalised, items_full, out=grad_hidden[start : start + size])
+                        out = grad_hidden[start : start + size]
+                        if items_low is None:
+                            torch.mm(unnormalised, items_full, out=out)
+                        else:
+                            out.copy_(torch.mm(weights, items_low))
                         out.mul_(inverse).sub_(items_full[chunk_index.squeeze(1)])
                     if need_items:
-                        grad_items.addmm_(unnormalised.T, chunk_full * inverse)
+                        if items_low is None:
+                            grad_items.addmm_(unnormalised.T, chunk_full * inverse)
+                        else:
+                            grad_items.add_(torch.mm(weights.T, (chunk_full * inverse).to(low)))
                         grad_items.index_add_(0, chunk_index.squeeze(1), chunk_full, alpha=-1)
             del logits, shifted, unnormalised
         ctx.hidden_dtype, ctx.items_dtype = hidden.dtype, item_embeddings.dtype

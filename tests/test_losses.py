@@ -267,3 +267,25 @@ def test_cross_entropy_is_sum_of_torch_ce():
     targets = torch.randint(1, 12, (9,), generator=gen)
     expected = F.cross_entropy(hidden @ items.T, targets - 1, reduction="mean") * 9
     assert torch.allclose(cross_entropy_loss(hidden, targets, items), expected)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_chunked_cross_entropy_value_and_gradients_match_the_full_form(autocast, monkeypatch):
+    """Several chunks (64 rows each): the value and both gradients of `F.cross_entropy` over the full logits; under
+    bf16 autocast, where the chunks' three products run in bf16, those of autograd's full form under the same
+    autocast (its product and backward in bf16 too) within bf16 rounding, in float32."""
+    monkeypatch.setattr("modeling_btsr.losses_btsr._CE_CHUNK_ELEMENTS", 64 * 50)
+    gen = torch.Generator().manual_seed(3)
+    hidden = torch.randn(200, 16, generator=gen).requires_grad_()
+    items = (torch.randn(50, 16, generator=gen) / 2).requires_grad_()
+    targets = torch.randint(1, 51, (200,), generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        chunked = cross_entropy_loss(hidden, targets, items)
+        chunked_grads = torch.autograd.grad(chunked, (hidden, items))
+        full = F.cross_entropy((hidden @ items.T).float(), targets - 1, reduction="sum")
+        full_grads = torch.autograd.grad(full, (hidden, items))
+    assert chunked.dtype == torch.float32 and all(g.dtype == torch.float32 for g in chunked_grads)
+    tolerance = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
+    assert torch.allclose(chunked, full, **tolerance)
+    for mine, reference in zip(chunked_grads, full_grads):
+        assert torch.allclose(mine, reference.float(), **tolerance)
