@@ -51,7 +51,8 @@ PEERS = {
         "report": ("replay-rec", "torch", "lightning", "numpy", "pandas", "pyarrow"),
     },
 }
-IMPLEMENTATIONS = ("ours", "rectools", "replay")
+IMPLEMENTATIONS = ("ours", "ours-bf16", "rectools", "replay")
+OURS = ("ours", "ours-bf16")  # ours-bf16: the same training under bf16 autocast (train.py --bf16)
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
@@ -112,7 +113,9 @@ def split_rows(flat, offsets):
 # ------------------------------------------------------------------------------------------------ the children
 
 
-def child_ours(threads: int) -> None:
+def child_ours(threads: int, bf16: bool = False) -> None:
+    import contextlib
+
     import numpy as np
     import torch
 
@@ -140,7 +143,9 @@ def child_ours(threads: int) -> None:
         start, labelled = time.perf_counter(), 0
         for i in range(0, len(order), BATCH):
             batch = collate(dataset.__getitems__(order[i : i + BATCH].tolist()))
-            out = model(**batch)
+            # What the Trainer does under --bf16: the forward (and the loss) under autocast, backward outside it.
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                out = model(**batch)
             optimizer.zero_grad()
             out.loss.backward()
             optimizer.step()
@@ -459,7 +464,7 @@ def measure(data_file: Path, epochs: int = 10, threads: int = 2, only=IMPLEMENTA
     started = time.perf_counter()
     children, results = {}, {}
     for name in only:  # started one after another: their data preparation is not timed against each other
-        python = Path(sys.executable) if name == "ours" else venv_python(name)
+        python = Path(sys.executable) if name in OURS else venv_python(name)
         children[name] = Child(name, python, threads, epochs, WORK / f"peers-{name}.log")
         results[name] = {"ready": children[name].read(), "epochs": []}
         print(name, results[name]["ready"], flush=True)
@@ -493,12 +498,12 @@ def measure(data_file: Path, epochs: int = 10, threads: int = 2, only=IMPLEMENTA
             "test_ndcg@10": round(r["test"]["ndcg@10"], 4),
             "command": command,
         }
-    if "ours" in summary:
-        for name in PEERS:
-            if name in summary:
-                summary[name]["ours_speedup"] = round(
-                    summary[name]["epoch_s_mean"] / summary["ours"]["epoch_s_mean"], 2
-                )
+    for ours in OURS:
+        if ours in summary:
+            for name in PEERS:
+                if name in summary:
+                    key = "ours_speedup" if ours == "ours" else "ours_bf16_speedup"
+                    summary[name][key] = round(summary[name]["epoch_s_mean"] / summary[ours]["epoch_s_mean"], 2)
     return {
         "epochs": epochs,
         "threads_each": threads,
@@ -549,6 +554,8 @@ UNMATCHED = [
     "data: the peers' own pipelines (RecTools' SASRecDataPreparator, RePlay's ParquetModule and transforms) over the "
     "same train sequences; each keeps the last 200 inputs + 1 target per user, so labelled positions match ours",
     "shuffling: each library's own per-epoch shuffle; initialisation: each library's own",
+    "precision: float32 in all three; ours-bf16 is ours under bf16 autocast (train.py --bf16), the peers were not "
+    "run in bf16 (Lightning's precision='bf16-mixed' would be theirs), so its ratios compare bf16 with float32",
 ]
 
 
@@ -560,8 +567,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
     parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "ours":
-        return child_ours(args.threads)
+    if args.child in OURS:
+        return child_ours(args.threads, bf16=args.child == "ours-bf16")
     if args.child == "rectools":
         return child_rectools(args.threads, args.epochs)
     if args.child == "replay":

@@ -133,9 +133,12 @@ class EpochRun:
         batch_size=BATCH,
         device="cpu",
         compiled=False,
+        bf16=False,
         **overrides,
     ):
         from data_processing import PairedTrainDataset, SequenceCollator
+
+        self.bf16 = bf16  # the forward under bf16 autocast, as the Trainer runs it under --bf16
 
         self.device = torch.device(device)
         n_buckets = sce_buckets(examples, batch_size)
@@ -168,7 +171,8 @@ class EpochRun:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.forward is not self.model:
             mark_batch_dynamic(batch)  # as the Trainer does under --torch_compile
-        out = self.forward(**batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.forward(**batch)
         self.optimizer.zero_grad()
         out.loss.backward()
         self.optimizer.step()
@@ -319,6 +323,11 @@ def markdown(results: dict) -> str:
             ("BT-SR CE labelled positions/s", r["btsr_ce_positions_per_s"], c),
             ("SASRec CE epoch, length-bucketed batches (s)", r["sasrec_ce_epoch_s_length_bucketed"], c),
         ]
+        if "sasrec_ce_epoch_s_bf16" in r:
+            rows += [
+                ("SASRec CE epoch, bf16 autocast (s)", r["sasrec_ce_epoch_s_bf16"], c),
+                ("BT-SR CE epoch, bf16 autocast (s)", r["btsr_ce_epoch_s_bf16"], c),
+            ]
     if "grouping" in cmd:
         c = cmd["grouping"]
         for name, figures in r["grouping"]["speedup"].items():
@@ -455,6 +464,17 @@ def markdown(results: dict) -> str:
             ("RePlay epoch / ours", r["ours_vs_replay_epoch_ratio"], c),
             (f"test NDCG@10 after {n} epochs: ours / RecTools / RePlay", r["peers_test_ndcg@10"], c),
         ]
+        if "ours_bf16_sasrec_ce_epoch_s_peers_run" in r:
+            rows += [
+                (
+                    "ours SASRec-CE epoch under bf16 autocast, same run (s)",
+                    r["ours_bf16_sasrec_ce_epoch_s_peers_run"],
+                    c,
+                ),
+                ("RecTools epoch / ours bf16 (peers float32)", r["ours_bf16_vs_rectools_epoch_ratio"], c),
+                ("RePlay epoch / ours bf16 (peers float32)", r["ours_bf16_vs_replay_epoch_ratio"], c),
+                (f"test NDCG@10 after {n} epochs: ours bf16", r["ours_bf16_test_ndcg@10"], c),
+            ]
     lines = [
         "# Performance (CPU; one GPU section)",
         "",
@@ -496,6 +516,8 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
         "sasrec_sce": {"loss_type": "sce", "alpha": 0.0},
         "btsr_ce": {"loss_type": "ce", "alpha": 0.2},
         "sasrec_ce_length_bucketed": {"loss_type": "ce", "alpha": 0.0, "length_bucketed": True},
+        "sasrec_ce_bf16": {"loss_type": "ce", "alpha": 0.0, "bf16": True},
+        "btsr_ce_bf16": {"loss_type": "ce", "alpha": 0.2, "bf16": True},
     }
     epochs = time_epochs(examples, num_items, runs, max_batches)
     for name, figures in epochs.items():
@@ -517,6 +539,8 @@ def section_epochs(results: dict, examples, num_items: int, max_batches) -> None
     results["sasrec_sce_positions_per_s"] = epochs["sasrec_sce"]["labelled_positions_per_s"]
     results["btsr_ce_positions_per_s"] = epochs["btsr_ce"]["labelled_positions_per_s"]
     results["sasrec_ce_epoch_s_length_bucketed"] = epochs["sasrec_ce_length_bucketed"]["epoch_s"]
+    results["sasrec_ce_epoch_s_bf16"] = epochs["sasrec_ce_bf16"]["epoch_s"]
+    results["btsr_ce_epoch_s_bf16"] = epochs["btsr_ce_bf16"]["epoch_s"]
     results["targets"] = {
         "sasrec_ce_epoch_s_max": 30,
         "btsr_over_sasrec_max": 1.5,
@@ -893,6 +917,11 @@ def peers_keys(results: dict, peers: dict) -> None:
     results["ours_vs_rectools_epoch_ratio"] = summary["rectools"]["ours_speedup"]
     results["ours_vs_replay_epoch_ratio"] = summary["replay"]["ours_speedup"]
     results["peers_test_ndcg@10"] = " / ".join(str(summary[n]["test_ndcg@10"]) for n in ("ours", "rectools", "replay"))
+    if "ours-bf16" in summary:  # ours under bf16 autocast, against the same float32 peers
+        results["ours_bf16_sasrec_ce_epoch_s_peers_run"] = summary["ours-bf16"]["epoch_s_mean"]
+        results["ours_bf16_vs_rectools_epoch_ratio"] = summary["rectools"]["ours_bf16_speedup"]
+        results["ours_bf16_vs_replay_epoch_ratio"] = summary["replay"]["ours_bf16_speedup"]
+        results["ours_bf16_test_ndcg@10"] = summary["ours-bf16"]["test_ndcg@10"]
 
 
 def section_peers(results: dict, data: Path, threads: int) -> None:
@@ -1033,6 +1062,9 @@ NOTES = [
     "(positions x items) float32 logits an unchunked CE would hold.",
     "sasrec_ce_epoch_s_length_bucketed: rows sorted by length before batching (a data-side option, not used "
     "by the Trainer here); attention and padding cost shrink with the batch's longest row.",
+    "*_bf16: the forward under bf16 autocast, as train.py --bf16 runs it (the chunked CE's three products in bf16 "
+    "too, its softmax and gradient sums in float32); the gain depends on the CPU's bf16 instructions "
+    "(avx512_bf16 here); accuracy at bf16: benchmarks/peers_sasrec.py's ours-bf16 after the same epochs.",
     "grouping: the same batches and seed with attention on one grid per batch (length_grouped_attention=False) and "
     "per group of rows of similar length (the default, also in the epochs section); Beauty at its reference "
     "settings (batch 1024, dropout 0.6, SCE with its paper's bucket formula, BT-SR alpha 0.25). The gain follows the "
