@@ -374,6 +374,16 @@ def markdown(results: dict) -> str:
             )
         rows.append(("SCE / CE step (profiled batches)", prof["sce_over_ce_step"], c))
         rows.append(("SCE / CE floor if SCE's loss cost nothing", prof["sce_over_ce_floor_if_sce_loss_were_free"], c))
+        if "ce_loss" in prof:
+            ce = prof["ce_loss"]
+            rows.append(
+                (
+                    "CE loss alone, fwd+bwd, top operators (self ms per batch; total)",
+                    ", ".join(f"{op} {ms}" for op, ms in ce["operators_self_ms_per_batch"].items())
+                    + f"; total {ce['total_self_ms_per_batch']}",
+                    c,
+                )
+            )
         if "sce_loss" in prof:
             sce = prof["sce_loss"]
             rows.append(
@@ -712,10 +722,11 @@ def profile_step(run: "EpochRun", index: int) -> dict:
     return {part: marks[i + 1] - marks[i] for i, part in enumerate(parts)}
 
 
-def sce_loss_operators(run: "EpochRun", index: int, repeats: int = 3, top: int = 8) -> dict:
-    """SCE's loss alone (forward + backward into the hidden states and item embeddings) on batch `index` of `run`,
-    under torch.profiler: the `top` operators by self CPU time (ms per batch), and how many of the bucket cells
-    (`n_b x b_x`) are some position's winning bucket, the only cells whose row of probabilities backward uses."""
+def loss_operators(run: "EpochRun", index: int, repeats: int = 3, top: int = 8) -> dict:
+    """The prediction loss alone (forward + backward into the hidden states and item embeddings) on batch `index`
+    of `run`, under torch.profiler: the `top` operators by self CPU time (ms per batch); for SCE also how many of
+    the bucket cells (`n_b x b_x`) are some position's winning bucket, the only cells whose row of probabilities
+    backward uses."""
     from torch.profiler import profile
 
     batch = run.collate([run.dataset[int(i)] for i in run.batches[index]])
@@ -730,14 +741,17 @@ def sce_loss_operators(run: "EpochRun", index: int, repeats: int = 3, top: int =
     operators = sorted(prof.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
     labelled = int((batch["labels"] != -100).sum())
     config = model.config
-    return {
+    found = {
         "operators_self_ms_per_batch": {
             event.key: round(event.self_cpu_time_total / 1000 / repeats, 1) for event in operators[:top]
         },
+        "total_self_ms_per_batch": round(sum(event.self_cpu_time_total for event in operators) / 1000 / repeats, 1),
         "labelled_positions": labelled,
-        "bucket_cells": config.sce_n_buckets * min(config.sce_bucket_size_x, labelled),
-        "winning_cells": int(picked),
     }
+    if config.loss_type == "sce":
+        found["bucket_cells"] = config.sce_n_buckets * min(config.sce_bucket_size_x, labelled)
+        found["winning_cells"] = int(picked)
+    return found
 
 
 def section_profile(results: dict, examples, num_items: int, batches: int = 8) -> None:
@@ -762,7 +776,8 @@ def section_profile(results: dict, examples, num_items: int, batches: int = 8) -
         "batches": batches,
         "sce_over_ce_step": round(profile["sce"]["step"] / profile["ce"]["step"], 3),
         "sce_over_ce_floor_if_sce_loss_were_free": round(floor, 3),
-        "sce_loss": sce_loss_operators(runs["sce"], 0),
+        "sce_loss": loss_operators(runs["sce"], 0),
+        "ce_loss": loss_operators(runs["ce"], 0),
         "note": "median seconds per batch of 256 (collation excluded); loss_* = the prediction loss alone "
         "(CE: chunked full softmax over 3,416 items; SCE: bucketed), encoder_* = the shared SASRec encoder",
     }
