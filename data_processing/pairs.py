@@ -344,9 +344,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
     def _cut(self, epoch: int) -> np.ndarray:
         rows = np.arange(len(self.table), dtype=np.int64)
         keys = view_keys(self.seed, epoch, rows, _PREFIX_CUT_VIEW)
-        return (keys % self._label_lengths.astype(np.uint64)).astype(
-            np.int64
-        )  # bias below 2**-55 for rows of <= 200 positions
+        # Bias below 2**-55 for rows of <= 200 positions.
+        return (keys % self._label_lengths.astype(np.uint64)).astype(np.int64)
 
     def row_and_position(self, flat: int) -> tuple[int, int]:
         """``(row, j)`` of a flat labelled position (prefix ``view_span``s)."""
