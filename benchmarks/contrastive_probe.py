@@ -46,6 +46,8 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
   its next item as the one CE target, and the InfoNCE views encode that same prefix, so per sample CE and InfoNCE
   weigh 1 : lambda as in RecBole, where every prefix is a sample each epoch. One CE target per sequence learns far
   less per epoch than one at every position: compare with `sasrec-ce-prefix-samples`, at equal epochs.
+- `sasrec-bpr-prefix-samples`: the papers' SASRec baseline as RecBole trains it: prefix samples as above, BPR
+  against one sampled negative per sample (`--loss_type bpr --bce_num_negatives 1`) instead of the full CE.
 
 Each finished variant also gets norms measured on its final model over the first 1,024 users' validation inputs:
 the mean L2 norm of the last position's state (the ranked one), of the other positions' states, and of the item
@@ -114,6 +116,11 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce-prefix-samples": ("sasrec-ce", {}, ["--prediction_span", "random_prefix"]),
     "cl4srec-prefix-samples": ("cl4srec", {}, PREFIX_SAMPLES),
     "duorec-prefix-samples": ("duorec", {}, PREFIX_SAMPLES),
+    "sasrec-bpr-prefix-samples": (
+        "sasrec-ce",
+        {"loss_type": "bpr"},
+        ["--bce_num_negatives", "1", "--prediction_span", "random_prefix"],
+    ),
 }
 
 
@@ -136,6 +143,7 @@ def probe_settings(command: list[str]) -> dict:
     model_args, _, training_args, _ = parse_arguments(command[2:])
     infonce = model_args.ssl_objective == "infonce" and model_args.bt_alpha > 0
     return {
+        "loss_type": model_args.loss_type,
         "bt_alpha": model_args.bt_alpha,
         "similarity": model_args.infonce_similarity if infonce else "-",
         "view_span": model_args.ssl_view_span,
@@ -216,7 +224,7 @@ def _views(record: dict) -> str:
 
 
 def _targets(record: dict) -> str:
-    """What the CE trained on (records from before `prediction_span` existed: every position)."""
+    """What the prediction loss trained on (records from before `prediction_span` existed: every position)."""
     return "every position" if record.get("prediction_span", "sequence") == "sequence" else "one prefix"
 
 
@@ -255,18 +263,19 @@ def write_table(records: list[dict]) -> None:
         + "; one thread per run, two runs side by side (the `*-prefix`, `*-in-place`, `*-batch-32`, `*-len-50` and "
         "`*-dropout-0.5` rows: three or four, so their s/epoch is not comparable with the others).",
         "",
-        "| data | variant | InfoNCE weight | similarity | views of | CE targets per sequence | batch | max len | "
-        "dropout | epochs | "
+        "| data | variant | loss | InfoNCE weight | similarity | views of | targets per sequence | batch | "
+        "max len | dropout | epochs | "
         "val NDCG@10 by epoch | last SSL loss | last-state norm | other-states norm | item norm | "
         "users' last states: mean cosine | their dot products: std | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(
         records, key=lambda r: (_data(r) != "ml-1m leave_one_out", _data(r), r["epochs"], order.index(r["variant"]))
     ):
         lines.append(
-            f"| {_data(r)} | {r['variant']} | {r['bt_alpha']} | {r['similarity']} | {_views(r)} | {_targets(r)} | "
+            f"| {_data(r)} | {r['variant']} | {r.get('loss_type', 'ce')} | {r['bt_alpha']} | {r['similarity']} | "
+            f"{_views(r)} | {_targets(r)} | "
             f"{_batch(r)} | "
             f"{_max_len(r)} | {_dropout(r)} | {r['epochs']} | "
             f"{' '.join(f'{x:.3f}' for x in r['eval_ndcg@10'])} | {r['ssl_loss'][-1] if r['ssl_loss'] else '-'} | "

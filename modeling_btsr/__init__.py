@@ -15,6 +15,7 @@ from .losses_btsr import (
     cross_entropy_loss,
     default_sce_buckets,
     sampled_bce_loss,
+    sampled_bpr_loss,
     scalable_cross_entropy_loss,
 )
 from .modeling_btsr import (
@@ -51,6 +52,7 @@ __all__ = [
     "cross_entropy_loss",
     "scalable_cross_entropy_loss",
     "sampled_bce_loss",
+    "sampled_bpr_loss",
     "default_sce_buckets",
     "BTSRRecommendationPipeline",
     "PIPELINE_TASK",

@@ -941,10 +941,10 @@ def _check_fsdp(training: TrainingArguments, values: dict) -> None:
             f"{flag}: FSDP version {version}: BT-SR reads the item table shard by shard only under FSDP2 (FSDP1 "
             f"flattens the weights, and would gather the whole table in every process); use {hint}"
         )
-    if values["loss_type"] == "bce":
+    if values["loss_type"] in ("bce", "bpr"):
         raise SettingsError(
-            "--loss_type bce: under FSDP the sharded item table is scored for the full cross-entropy and SCE only "
-            "(sampled negatives are not sharded); use --loss_type ce or sce"
+            f"--loss_type {values['loss_type']}: under FSDP the sharded item table is scored for the full "
+            "cross-entropy and SCE only (sampled negatives are not sharded); use --loss_type ce or sce"
         )
     if values.get("torch_compile"):
         raise SettingsError("--torch_compile: not with FSDP; the sharded item table is read in eager mode only")

@@ -83,7 +83,9 @@ class BTSRConfig(PreTrainedConfig):
             Standard deviation of a normal initialisation of every matrix and embedding, with zero biases (RecBole's,
             0.02); `None` keeps the reference's Xavier-uniform initialisation.
         loss_type (`str`, defaults to `"ce"`):
-            Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy) or `"bce"` (sampled negatives).
+            Prediction loss: `"ce"` (full softmax), `"sce"` (Scalable Cross-Entropy), `"bce"` (sampled negatives) or
+            `"bpr"` (BPR against sampled negatives; with `bce_num_negatives=1`, the CL4SRec and DuoRec papers' SASRec
+            baseline).
         sce_n_buckets (`int`, *optional*):
             SCE bucket count `n_b`; `None` lets the training script apply the paper's default formula.
         sce_bucket_size_x (`int`, *optional*):
@@ -167,7 +169,7 @@ class BTSRConfig(PreTrainedConfig):
     initializer_range: float | None = None
 
     # Prediction loss
-    loss_type: Literal["ce", "sce", "bce"] = "ce"
+    loss_type: Literal["ce", "sce", "bce", "bpr"] = "ce"
     sce_n_buckets: int | None = None
     sce_bucket_size_x: int | None = None
     sce_bucket_size_y: int = 256
@@ -253,7 +255,7 @@ class BTSRConfig(PreTrainedConfig):
             )
         if self.bce_num_negatives < 1:
             raise ValueError(f"bce_num_negatives must be >= 1, got {self.bce_num_negatives}")
-        if self.loss_type == "bce" and self.bce_num_negatives >= self.num_items:
+        if self.loss_type in ("bce", "bpr") and self.bce_num_negatives >= self.num_items:
             raise ValueError(
                 f"bce_num_negatives ({self.bce_num_negatives}) must be smaller than num_items ({self.num_items})"
             )

@@ -18,6 +18,7 @@ __all__ = [
     "scalable_cross_entropy_loss",
     "bucket_cross_entropy",
     "sampled_bce_loss",
+    "sampled_bpr_loss",
     "sample_negatives",
     "gather_with_grad",
     "sce_buckets",
@@ -599,6 +600,43 @@ def sampled_bce_loss(
         return ((positive + negative.sum(dim=1)) / (1 + negatives.shape[1])).sum()
     counted = 1 + valid.sum(dim=1)
     return ((positive + (negative * valid).sum(dim=1)) / counted).sum()
+
+
+def sampled_bpr_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    negatives: torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Bayesian Personalised Ranking (Rendle et al., UAI 2009) with sampled negatives: each position's mean over its
+    negatives of ``-log sigmoid(positive score - negative score)``, summed over positions (the caller divides by the
+    number of positions). With one negative it is the SASRec baseline of the CL4SRec and DuoRec papers (RecBole's
+    ``loss_type: BPR``).
+
+    .. math::
+        L = \sum_n rac{1}{K_n} \sum_{j=1}^{K_n} -\log \sigmaig(h_n \cdot E_{y_n} - h_n \cdot E_{j_n}ig)
+
+    with :math:`K_n` the number of valid negatives of position ``n`` (a position without any counts 0).
+
+    Args:
+        hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
+        item_embeddings (`torch.Tensor` of shape `(I, d)`).
+        negatives (`torch.Tensor` of shape `(N, K)`): negative item indices per position (`1..I`).
+        valid (`torch.Tensor` of shape `(N, K)`, *optional*): which negative slots count (see `sample_negatives`);
+            all by default.
+
+    Example:
+        >>> h, items = torch.zeros(1, 2), torch.ones(3, 2)  # every score 0: each term is log 2
+        >>> round(sampled_bpr_loss(h, torch.tensor([1]), items, torch.tensor([[2, 3]])).item(), 4)
+        0.6931
+    """
+    positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1, keepdim=True)
+    negative = torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1])
+    terms = F.softplus(negative - positive)  # -log sigmoid(positive - negative)
+    if valid is None:
+        return terms.mean(dim=1).sum()
+    return ((terms * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)).sum()
 
 
 def default_sce_buckets(batch_size: int, mean_sequence_length: float) -> int:

@@ -38,6 +38,7 @@ from .losses_btsr import (
     infonce_loss,
     sample_negatives,
     sampled_bce_loss,
+    sampled_bpr_loss,
     scalable_cross_entropy_loss,
 )
 from .sharding_btsr import (
@@ -170,7 +171,7 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
         loss (`torch.FloatTensor`, *optional*): `prediction_loss + bt_alpha * ssl_loss` (the SSL term only when a
             pair is given and `bt_alpha > 0`).
         prediction_loss (`torch.FloatTensor`, *optional*): CE / SCE / BCE; normalised by `num_items_in_batch`
-            when given (CE and BCE), else a mean over labelled (SCE: picked) positions.
+            when given (CE, BCE and BPR), else a mean over labelled (SCE: picked) positions.
         bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views (`ssl_objective`
             `"barlow_twins"` only; then equal to `ssl_loss`).
         user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): last-position states of `input_ids`.
@@ -803,22 +804,23 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """`(loss, n_positions, is_sum)` of the configured prediction loss on labelled positions only.
 
-        `hidden` (batch, seq_len, d), `labels` (batch, seq_len) with -100 where there is no target. CE and BCE
+        `hidden` (batch, seq_len, d), `labels` (batch, seq_len) with -100 where there is no target. CE, BCE and BPR
         return sums (normalised by the caller); SCE returns its mean over picked positions.
 
         Under `torch.compile` (`static_layout`), CE and SCE read every position with the labelled ones marked
-        `valid`, instead of selecting them: the same loss, with no shape that depends on the labels. BCE still
-        selects them (a graph break).
+        `valid`, instead of selecting them: the same loss, with no shape that depends on the labels. BCE and BPR
+        still select them (a graph break).
         """
         config = self.config
         labelled = labels != -100
         shard = self.btsr.item_shard()
-        if shard is not None and (config.loss_type == "bce" or static_layout()):
+        sampled = config.loss_type in ("bce", "bpr")  # sampled negatives: scored on the selected positions
+        if shard is not None and (sampled or static_layout()):
             raise ValueError(
                 f"loss_type {config.loss_type!r}{' under torch.compile' if static_layout() else ''} is not scored "
                 "shard by shard; with the item table sharded (FSDP2) train with loss_type 'ce' or 'sce' in eager mode"
             )
-        if static_layout() and config.loss_type != "bce":
+        if static_layout() and not sampled:
             return self._prediction_loss_all_positions(hidden, labels, labelled)
         rows = labelled.nonzero(as_tuple=True)[0]
         states, targets = hidden[labelled], labels[labelled]
@@ -827,10 +829,11 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         items = self.btsr.item_embedding_matrix() if shard is None else None
         if config.loss_type == "ce":
             return cross_entropy_loss(states, targets, items), targets.numel(), True
-        if config.loss_type == "bce":
+        if sampled:
             seen = torch.cat([input_ids, labels.clamp_min(0)], dim=1)
             negatives, valid = sample_negatives(seen, config.num_items, config.bce_num_negatives, self.sce_generator)
-            loss = sampled_bce_loss(states, targets, items, negatives[rows], valid[rows])
+            loss_fn = sampled_bce_loss if config.loss_type == "bce" else sampled_bpr_loss
+            loss = loss_fn(states, targets, items, negatives[rows], valid[rows])
             return loss, targets.numel(), True
         n_buckets = config.sce_n_buckets or config.sce_bucket_size_x or 1
         buckets = {
@@ -901,7 +904,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             pair_position_offsets, view_position_offsets (`torch.LongTensor` of shape `(batch,)`, *optional*): the
                 views' `position_offsets` (see `BTSRModel.forward`): prefixes encoded at their place in the sequence.
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
-                batch; CE and BCE are divided by it instead of by the local count.
+                batch; CE, BCE and BPR are divided by it instead of by the local count.
         """
         encoded = self.btsr(input_ids, attention_mask)
         user_embeddings = encoded.user_embeddings

@@ -294,7 +294,7 @@ class BTSRTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
-        sums_over_positions = config.loss_type in ("ce", "bce")
+        sums_over_positions = config.loss_type in ("ce", "bce", "bpr")
         if self.args.torch_compile:
             mark_batch_dynamic(inputs)
         outputs = model(**inputs, num_items_in_batch=num_items_in_batch if sums_over_positions else None)

@@ -183,7 +183,7 @@ def test_help_shows_the_effective_defaults_choices_and_presets(capsys):
     ):
         line = next(line for line in text.splitlines() if line.strip().startswith(flag + " "))
         assert f"(default: {default})" in line or f"(default: {default})" in text.split(line, 1)[1][:200], flag
-    assert "--loss_type {ce,sce,bce}" in text and "--split {temporal,leave_one_out,user_holdout}" in text
+    assert "--loss_type {ce,sce,bce,bpr}" in text and "--split {temporal,leave_one_out,user_holdout}" in text
     for group in ("model:", "self-supervised loss", "data and protocol:", "training (", "Hugging Face Hub:"):
         assert group in text
     assert all(f"  {name} " in text for name in arguments.PRESETS)
@@ -278,7 +278,7 @@ def test_yaml_scientific_notation_is_a_float_and_choices_are_checked_in_files(tm
     settings = resolve_settings(out + ["--config", str(config)])
     assert settings.training.learning_rate == 0.001 and settings.model.bt_alpha == 0.1
     config.write_text("loss_type: mse\n")
-    with pytest.raises(SettingsError, match="key loss_type: 'mse' is not one of ce, sce, bce"):
+    with pytest.raises(SettingsError, match="key loss_type: 'mse' is not one of ce, sce, bce, bpr"):
         resolve_settings(out + ["--config", str(config)])
 
 

@@ -464,6 +464,7 @@ def test_contrastive_probe_variants_reach_train_py_settings(tmp_path, label, alp
     # The record states those settings as the parser read them; InfoNCE's own settings only where it runs.
     stated = probe.probe_settings(command)
     assert stated == {
+        "loss_type": "ce",
         "bt_alpha": alpha,
         "similarity": similarity if alpha else "-",
         "view_span": span,

@@ -313,6 +313,7 @@ def test_fsdp_on_a_cpu_is_refused_not_run_as_ddp(fsdp_env, tmp_path):
     [
         ([], "1", r"^accelerate launch --use_fsdp: FSDP version 1: .* use accelerate launch --fsdp_version 2$"),
         (["--loss_type", "bce"], "2", r"^--loss_type bce: under FSDP .* use --loss_type ce or sce$"),
+        (["--loss_type", "bpr"], "2", r"^--loss_type bpr: under FSDP .* use --loss_type ce or sce$"),
         (["--torch_compile"], "2", r"^--torch_compile: not with FSDP"),
     ],
 )

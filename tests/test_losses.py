@@ -14,7 +14,7 @@ from modeling_btsr import (
     sampled_bce_loss,
     scalable_cross_entropy_loss,
 )
-from modeling_btsr.losses_btsr import bucket_cross_entropy, chunked_topk, sample_negatives
+from modeling_btsr.losses_btsr import bucket_cross_entropy, chunked_topk, sample_negatives, sampled_bpr_loss
 from tests.distributed import assert_two_processes_match_one
 
 
@@ -254,6 +254,60 @@ def test_bce_formula_and_negative_sampling():
         - sum(np.log(1 - torch.sigmoid(h[0] @ items[j - 1]).item()) for j in (19, 20))
     ) / 3  # the positive and the two negatives that count
     assert sampled_bce_loss(h, t, items, negs, valid).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_bpr_formula_with_and_without_invalid_negative_slots():
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    items = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    targets = torch.randint(1, 21, (5,), generator=gen)
+    negatives = torch.randint(1, 21, (5, 3), generator=gen)
+
+    # Rendle et al.: -log sigmoid(x_pos - x_neg), here each position's mean over its negatives, summed over positions.
+    def brute(valid):
+        total = 0.0
+        for n in range(5):
+            positive = float(hidden[n] @ items[targets[n] - 1])
+            terms = [
+                -np.log(1 / (1 + np.exp(-(positive - float(hidden[n] @ items[j - 1])))))
+                for k, j in enumerate(negatives[n].tolist())
+                if valid[n][k]
+            ]
+            total += np.mean(terms) if terms else 0.0
+        return total
+
+    everything = [[True] * 3] * 5
+    assert sampled_bpr_loss(hidden, targets, items, negatives).item() == pytest.approx(brute(everything), rel=1e-10)
+    valid = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0], [0, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    mine = sampled_bpr_loss(hidden, targets, items, negatives, valid).item()
+    assert mine == pytest.approx(brute(valid.tolist()), rel=1e-10)  # a position without negatives adds 0
+
+
+def test_bpr_model_loss_is_the_mean_over_positions():
+    from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+
+    torch.manual_seed(0)
+    model = BTSRForSequentialRecommendation(
+        BTSRConfig(num_items=30, hidden_size=8, max_position_embeddings=10, loss_type="bpr", bce_num_negatives=1)
+    ).eval()
+    ids = torch.randint(1, 31, (4, 6))
+    labels = torch.randint(1, 31, (4, 6))
+    labels[:, :2] = -100
+    model.sce_generator = torch.Generator().manual_seed(5)
+    out = model(ids, labels=labels)
+    # Independently: the same negatives (the same generator state), BPR per labelled position, then the mean.
+    seen = torch.cat([ids, labels.clamp_min(0)], dim=1)
+    negatives, valid = sample_negatives(seen, 30, 1, torch.Generator().manual_seed(5))
+    states = model.btsr(ids).last_hidden_state
+    table = model.btsr.item_embedding_matrix()
+    expected = []
+    for row in range(4):
+        for position in range(2, 6):
+            h = states[row, position]
+            margin = h @ table[labels[row, position] - 1] - h @ table[negatives[row, 0] - 1]
+            expected.append(-torch.nn.functional.logsigmoid(margin))
+    assert valid.all() and int(out.num_prediction_positions) == 16
+    assert torch.allclose(out.prediction_loss, torch.stack(expected).mean(), atol=1e-6)
 
 
 def test_two_process_gloo_bt_equals_one_process():
