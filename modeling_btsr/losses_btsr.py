@@ -594,12 +594,20 @@ def sampled_bce_loss(
         >>> round(sampled_bce_loss(h, torch.tensor([1]), items, torch.tensor([[2, 3]])).item(), 4)
         0.6931
     """
-    positive = F.softplus(-(hidden * item_embeddings[targets - 1]).sum(dim=-1))
-    negative = F.softplus(torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1]))
+    positive, negative = _sampled_scores(hidden, targets, item_embeddings, negatives)
+    positive, negative = F.softplus(-positive), F.softplus(negative)
     if valid is None:
         return ((positive + negative.sum(dim=1)) / (1 + negatives.shape[1])).sum()
     counted = 1 + valid.sum(dim=1)
     return ((positive + (negative * valid).sum(dim=1)) / counted).sum()
+
+
+def _sampled_scores(
+    hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor, negatives: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each position's score of its target `(N,)` and of its sampled negatives `(N, K)`."""
+    positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1)
+    return positive, torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1])
 
 
 def sampled_bpr_loss(
@@ -615,25 +623,19 @@ def sampled_bpr_loss(
     ``loss_type: BPR``).
 
     .. math::
-        L = \sum_n rac{1}{K_n} \sum_{j=1}^{K_n} -\log \sigmaig(h_n \cdot E_{y_n} - h_n \cdot E_{j_n}ig)
+        L = \sum_n \frac{1}{K_n} \sum_{j=1}^{K_n} -\log \sigma\big(h_n \cdot E_{y_n} - h_n \cdot E_{j_n}\big)
 
     with :math:`K_n` the number of valid negatives of position ``n`` (a position without any counts 0).
 
-    Args:
-        hidden (`torch.Tensor` of shape `(N, d)`), targets (`torch.Tensor` of shape `(N,)`, indices `1..I`),
-        item_embeddings (`torch.Tensor` of shape `(I, d)`).
-        negatives (`torch.Tensor` of shape `(N, K)`): negative item indices per position (`1..I`).
-        valid (`torch.Tensor` of shape `(N, K)`, *optional*): which negative slots count (see `sample_negatives`);
-            all by default.
+    Args: as `sampled_bce_loss`.
 
     Example:
         >>> h, items = torch.zeros(1, 2), torch.ones(3, 2)  # every score 0: each term is log 2
         >>> round(sampled_bpr_loss(h, torch.tensor([1]), items, torch.tensor([[2, 3]])).item(), 4)
         0.6931
     """
-    positive = (hidden * item_embeddings[targets - 1]).sum(dim=-1, keepdim=True)
-    negative = torch.einsum("nd,nkd->nk", hidden, item_embeddings[negatives - 1])
-    terms = F.softplus(negative - positive)  # -log sigmoid(positive - negative)
+    positive, negative = _sampled_scores(hidden, targets, item_embeddings, negatives)
+    terms = F.softplus(negative - positive[:, None])  # -log sigmoid(positive - negative)
     if valid is None:
         return terms.mean(dim=1).sum()
     return ((terms * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)).sum()

@@ -218,12 +218,17 @@ def testchunked_topk_matches_full():
     assert torch.equal(chunked_topk(q, k, 17, chunk_size=64), full)
 
 
-def test_bce_formula_and_negative_sampling():
-    gen = torch.Generator().manual_seed(0)
-    hidden = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+def _sampled_case(seed: int, positions: int, negatives: int):
+    """Random float64 hidden states, 20 item rows, targets and negatives for the sampled losses."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(positions, 4, generator=gen, dtype=torch.float64)
     items = torch.randn(20, 4, generator=gen, dtype=torch.float64)
-    targets = torch.randint(1, 21, (6,), generator=gen)
-    negatives = torch.randint(1, 21, (6, 3), generator=gen)
+    targets = torch.randint(1, 21, (positions,), generator=gen)
+    return gen, hidden, items, targets, torch.randint(1, 21, (positions, negatives), generator=gen)
+
+
+def test_bce_formula_and_negative_sampling():
+    gen, hidden, items, targets, negatives = _sampled_case(0, 6, 3)
     # The authors' bce_forward: binary cross-entropy on each of a position's 1 + K logits, their mean, then the
     # positions' mean (here their sum: the caller divides by the number of positions).
     expected = 0.0
@@ -257,11 +262,7 @@ def test_bce_formula_and_negative_sampling():
 
 
 def test_bpr_formula_with_and_without_invalid_negative_slots():
-    gen = torch.Generator().manual_seed(1)
-    hidden = torch.randn(5, 4, generator=gen, dtype=torch.float64)
-    items = torch.randn(20, 4, generator=gen, dtype=torch.float64)
-    targets = torch.randint(1, 21, (5,), generator=gen)
-    negatives = torch.randint(1, 21, (5, 3), generator=gen)
+    _, hidden, items, targets, negatives = _sampled_case(1, 5, 3)
 
     # Rendle et al.: -log sigmoid(x_pos - x_neg), here each position's mean over its negatives, summed over positions.
     def brute(valid):
