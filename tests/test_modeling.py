@@ -588,7 +588,7 @@ def test_other_losses_train(loss_type):
     [
         ({"bt_alpha": -0.1}, "bt_alpha must be >= 0"),
         ({"max_position_embeddings": 0}, "max_position_embeddings must be >= 1"),
-        ({"loss_type": "xent"}, r"'loss_type' expected one of \('ce', 'sce', 'bce'\), got xent"),
+        ({"loss_type": "xent"}, r"'loss_type' expected one of \('ce', 'sce', 'bce', 'bpr'\), got xent"),
         ({"loss_type": "sce", "sce_bucket_size_y": 500}, r"sce_bucket_size_y \(500\) cannot exceed num_items \(40\)"),
         ({"hidden_size": 10, "num_attention_heads": 3}, "must be divisible"),
         ({"hidden_dropout_prob": 1.5}, r"hidden_dropout_prob must be in \[0, 1\)"),
