@@ -226,10 +226,12 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         # Under autocast the gradient products too run in its dtype (5-8x the float32 product speed on CPUs with
         # bf16 dot-product instructions), as the full form's backward would.
         low = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
-        items_low = item_embeddings.to(low) if low is not None and (need_hidden or need_items) else None
-        # Plain float32/float64 without autocast: products written into one reused buffer.
-        reuse = hidden.dtype == item_embeddings.dtype == dtype and not torch.is_autocast_enabled(device.type)
-        buffer = torch.empty(rows, n_items, device=device, dtype=dtype) if reuse else None
+        items_low = item_embeddings.to(low) if low is not None else None
+        # Plain float32/float64, and autocast: products written into reused buffers, one cast of the items (fresh
+        # (rows, I) blocks each chunk, ~136 a batch on ML-1M, fragment the CPU allocator's heap under autocast).
+        reuse = hidden.dtype == item_embeddings.dtype == dtype and low is None
+        buffer = torch.empty(rows, n_items, device=device, dtype=dtype) if reuse or low is not None else None
+        buffer_low = torch.empty(rows, n_items, device=device, dtype=low) if low is not None else None
         total = torch.zeros((), device=device, dtype=dtype)
         grad_hidden = torch.empty(hidden.shape, device=device, dtype=dtype) if need_hidden else None
         grad_items = torch.zeros_like(item_embeddings, dtype=dtype) if need_items else None
@@ -239,7 +241,11 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             size = chunk.shape[0]
             if reuse:
                 logits = torch.mm(chunk, items_t, out=buffer[:size])
-            else:  # under autocast, the same (low-precision) product as the full form, then float32
+            elif low is not None:  # autocast's product (both sides in its dtype), then float32
+                with torch.autocast(device_type=device.type, enabled=False):
+                    product = torch.mm(chunk.to(low), items_low.T, out=buffer_low[:size])
+                    logits = buffer[:size].copy_(product)
+            else:  # half-precision inputs without autocast: their product, then float32
                 logits = (chunk @ items_t).to(dtype)
             shifted = logits.sub_(logits.amax(dim=1, keepdim=True))  # L - m, in place
             target_shifted = shifted.gather(1, chunk_index)
@@ -250,7 +256,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 with torch.autocast(device_type=device.type, enabled=False):
                     inverse = sums.reciprocal()
                     chunk_full = chunk.to(dtype)
-                    weights = unnormalised if items_low is None else unnormalised.to(low)
+                    weights = unnormalised if items_low is None else buffer_low[:size].copy_(unnormalised)
                     if need_hidden:
                         out = grad_hidden[start : start + size]
                         if items_low is None:
