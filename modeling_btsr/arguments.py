@@ -28,7 +28,7 @@ from data_processing import PROTOCOLS, DataError
 from data_processing.builtins import to_builtin
 from data_processing.readers import DATA_FORMATS, KNOWN_DATASETS
 
-from .configuration_btsr import BTSRConfig
+from .configuration_btsr import SAMPLED_LOSS_TYPES, BTSRConfig
 
 __all__ = [
     "ModelArguments",
@@ -941,7 +941,7 @@ def _check_fsdp(training: TrainingArguments, values: dict) -> None:
             f"{flag}: FSDP version {version}: BT-SR reads the item table shard by shard only under FSDP2 (FSDP1 "
             f"flattens the weights, and would gather the whole table in every process); use {hint}"
         )
-    if values["loss_type"] in ("bce", "bpr"):
+    if values["loss_type"] in SAMPLED_LOSS_TYPES:
         raise SettingsError(
             f"--loss_type {values['loss_type']}: under FSDP the sharded item table is scored for the full "
             "cross-entropy and SCE only (sampled negatives are not sharded); use --loss_type ce or sce"

@@ -16,6 +16,7 @@ from transformers import PreTrainedConfig
 __all__ = [
     "BTSRConfig",
     "LOSS_TYPES",
+    "SAMPLED_LOSS_TYPES",
     "SSL_OBJECTIVES",
     "VIEW_MAKERS",
     "VIEW_SPANS",
@@ -95,8 +96,8 @@ class BTSRConfig(PreTrainedConfig):
         sce_mix_x (`bool`, defaults to `False`):
             Draw SCE bucket centres as random mixtures of the batch's own hidden states instead of pure noise.
         bce_num_negatives (`int`, defaults to 256):
-            Sampled negatives per sequence for `loss_type="bce"`. They are drawn from items the user never
-            interacted with.
+            Sampled negatives per sequence for `loss_type="bce"` and `"bpr"`. They are drawn from items the user
+            never interacted with.
         prediction_span (`str`, defaults to `"sequence"`):
             What one training example of the prediction loss is. `"sequence"` (SASRec, BT-SR): a user's training
             sequence, with a target at every position. `"random_prefix"`: the sequence up to a position drawn
@@ -255,7 +256,7 @@ class BTSRConfig(PreTrainedConfig):
             )
         if self.bce_num_negatives < 1:
             raise ValueError(f"bce_num_negatives must be >= 1, got {self.bce_num_negatives}")
-        if self.loss_type in ("bce", "bpr") and self.bce_num_negatives >= self.num_items:
+        if self.loss_type in SAMPLED_LOSS_TYPES and self.bce_num_negatives >= self.num_items:
             raise ValueError(
                 f"bce_num_negatives ({self.bce_num_negatives}) must be smaller than num_items ({self.num_items})"
             )
@@ -304,6 +305,8 @@ _document_fields(BTSRConfig)
 
 _ANNOTATIONS = BTSRConfig.__dict__["__annotations__"]
 LOSS_TYPES = get_args(_ANNOTATIONS["loss_type"])
+SAMPLED_LOSS_TYPES = ("bce", "bpr")
+"""The prediction losses scored against sampled negatives (`bce_num_negatives`), not the catalogue."""
 SSL_OBJECTIVES = get_args(_ANNOTATIONS["ssl_objective"])
 INFONCE_SIMILARITIES = get_args(_ANNOTATIONS["infonce_similarity"])
 VIEW_MAKERS = get_args(_ANNOTATIONS["view_maker"])

@@ -31,7 +31,7 @@ from .attention_btsr import (
     inverted_dropout,
     static_layout,
 )
-from .configuration_btsr import CUSTOM_PIPELINES, BTSRConfig
+from .configuration_btsr import CUSTOM_PIPELINES, SAMPLED_LOSS_TYPES, BTSRConfig
 from .losses_btsr import (
     barlow_twins_loss,
     cross_entropy_loss,
@@ -814,7 +814,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         config = self.config
         labelled = labels != -100
         shard = self.btsr.item_shard()
-        sampled = config.loss_type in ("bce", "bpr")  # sampled negatives: scored on the selected positions
+        sampled = config.loss_type in SAMPLED_LOSS_TYPES  # scored on the selected positions
         if shard is not None and (sampled or static_layout()):
             raise ValueError(
                 f"loss_type {config.loss_type!r}{' under torch.compile' if static_layout() else ''} is not scored "

@@ -13,6 +13,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .configuration_btsr import SAMPLED_LOSS_TYPES
 from .evaluation import evaluate_ranking
 
 __all__ = [
@@ -294,7 +295,7 @@ class BTSRTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
-        sums_over_positions = config.loss_type in ("ce", "bce", "bpr")
+        sums_over_positions = config.loss_type in ("ce", *SAMPLED_LOSS_TYPES)
         if self.args.torch_compile:
             mark_batch_dynamic(inputs)
         outputs = model(**inputs, num_items_in_batch=num_items_in_batch if sums_over_positions else None)
