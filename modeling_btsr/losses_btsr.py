@@ -223,8 +223,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         index = (targets - 1).unsqueeze(1)
         items_t = item_embeddings.T
         items_full = item_embeddings.to(dtype)
-        # Under autocast the gradient products too run in its dtype (5-8x the float32 product speed on CPUs with
-        # bf16 dot-product instructions), as the full form's backward would.
+        # Under autocast the gradient products too run in its dtype, as the full form's backward would (CPUs with
+        # bf16 dot-product instructions run them far faster than float32 ones).
         low = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
         items_low = item_embeddings.to(low) if low is not None else None
         # Plain float32/float64, and autocast: products written into reused buffers, one cast of the items (fresh
