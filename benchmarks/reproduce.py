@@ -88,6 +88,11 @@ CONTRASTIVE_ALPHA = 0.1
 # probe's prefix variants, InfoNCE on random prefixes re-encoded or at their own positions, collapse like the
 # preset, so it is the weight, not where InfoNCE acts, that sinks the preset.
 CONTRASTIVE_ALPHA_PER_POSITION = {"ml-1m": 0.001}
+# The BERT4Rec backbone (issue 26) runs through its train.py presets too: `bert4rec` (the RecSys 2023 reproduction's
+# settings) and `bert4rec-bt` (the same plus Barlow Twins at alpha 0.2); the preset's batch and epoch budget.
+BERT4REC = ("bert4rec", "bert4rec-bt")
+BERT4REC_BUDGET = {"batch_size": 128, "epochs": 200, "patience": 20}
+PRESET_MODELS = CONTRASTIVE + BERT4REC
 
 
 def dataset_file(dataset: str) -> str | None:
@@ -103,7 +108,7 @@ def _run(
 ):
     base = {**DATASETS[(dataset, protocol)], **(budget or {})}
     loss = loss or base["loss"]
-    if model == "bt-sr":
+    if model in ("bt-sr", "bert4rec-bt"):
         alpha = 0.2 if alpha is None else alpha
     elif model in CONTRASTIVE:
         alpha = CONTRASTIVE_ALPHA if alpha is None else alpha
@@ -140,6 +145,7 @@ GRIDS = (
     "temporal",
     "contrastive",
     "contrastive_rescaled",
+    "bert4rec",
     "batch_size",
     "alpha_sweep",
     "lastfm_sweep",
@@ -208,6 +214,13 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
             for d, a in CONTRASTIVE_ALPHA_PER_POSITION.items()
             for s in seeds
             for m in CONTRASTIVE
+        ]
+    if name == "bert4rec":  # BERT4Rec and BT-SR on its backbone, ML-1M leave-one-out then LastFM
+        return [
+            _run(d, "leave_one_out", m, s, budget=BERT4REC_BUDGET)
+            for d in ("ml-1m", "lastfm")
+            for s in seeds
+            for m in BERT4REC
         ]
     if name == "batch_size":  # InfoNCE's negatives are the batch; Barlow Twins has none: accuracy against batch size
         return [
@@ -312,7 +325,7 @@ def train_command(run: dict, output_dir: Path) -> list[str]:
         if dataset_file(run["dataset"]) is None
         else ["--dataset", run["dataset"], "--data_root", str(SHARED)]
     )
-    preset = ["--preset", run["model"]] if run["model"] in CONTRASTIVE else []
+    preset = ["--preset", run["model"]] if run["model"] in PRESET_MODELS else []
     return [
         sys.executable,
         str(ROOT / "train.py"),

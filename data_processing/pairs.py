@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .augment import cl4srec_view, operator_pairs, view_keys
-from .keys import row_keys
+from .keys import row_keys, splitmix64
 from .sequences import TrainExamples, partner_index
 from .table import SequenceTable
 from .vocab import IGNORE_INDEX
@@ -41,6 +41,7 @@ from .vocab import IGNORE_INDEX
 __all__ = [
     "draw_partners",
     "epoch_pairs",
+    "masked_item_draws",
     "epoch_pairs_fingerprint",
     "PairedTrainDataset",
     "PREDICTION_SPANS",
@@ -171,6 +172,24 @@ PREDICTION_SPANS = ("sequence", "random_prefix")
 """What each training example of the prediction loss is (the model config's ``prediction_span``)."""
 
 _PREFIX_CUT_VIEW = 2  # augment.view_keys stream of the prefix cut (views 0 and 1 are CL4SRec's augmentations)
+_MASKED_ITEM_VIEW = 4  # the stream of BERT4Rec's masked items (3 is augment.OPERATOR_VIEW)
+
+
+def masked_item_draws(seed: int, epoch: int, rows: np.ndarray, positions: np.ndarray, probability: float) -> np.ndarray:
+    """Whether position ``positions[k]`` of row ``rows[k]`` is masked in ``epoch`` (BERT4Rec's masked items): bool
+    ``(n,)``, each ``True`` with probability ``probability``, independently, a pure function of ``(seed, epoch, row,
+    position)``::
+
+        u = splitmix64(view_key(seed, epoch, row, 4) ^ position);  masked = u < probability * 2**64
+
+    >>> rows, positions = np.zeros(100_000, dtype=np.int64), np.arange(100_000)
+    >>> drawn = masked_item_draws(0, 1, rows, positions, 0.2)
+    >>> round(float(drawn.mean()), 2), bool((drawn == masked_item_draws(0, 1, rows, positions, 0.2)).all())
+    (0.2, True)
+    """
+    keys = view_keys(seed, epoch, np.asarray(rows, dtype=np.int64), _MASKED_ITEM_VIEW)
+    u = splitmix64(keys ^ np.asarray(positions, dtype=np.int64).astype(np.uint64))
+    return u < np.uint64(min(int(float(probability) * 2.0**64), 2**64 - 1))
 
 
 class PairedTrainDataset(torch.utils.data.Dataset):
@@ -230,6 +249,15 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             state that is ranked), ``"random_prefix"`` or ``"random_prefix_in_place"`` (see above).
         prediction_span: one of :data:`PREDICTION_SPANS`: ``"sequence"`` (default; every labelled position of the
             row is a target) or ``"random_prefix"`` (one random prefix and its next item per row and epoch).
+        mlm_probability: BERT4Rec's masked-item training (the model's ``backbone="bert4rec"``): each row serves its
+            whole sequence ``s_1..s_n`` (its last ``max_len`` items) as ``input_ids``, each position replaced by
+            ``mask_token`` with this probability (:func:`masked_item_draws`, redrawn each epoch), and ``labels`` the
+            item at each masked position, -100 elsewhere. With pairs (``view_maker="same_target"`` only), view A
+            is the row's history ``input_ids`` unmasked (``view_input_ids``) and view B the same-target partner's
+            (``pair_input_ids``): the model encodes both with the mask token appended. ``None`` (default): no
+            masking.
+        max_len: the model's ``max_position_embeddings``; needed with ``mlm_probability`` (a row's whole sequence
+            is one item longer than its ``input_ids``).
     """
 
     def __init__(
@@ -244,6 +272,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         mask_token: int | None = None,
         view_span: str = "sequence",
         prediction_span: str = "sequence",
+        mlm_probability: float | None = None,
+        max_len: int | None = None,
     ):
         if view_span not in VIEW_SPANS:
             raise ValueError(f"view_span must be one of {', '.join(VIEW_SPANS)}, got {view_span!r}")
@@ -256,6 +286,17 @@ class PairedTrainDataset(torch.utils.data.Dataset):
             )
         if view_maker not in VIEW_MAKERS:
             raise ValueError(f"view_maker must be one of {', '.join(VIEW_MAKERS)}, got {view_maker!r}")
+        if mlm_probability is not None:
+            if not 0 < mlm_probability < 1:
+                raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+            if mask_token is None or max_len is None:
+                raise ValueError("mlm_probability needs mask_token (the model's num_items + 1) and max_len")
+            if prediction_span != "sequence" or view_span != "sequence":
+                raise ValueError("mlm_probability (BERT4Rec) needs prediction_span and view_span 'sequence'")
+            if with_pairs and view_maker != "same_target":
+                raise ValueError(
+                    f"mlm_probability (BERT4Rec) pairs same-target rows only, got view_maker={view_maker!r}"
+                )
         if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
             raise ValueError("view_maker='cl4srec' with mask_ratio > 0 needs mask_token (the model's num_items + 1)")
         self.seed = int(seed)
@@ -267,6 +308,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.mask_token = None if mask_token is None else int(mask_token)
         self.view_span = view_span
         self.prediction_span = prediction_span
+        self.mlm_probability = None if mlm_probability is None else float(mlm_probability)
+        self.max_len = None if max_len is None else int(max_len)
         # The epoch lives in shared memory: data-loader workers (persistent ones too) hold copies of this dataset,
         # and `set_epoch` in the main process must reach them. Each copy drops its per-epoch caches when it changes.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -380,7 +423,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         """Row `i` as lists: ``input_ids``, ``labels`` and the views (for a look at one example; training batches
         go through :meth:`__getitems__`)."""
         item = self.__getitems__([i])[0]
-        if "row" in item:  # a prefix sample carries its own input_ids and labels
+        if "row" in item:  # prefix and masked-item samples carry their own input_ids and labels
             row = item.pop("row")
             item = {
                 "input_ids": self.table.row("input_ids", row).tolist(),
@@ -398,9 +441,39 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         come as arrays (``view_input_ids``, ``pair_input_ids``, and the prefixes' position offsets). Prefix samples
         (``prediction_span="random_prefix"``) come as arrays too: ``input_ids`` and ``labels`` instead of ``row``."""
         rows = [int(i) for i in indices]
+        if self.mlm_probability is not None:
+            return self._masked_items(rows)
         if self._prefix_samples:
             return [self._prefix_sample(item) for item in self._row_items(rows)]
         return self._row_items(rows)
+
+    def whole_sequence(self, i: int) -> np.ndarray:
+        """Row ``i``'s sequence ``s_1..s_n`` (its last ``max_len`` items): ``input_ids`` and the last label."""
+        inputs, labels = self.table.row("input_ids", i), self.table.row("labels", i)
+        return np.concatenate([inputs[:1], labels])[-self.max_len :]
+
+    def _masked_items(self, rows: list[int]) -> list[dict[str, Any]]:
+        """BERT4Rec samples of `rows` this epoch (see ``mlm_probability``), masks drawn for the batch at once."""
+        sequences = [self.whole_sequence(i) for i in rows]
+        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(rows))
+        positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        masked = masked_item_draws(
+            self.seed, self.epoch, np.repeat(np.asarray(rows, dtype=np.int64), lengths), positions, self.mlm_probability
+        )
+        partners = self.partners() if self.with_pairs else None
+        items, start = [], 0
+        for i, sequence in zip(rows, sequences):
+            row_masked = masked[start : start + len(sequence)]
+            start += len(sequence)
+            item = {
+                "input_ids": np.where(row_masked, self.mask_token, sequence),
+                "labels": np.where(row_masked, sequence, IGNORE_INDEX),
+            }
+            if partners is not None:
+                item["view_input_ids"] = self.table.row("input_ids", i)
+                item["pair_input_ids"] = self.table.row("input_ids", int(partners[i]))
+            items.append(item)
+        return items
 
     def _row_items(self, rows: list[int]) -> list[dict[str, Any]]:
         if not self.with_pairs:

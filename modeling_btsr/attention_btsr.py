@@ -89,25 +89,28 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """`softmax(scaling * Q K^T + mask) V`, written out, causal.
+    """`softmax(scaling * Q K^T + mask) V`, written out: causal, or bidirectional where `module.is_causal` is
+    `False` (the BERT4Rec backbone).
 
     Args:
-        module: the calling attention layer (unused; transformers' signature).
+        module: the calling attention layer; its `is_causal` (default `True`) says whether a query may skip the keys
+            after it.
         query (`torch.FloatTensor` of shape `(batch, heads, q_len, head_dim)`): the last `q_len` positions of the
             grid (`q_len = kv_len`, or 1 for the last position alone).
         key, value (`torch.FloatTensor` of shape `(batch, heads, kv_len, head_dim)`).
         attention_mask (`torch.FloatTensor` of shape `(batch or 1, 1, q_len, kv_len)`): additive, 0 where a query
-            may attend to a key and `-inf` elsewhere (`attention_mask_bias`).
+            may attend to a key and `-inf` elsewhere (`attention_mask_bias`); it alone decides what is seen.
         scaling: multiplies the query before the product, as `nn.MultiheadAttention` (the reference) does.
         dropout: probability on the attention weights (`inverted_dropout`); 0 when the pass draws none.
 
     Returns:
         `(attn_output, None)`: `attn_output` of shape `(batch, q_len, heads, head_dim)`; no weights are kept.
 
-    Queries run in blocks of `ATTENTION_QUERY_BLOCK` rows, each against the keys up to its last row only: the
-    masked upper blocks are never computed (an exp(-inf) = 0 term less in a softmax changes nothing), a third fewer
-    products and dropout draws on a 200-long grid. With dropout or a mask, SDPA takes this math path on CPU anyway,
-    converting the mask and drawing `bernoulli_` dropout at every call; here the mask is shared by every block.
+    Queries run in blocks of `ATTENTION_QUERY_BLOCK` rows, each (when causal) against the keys up to its last row
+    only: the masked upper blocks are never computed (an exp(-inf) = 0 term less in a softmax changes nothing), a
+    third fewer products and dropout draws on a 200-long grid. With dropout or a mask, SDPA takes this math path on
+    CPU anyway, converting the mask and drawing `bernoulli_` dropout at every call; here the mask is shared by every
+    block.
     """
     query = query * scaling
     q_len, kv_len = query.shape[2], key.shape[2]
@@ -116,9 +119,10 @@ def eager_attention_forward(
     else:
         block = ATTENTION_QUERY_BLOCK if q_len > ATTENTION_QUERY_BLOCK else q_len
         bounds = [(start, min(start + block, q_len)) for start in range(0, q_len, block)]
+    causal = getattr(module, "is_causal", True)
     parts = []
     for start, end in bounds:
-        visible = kv_len - q_len + end  # causal: no query of the block sees a later key
+        visible = kv_len - q_len + end if causal else kv_len  # causal: no query of the block sees a later key
         scores = (query[:, :, start:end] @ key[:, :, :visible].transpose(-1, -2)).add_(
             attention_mask[..., start:end, :visible]
         )
@@ -154,27 +158,33 @@ ALL_ATTENTION_FUNCTIONS = AttentionInterface()
 ALL_ATTENTION_FUNCTIONS["sdpa"] = sdpa_attention_forward
 
 
-def attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype, causal: bool = True) -> torch.Tensor:
     """The additive attention mask of a grid, shared by every block, (batch, 1, seq_len, seq_len): 0 where query i
-    may attend to key j (j <= i and j an item), -inf elsewhere; padded query rows attend to themselves, so no
-    softmax row is empty (their outputs are never read). Built as a causal (seq_len, seq_len) bias plus a
-    key-padding (batch, 1, seq_len) bias in one broadcast add, so the (batch, seq_len, seq_len) grid is written
-    once. A batch without padding gets the causal bias alone, (1, 1, seq_len, seq_len), broadcast over the batch,
-    except under `static_layout` (the same values: a branch on the mask's values would break the graph).
+    may attend to key j (j an item, and j <= i when `causal`), -inf elsewhere; padded query rows attend to
+    themselves, so no softmax row is empty (their outputs are never read). Built as a causal (seq_len, seq_len) bias
+    (zeros when not `causal`) plus a key-padding (batch, 1, seq_len) bias in one broadcast add, so the
+    (batch, seq_len, seq_len) grid is written once. A batch without padding gets the causal bias alone,
+    (1, 1, seq_len, seq_len), broadcast over the batch, except under `static_layout` (the same values: a branch on
+    the mask's values would break the graph).
 
     >>> attention_mask_bias(torch.tensor([[False, True, True]]), torch.float32)[0, 0]
     tensor([[0., -inf, -inf],
             [-inf, 0., -inf],
             [-inf, 0., 0.]])
+    >>> attention_mask_bias(torch.tensor([[False, True, True]]), torch.float32, causal=False)[0, 0]
+    tensor([[0., 0., 0.],
+            [-inf, 0., 0.],
+            [-inf, 0., 0.]])
     """
     length = is_item.shape[1]
-    causal = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device).triu_(1)
+    order = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device)
+    order = order.triu_(1 if causal else length)  # triu_(length) keeps nothing: no key is ever later than allowed
     if not static_layout() and bool(is_item.all()):
-        return causal.view(1, 1, length, length)
+        return order.view(1, 1, length, length)
     minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=is_item.device)
     zero = torch.zeros((), dtype=dtype, device=is_item.device)
     keys = torch.where(is_item, zero, minus_inf).unsqueeze(1)
-    mask_bias = causal + keys
+    mask_bias = order + keys
     mask_bias.diagonal(dim1=-2, dim2=-1).zero_()  # item rows may see themselves anyway; padded rows need a key
     return mask_bias.unsqueeze(1)
 
@@ -216,13 +226,19 @@ class GridLayout:
     too, so that no shape depends on the mask; the caller zeroes empty rows' outputs.
 
     The derived tensors are built on first use and kept (plain attributes, not `functools.cached_property`, whose
-    lock `torch.compile` cannot trace).
+    lock `torch.compile` cannot trace). `causal=False` makes the grid's mask bidirectional (BERT4Rec).
     """
 
     def __init__(
-        self, is_item: torch.Tensor, dense: bool = False, dtype: torch.dtype = torch.float32, every_row: bool = False
+        self,
+        is_item: torch.Tensor,
+        dense: bool = False,
+        dtype: torch.dtype = torch.float32,
+        every_row: bool = False,
+        causal: bool = True,
     ):
         self.batch, self.length = is_item.shape
+        self.causal = causal
         self.dense = dense
         self.every_row = every_row and dense
         self.dtype = dtype
@@ -237,7 +253,7 @@ class GridLayout:
     def mask_bias(self) -> torch.Tensor:
         """The grid's additive attention mask (`attention_mask_bias`), built once and shared by every block."""
         if self._mask_bias is None:
-            self._mask_bias = attention_mask_bias(self.is_item, self.dtype)
+            self._mask_bias = attention_mask_bias(self.is_item, self.dtype, self.causal)
         return self._mask_bias
 
     @property
@@ -306,6 +322,7 @@ class PackedBatch:
         inference: a pass without gradient or dropout: a batch with at most `DENSE_LAYOUT_MAX_PADDING` padding
             then skips the packing (`dense`). Training always packs, so its dropout draws do not depend on padding.
         dtype: dtype of the attention masks (the model's).
+        causal: whether a position attends to earlier positions only (SASRec) or to every item of its row (BERT4Rec).
 
     Under `static_layout` (torch.compile) neither applies: the batch is dense, on one grid, every row a user.
 
@@ -316,7 +333,9 @@ class PackedBatch:
         parts (`list`): `(packed_start, packed_end, GridLayout)` per attention grid, in packed order.
     """
 
-    def __init__(self, is_item: torch.Tensor, *, group_by_length: bool, inference: bool, dtype: torch.dtype):
+    def __init__(
+        self, is_item: torch.Tensor, *, group_by_length: bool, inference: bool, dtype: torch.dtype, causal: bool = True
+    ):
         static = static_layout()
         self.dense = static or (
             inference and 1.0 - float(is_item.sum()) / max(is_item.numel(), 1) <= DENSE_LAYOUT_MAX_PADDING
@@ -327,7 +346,7 @@ class PackedBatch:
             bounds = length_group_bounds(sorted_lengths.tolist())
             if bounds is not None:  # else one group: the batch as it is
                 self.order, is_item = order, is_item.index_select(0, order)
-        self.layout = GridLayout(is_item, dense=self.dense, dtype=dtype, every_row=static)
+        self.layout = GridLayout(is_item, dense=self.dense, dtype=dtype, every_row=static, causal=causal)
         self.index = self.layout.index
         self._last_rows = self._last_packed = None
         if bounds is None:
@@ -336,7 +355,7 @@ class PackedBatch:
             return
         self.parts, self._first_rows, packed_start = [], [], 0
         for row_start, row_end, grid_len in bounds:
-            group = GridLayout(is_item[row_start:row_end, self.layout.length - grid_len :], dtype=dtype)
+            group = GridLayout(is_item[row_start:row_end, self.layout.length - grid_len :], dtype=dtype, causal=causal)
             self.parts.append((packed_start, packed_start + len(group.index), group))
             self._first_rows.append(row_start)
             packed_start += len(group.index)

@@ -21,6 +21,7 @@ __all__ = [
     "VIEW_MAKERS",
     "VIEW_SPANS",
     "PREDICTION_SPANS",
+    "BACKBONES",
     "INFONCE_SIMILARITIES",
     "PIPELINE_TASK",
     "CUSTOM_PIPELINES",
@@ -40,12 +41,26 @@ class BTSRConfig(PreTrainedConfig):
     (Razvorotnev, Munkhoeva, Frolov, "Barlow Twins for Sequential Recommendation", arXiv 2510.26407).
 
     Item indices `1..num_items` are items and `0` is padding. The defaults are the paper's reference architecture
-    (d = 64, 2 blocks, 1 head, max_len 200) and its ML-1M loss settings. The settings come in three groups: the
-    architecture, the prediction loss, and the self-supervised loss (Barlow Twins, or InfoNCE for the CL4SRec and
-    DuoRec baselines). The attention function is chosen as in transformers, with `attn_implementation`: `"sdpa"`
-    (the default) or `"eager"`.
+    (d = 64, 2 blocks, 1 head, max_len 200) and its ML-1M loss settings. `backbone="bert4rec"` makes the encoder
+    BERT4Rec's instead: bidirectional attention trained by masked-item prediction. The settings come in three
+    groups: the architecture, the prediction loss, and the self-supervised loss (Barlow Twins, or InfoNCE for the
+    CL4SRec and DuoRec baselines). The attention function is chosen as in transformers, with
+    `attn_implementation`: `"sdpa"` (the default) or `"eager"`.
 
     Args:
+        backbone (`str`, defaults to `"sasrec"`):
+            The encoder and how it is trained. `"sasrec"`: causal attention, each position predicting the next item
+            (SASRec, Kang & McAuley 2018). `"bert4rec"`: bidirectional attention trained by masked-item prediction
+            (BERT4Rec, Sun et al. 2019): each item of a training sequence is replaced by the mask token
+            `num_items + 1` with probability `mlm_probability` and predicted from both sides; a history is scored by
+            appending the mask token after its newest item (so the model reads its last `max_len - 1` items) and
+            ranking with that position's state, which is also the state the self-supervised loss compares. The
+            architecture settings below apply to either (the `bert4rec` preset sets BERT's: `post_ln`, GELU, 2 heads,
+            inner width 256, normal initialisation 0.02).
+        mlm_probability (`float`, defaults to 0.2):
+            Masked-item probability of `backbone="bert4rec"`: each position of a training sequence is masked
+            independently with this probability, redrawn each epoch (0.2: BERT4Rec's ML-1M setting and the RecSys
+            2023 reproduction's).
         num_items (`int`, defaults to 1):
             Number of items in the catalogue: indices `1..num_items`, 0 is padding (the embedding table has
             `num_items + 1` rows).
@@ -154,7 +169,9 @@ class BTSRConfig(PreTrainedConfig):
 
     model_type = "btsr"
 
-    # Architecture (SASRec)
+    # Architecture (SASRec, or BERT4Rec's bidirectional encoder)
+    backbone: Literal["sasrec", "bert4rec"] = "sasrec"
+    mlm_probability: float | int = 0.2
     num_items: int = 1
     hidden_size: int = 64
     num_hidden_layers: int = 2
@@ -209,13 +226,19 @@ class BTSRConfig(PreTrainedConfig):
 
     @property
     def mask_token_id(self) -> int | None:
-        """Index of the CL4SRec mask token (`num_items + 1`) when masked views are drawn, else `None`.
+        """Index of the mask token (`num_items + 1`) when one is used, else `None`: the BERT4Rec backbone's, or
+        CL4SRec's when masked views are drawn.
 
         Only then does the item embedding table get the extra row; scoring always uses rows `1..num_items`.
         """
-        if self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0:
+        if self.backbone == "bert4rec" or (self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0):
             return self.num_items + 1
         return None
+
+    @property
+    def is_causal(self) -> bool:
+        """Whether a position attends to earlier positions only (SASRec) or to the whole sequence (BERT4Rec)."""
+        return self.backbone != "bert4rec"
 
     @property
     def num_item_embeddings(self) -> int:
@@ -242,6 +265,35 @@ class BTSRConfig(PreTrainedConfig):
             raise ValueError(f"intermediate_size must be >= 1 or None (hidden_size), got {self.intermediate_size}")
         if self.initializer_range is not None and not self.initializer_range > 0:
             raise ValueError(f"initializer_range must be > 0 or None (Xavier), got {self.initializer_range}")
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(f"mlm_probability must be in (0, 1) (BERT4Rec: 0.2), got {self.mlm_probability}")
+        if self.backbone == "bert4rec" and self.max_position_embeddings < 2:
+            raise ValueError("backbone='bert4rec' needs max_position_embeddings >= 2 (an item and the mask token)")
+
+    def validate_backbone(self):
+        if self.backbone != "bert4rec":
+            return
+        # Masked-item training defines its own samples and views; each rule names the setting that conflicts.
+        if self.loss_type not in ("ce", "sce"):
+            raise ValueError(
+                f"backbone='bert4rec' trains with loss_type 'ce' or 'sce' (its inputs carry the mask token, which "
+                f"sampled negatives do not exclude), got loss_type={self.loss_type!r}"
+            )
+        if self.prediction_span != "sequence":
+            raise ValueError(
+                f"backbone='bert4rec' predicts the masked items of whole sequences; prediction_span must be "
+                f"'sequence', got {self.prediction_span!r}"
+            )
+        if self.ssl_view_span != "sequence":
+            raise ValueError(
+                f"backbone='bert4rec' compares the states of histories ending in the mask token; ssl_view_span must "
+                f"be 'sequence', got {self.ssl_view_span!r}"
+            )
+        if self.view_maker != "same_target":
+            raise ValueError(
+                f"backbone='bert4rec' pairs same-target histories (BT-SR); view_maker must be 'same_target', got "
+                f"{self.view_maker!r}"
+            )
 
     def validate_prediction_loss(self):
         for name in ("sce_n_buckets", "sce_bucket_size_x"):
@@ -312,3 +364,4 @@ INFONCE_SIMILARITIES = get_args(_ANNOTATIONS["infonce_similarity"])
 VIEW_MAKERS = get_args(_ANNOTATIONS["view_maker"])
 VIEW_SPANS = get_args(_ANNOTATIONS["ssl_view_span"])
 PREDICTION_SPANS = get_args(_ANNOTATIONS["prediction_span"])
+BACKBONES = get_args(_ANNOTATIONS["backbone"])

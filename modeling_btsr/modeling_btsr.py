@@ -1,4 +1,5 @@
-"""PyTorch BT-SR: the SASRec encoder of the paper's reference, its losses, and batched top-k recommendation.
+"""PyTorch BT-SR: the SASRec encoder of the paper's reference (or BERT4Rec's bidirectional one), its losses, and
+batched top-k recommendation.
 
 Self-contained: imports only torch, transformers and its sibling files, because `save_pretrained` copies it to the
 model folder (and the Hub) for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
@@ -156,7 +157,7 @@ class BTSRModelOutput(ModelOutput):
         last_hidden_state (`torch.FloatTensor` of shape `(batch, seq_len, hidden)`): final (LayerNorm-ed) states,
             zero at padded positions.
         user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): the last position's state, which scores
-            the next item.
+            the next item (BERT4Rec: the state of the mask token appended to the history).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -174,7 +175,8 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
             when given (CE, BCE and BPR), else a mean over labelled (SCE: picked) positions.
         bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views (`ssl_objective`
             `"barlow_twins"` only; then equal to `ssl_loss`).
-        user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): last-position states of `input_ids`.
+        user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`): last-position states of `input_ids`
+            (BERT4Rec, given `labels`: of the masked training sequence, not a next-item state).
         pair_user_embeddings (`torch.FloatTensor` of shape `(batch, hidden)`, *optional*): the same for the pair.
         num_prediction_positions (`torch.LongTensor`, *optional*): positions that entered the prediction loss.
         ssl_loss (`torch.FloatTensor`, *optional*): the self-supervised loss of the config's `ssl_objective`
@@ -192,6 +194,7 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
 
 class BTSRSelfAttention(nn.Module):
     """SASRec's causal multi-head attention with a key-padding mask; queries come from the normalised stream.
+    Bidirectional (`is_causal` `False`) for the BERT4Rec backbone.
 
     The attention function is `config._attn_implementation`'s (see `attention_btsr`): `"sdpa"` by default,
     `"eager"` for the written-out product.
@@ -201,6 +204,7 @@ class BTSRSelfAttention(nn.Module):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
+        self.is_causal = config.is_causal  # read by the attention functions, as in transformers' attention modules
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = 1.0 / math.sqrt(self.head_dim)
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
@@ -480,6 +484,10 @@ class BTSRModel(BTSRPreTrainedModel):
     This is what `AutoModel.from_pretrained` returns. Inputs are left-padded item indices; position ids are
     aligned so the most recent item always takes the last position (`max_position_embeddings - 1`), which together
     with the key-padding mask makes outputs independent of how much padding a row has.
+
+    With `config.backbone == "bert4rec"` attention is bidirectional and a history's next-item state is that of the
+    mask token appended after its newest item (`forward`'s `append_mask_token`, on by default there): the appended
+    token takes the last position and the history the ones before it.
     """
 
     def __init__(self, config: BTSRConfig):
@@ -563,6 +571,7 @@ class BTSRModel(BTSRPreTrainedModel):
         return_dict: bool | None = None,
         user_embeddings_only: bool = False,
         position_offsets: torch.LongTensor | None = None,
+        append_mask_token: bool | None = None,
         **kwargs,
     ) -> BTSRModelOutput | tuple:
         """Encodes left-padded sequences.
@@ -579,6 +588,12 @@ class BTSRModel(BTSRPreTrainedModel):
                 newest one each row ends (default 0: its last item takes the last position embedding). A prefix of
                 a sequence encoded with offset = the number of items after it gets the positions it has in the
                 sequence, so its last state equals that sequence's state at the prefix's end (causal attention).
+            append_mask_token (`bool`, *optional*): BERT4Rec backbone: `input_ids` are histories, and the mask token
+                is appended after each row's newest item (the oldest column is dropped when that would exceed
+                `max_position_embeddings`), so that `user_embeddings` score the next item and `last_hidden_state`
+                has the appended position last. The default (`None`) appends for `backbone="bert4rec"`; `False`
+                encodes `input_ids` as they are (masked-item training, whose inputs carry their own mask tokens).
+                The SASRec backbone has no mask token to append.
         """
         batch, length = input_ids.shape
         max_len = self.config.max_position_embeddings
@@ -587,6 +602,15 @@ class BTSRModel(BTSRPreTrainedModel):
                 f"sequences of length {length} exceed max_position_embeddings={max_len}; keep the last {max_len} items"
             )
         is_item = (input_ids != 0) if attention_mask is None else attention_mask.bool()
+        if append_mask_token is None:
+            append_mask_token = not self.config.is_causal
+        if append_mask_token:
+            if self.config.is_causal:
+                raise ValueError("append_mask_token applies to backbone='bert4rec' only (SASRec has no mask token)")
+            if position_offsets is not None:
+                raise ValueError("position_offsets cannot be combined with append_mask_token")
+            input_ids, is_item = _append_mask_token(input_ids, is_item, self.config.mask_token_id, max_len)
+            batch, length = input_ids.shape
         if position_offsets is not None:
             if position_offsets.shape != (batch,):
                 raise ValueError(f"position_offsets must have shape ({batch},), got {tuple(position_offsets.shape)}")
@@ -604,6 +628,7 @@ class BTSRModel(BTSRPreTrainedModel):
             group_by_length=self.config.length_grouped_attention,
             inference=not (_stochastic(self) or torch.is_grad_enabled()),
             dtype=self.item_embeddings.weight.dtype,
+            causal=self.config.is_causal,
         )
         input_ids = packed.sort_rows(input_ids)
         positions = packed.index % length + (max_len - length)  # the newest item at the last position embedding
@@ -724,6 +749,25 @@ class BTSRModel(BTSRPreTrainedModel):
                     results[i] = [self.item_vocab["item_ids"][j] for j in popular]
                     scores_out[i] = [float(counts[j]) for j in popular]
         return (results, scores_out) if return_scores else results
+
+
+def _append_mask_token(
+    input_ids: torch.Tensor, is_item: torch.Tensor, mask_token: int, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded histories with the mask token appended to every row, at most `max_len` columns (the oldest
+    column dropped when full: left padding puts every row's newest item in the last column, so appending is a
+    concatenation). An empty row gets the mask token alone.
+
+    >>> ids, items = _append_mask_token(torch.tensor([[0, 1, 2], [3, 4, 5]]), torch.tensor([[0, 1, 1], [1] * 3]), 9, 3)
+    >>> ids.tolist(), items.int().tolist()
+    ([[1, 2, 9], [4, 5, 9]], [[1, 1, 1], [1, 1, 1]])
+    """
+    column = torch.full_like(input_ids[:, :1], mask_token)
+    input_ids = torch.cat([input_ids, column], dim=1)
+    is_item = torch.cat([is_item.bool(), torch.ones_like(column, dtype=torch.bool)], dim=1)
+    if input_ids.shape[1] > max_len:
+        input_ids, is_item = input_ids[:, -max_len:], is_item[:, -max_len:]
+    return input_ids, is_item
 
 
 def _positive_int(value, name: str) -> int:
@@ -905,8 +949,19 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 views' `position_offsets` (see `BTSRModel.forward`): prefixes encoded at their place in the sequence.
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE, BCE and BPR are divided by it instead of by the local count.
+
+        BERT4Rec backbone: with `labels`, `input_ids` are masked training sequences (the mask token where an item
+        is to be predicted, `labels` the item there, -100 elsewhere) encoded as they are, and view A of the
+        self-supervised loss must be given as `view_input_ids` (the unmasked history, encoded with the mask token
+        appended, like `pair_input_ids`); without `labels`, `input_ids` are histories (see `BTSRModel.forward`).
         """
-        encoded = self.btsr(input_ids, attention_mask)
+        masked_items = not self.config.is_causal and labels is not None
+        if masked_items and pair_input_ids is not None and self.config.bt_alpha > 0 and view_input_ids is None:
+            raise ValueError(
+                "backbone='bert4rec' compares the histories' next-item states: pass view_input_ids (the unmasked "
+                "history of each row) with pair_input_ids; input_ids carry the training masks"
+            )
+        encoded = self.btsr(input_ids, attention_mask, append_mask_token=False if masked_items else None)
         user_embeddings = encoded.user_embeddings
         prediction_loss = bt_loss = ssl_loss = pair_embeddings = n_positions = None
         if labels is not None:

@@ -324,6 +324,8 @@ def run_training(
         mask_token=config.mask_token_id,
         view_span=config.ssl_view_span,
         prediction_span=config.prediction_span,
+        mlm_probability=None if config.is_causal else config.mlm_probability,
+        max_len=config.max_position_embeddings,
     )
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets, data_args.eval_context_len)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets, data_args.eval_context_len)
