@@ -622,6 +622,7 @@ def build_model_card(
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"btsr-{dataset_type}")
     alpha = config.get("bt_alpha")
 
+    bert4rec = config.get("backbone") == "bert4rec"
     license_name = license_link = None
     if license is None:
         license, license_name, license_link = data_license(dataset, stats.get("source"))
@@ -633,7 +634,7 @@ def build_model_card(
         license=license,
         license_name=license_name,
         license_link=license_link,
-        tags=list(TAGS),
+        tags=list(TAGS) + (["bert4rec"] if bert4rec else []),
         eval_results=_eval_results(results, dataset_type, dataset_name),
     )
     if reference is not None:
@@ -654,6 +655,10 @@ def build_model_card(
         protocol_text=protocol_label(protocol),
         protocol_details=_PROTOCOL_DETAILS.get(protocol, ""),
         is_sasrec=alpha == 0,
+        is_bert4rec=bert4rec,
+        backbone_name="BERT4Rec" if bert4rec else "SASRec",
+        mlm_probability=_num(config.get("mlm_probability")) if bert4rec else "-",
+        max_len_minus_one=(config.get("max_position_embeddings") or 1) - 1,
         is_infonce=config.get("ssl_objective") == "infonce" and bool(alpha),
         view_maker=config.get("view_maker", "same_target"),
         temperature=_num(config.get("infonce_temperature")) if config.get("infonce_temperature") is not None else "-",

@@ -430,3 +430,15 @@ def test_curve_of_a_log_history_takes_each_epochs_first_evaluation():
         {"test_ndcg@10": 0.2, "epoch": 3.0},
     ]
     assert curve_from_log_history(history) == [[1.0, 0.10], [2.0, 0.12], [3.0, 0.11]]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_a_bert4rec_model_is_described_as_one(tmp_path, alpha):
+    config = {**sample_config(alpha), "backbone": "bert4rec", "mlm_probability": 0.2}
+    folder = write_folder(tmp_path / "bert4rec", config=config)
+    text = write_model_card(folder, command=COMMAND).read_text()
+    assert "**BERT4Rec backbone**" in text and "masked with probability 0.2" in text and "last 199 items" in text
+    assert "- bert4rec" in text  # the tag
+    assert ("plain BERT4Rec (`bt_alpha = 0`" in text) == (alpha == 0) and "plain SASRec (`bt_alpha" not in text
+    sasrec = write_model_card(write_folder(tmp_path / "sasrec"), command=COMMAND).read_text()
+    assert "BERT4Rec" not in sasrec and "- bert4rec" not in sasrec
