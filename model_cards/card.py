@@ -658,7 +658,6 @@ def build_model_card(
         is_bert4rec=bert4rec,
         backbone_name="BERT4Rec" if bert4rec else "SASRec",
         mlm_probability=_num(config.get("mlm_probability")) if bert4rec else "-",
-        max_len_minus_one=(config.get("max_position_embeddings") or 1) - 1,
         is_infonce=config.get("ssl_objective") == "infonce" and bool(alpha),
         view_maker=config.get("view_maker", "same_target"),
         temperature=_num(config.get("infonce_temperature")) if config.get("infonce_temperature") is not None else "-",

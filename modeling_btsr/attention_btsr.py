@@ -177,8 +177,10 @@ def attention_mask_bias(is_item: torch.Tensor, dtype: torch.dtype, causal: bool 
             [-inf, 0., 0.]])
     """
     length = is_item.shape[1]
-    order = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device)
-    order = order.triu_(1 if causal else length)  # triu_(length) keeps nothing: no key is ever later than allowed
+    if causal:
+        order = torch.full((length, length), float("-inf"), dtype=dtype, device=is_item.device).triu_(1)
+    else:
+        order = torch.zeros((length, length), dtype=dtype, device=is_item.device)
     if not static_layout() and bool(is_item.all()):
         return order.view(1, 1, length, length)
     minus_inf = torch.tensor(float("-inf"), dtype=dtype, device=is_item.device)
