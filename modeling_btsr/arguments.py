@@ -891,8 +891,6 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
             "cannot be combined with --torch_compile: its row groups follow each batch's lengths, which a compiled "
             "graph cannot; leave it out (it is then off) or drop --torch_compile",
         )
-    if values["backbone"] != "bert4rec" and sources.get("mlm_probability", "default") != "default":
-        fail("mlm_probability", f"applies to --backbone bert4rec only, not --backbone {values['backbone']}")
     if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
         fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():

@@ -252,7 +252,6 @@ def _bad_cases(tmp_path):
         (["--fsdp", "full_shard"], "--fsdp: accelerate runs FSDP on GPUs only"),  # not a silent DDP on a CPU
         (["--label_smoothing_factor", "0.1"], "--label_smoothing_factor: is not supported"),
         (["--bt_alpha", "0", "--bt_projector_dims", "8"], "--bt_projector_dims: has no effect with --bt_alpha 0"),
-        (["--mlm_probability", "0.3"], "--mlm_probability: applies to --backbone bert4rec only, not --backbone sasrec"),
         (["--backbone", "bert"], "invalid choice: 'bert'"),
         (["--backbone", "bert4rec", "--mlm_probability", "1"], "mlm_probability must be in (0, 1)"),
         (["--backbone", "bert4rec", "--loss_type", "bce"], "backbone='bert4rec' trains with loss_type 'ce' or 'sce'"),
