@@ -852,6 +852,10 @@ def _changed_from_default(data: DataArguments, names: tuple[str, ...]) -> list[s
     return [name for name in names if getattr(data, name) != defaults[name]]
 
 
+def _model_default(name: str):
+    return next(f.default for f in fields(ModelArguments) if f.name == name)
+
+
 def _check_before_data(model, data, values: dict, sources: dict) -> None:
     """One rule at a time, each message naming the flag (and where its value came from when not the command line)."""
 
@@ -891,6 +895,9 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
             "cannot be combined with --torch_compile: its row groups follow each batch's lengths, which a compiled "
             "graph cannot; leave it out (it is then off) or drop --torch_compile",
         )
+    if values["backbone"] != "bert4rec" and values["mlm_probability"] != _model_default("mlm_probability"):
+        # by value, as the hold-out settings: a saved run_settings.json holds the default too and must rerun
+        fail("mlm_probability", f"applies to --backbone bert4rec only, not --backbone {values['backbone']}")
     if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
         fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():

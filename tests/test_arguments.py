@@ -114,6 +114,8 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
         out = out + ["--data_path", str(tmp_path / "log.csv")]
     if name in ("holdout_fraction", "holdout_seed"):  # they describe --split user_holdout
         out = out + ["--split", "user_holdout"]
+    if name == "mlm_probability":  # it describes --backbone bert4rec
+        out = out + ["--backbone", "bert4rec"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -254,6 +256,7 @@ def _bad_cases(tmp_path):
         (["--bt_alpha", "0", "--bt_projector_dims", "8"], "--bt_projector_dims: has no effect with --bt_alpha 0"),
         (["--backbone", "bert"], "invalid choice: 'bert'"),
         (["--backbone", "bert4rec", "--mlm_probability", "1"], "mlm_probability must be in (0, 1)"),
+        (["--mlm_probability", "0.3"], "--mlm_probability: applies to --backbone bert4rec only, not --backbone sasrec"),
         (["--backbone", "bert4rec", "--loss_type", "bce"], "backbone='bert4rec' trains with loss_type 'ce' or 'sce'"),
     ]
 
