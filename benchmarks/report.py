@@ -97,18 +97,29 @@ def seconds_per_epoch(record: dict) -> float:
 
 
 def baseline_of(record: dict, records: list[dict]) -> dict | None:
-    """The SASRec run a method is compared with: same dataset, protocol, prediction loss, dropout, batch, seed and
-    device, SSL weight 0."""
+    """The baseline run a method is compared with (SASRec, or BERT4Rec for BT-SR on its backbone): same dataset,
+    protocol, prediction loss, dropout, batch, seed and device, SSL weight 0."""
     for other in records:
         if is_sasrec_twin(other, record, ("dataset", "protocol", "loss_type", "dropout", "batch_size", "seed")):
             return other
     return None
 
 
+def backbone_of(model: str) -> str:
+    """The baseline family a model name belongs to: BERT4Rec's runs are compared with BERT4Rec, the rest with SASRec."""
+    return "bert4rec" if model.startswith("bert4rec") else "sasrec"
+
+
+def is_baseline(model: str) -> bool:
+    return model.startswith("sasrec") or model == "bert4rec"
+
+
 def is_sasrec_twin(other: dict, record: dict, same: tuple[str, ...]) -> bool:
-    """Whether `other` is a SASRec run (SSL weight 0) on `record`'s device that agrees with it on the `same` keys."""
+    """Whether `other` is the baseline run of `record`'s backbone (SASRec, or BERT4Rec for a bert4rec-* model; SSL
+    weight 0) on `record`'s device that agrees with it on the `same` keys."""
     return (
-        other["model"].startswith("sasrec")
+        is_baseline(other["model"])
+        and backbone_of(other["model"]) == backbone_of(record["model"])
         and other["bt_alpha"] == 0
         and device(other) == device(record)
         and all(other[k] == record[k] for k in same)
@@ -180,7 +191,8 @@ def main() -> int:
         )
     lines += [
         "",
-        "## Each method minus SASRec (same dataset, protocol, loss, dropout, batch and device; paired by seed)",
+        "## Each method minus SASRec (bert4rec-bt minus BERT4Rec; same dataset, protocol, loss, dropout, batch and "
+        "device; paired by seed)",
         "",
         "Per seed, then pooled over the seeds both have (`all`: per-user metrics averaged over those seeds, "
         "users resampled). The sign is reported whichever way it goes.",
@@ -281,7 +293,8 @@ def _pooled_section(records: list[dict]) -> list[str]:
             (
                 v
                 for k, v in pooled.items()
-                if k[2].startswith("sasrec")
+                if is_baseline(k[2])
+                and backbone_of(k[2]) == backbone_of(model)
                 and k[4] == 0
                 and (k[0], k[1], k[3], k[5], k[6], k[7]) == (dataset, protocol, loss, dropout, batch, exclusion)
             ),

@@ -177,6 +177,11 @@ def test_report_pairs_each_method_with_its_own_seed_of_sasrec_and_pools_seeds():
     assert report.baseline_of(methods[1], records) is baselines[1]
     assert report.baseline_of(dict(methods[0], batch_size=1024), records) is None
     assert report.baseline_of(dict(methods[0], device="cuda"), records) is decoys[2]
+    # BT-SR on the BERT4Rec backbone is paired with BERT4Rec, never with the SASRec run of its seed.
+    bert4rec = dict(baselines[0], model="bert4rec")
+    assert report.baseline_of(dict(methods[0], model="bert4rec-bt"), records) is None
+    assert report.baseline_of(dict(methods[0], model="bert4rec-bt"), [*records, bert4rec]) is bert4rec
+    assert report.baseline_of(methods[0], [bert4rec, *records]) is baselines[0]
     # Pooled: per-user means over seeds, so the difference is exactly +0.5 NDCG@10 for every user.
     cells = report.difference_cells(methods, baselines)
     assert cells[0] == "+0.5000" and cells[1] == "[+0.5000, +0.5000]"
