@@ -92,7 +92,9 @@ CONTRASTIVE_ALPHA_PER_POSITION = {"ml-1m": 0.001}
 # settings) and `bert4rec-bt` (the same plus Barlow Twins at alpha 0.2); the preset's batch and epoch budget.
 BERT4REC = ("bert4rec", "bert4rec-bt")
 BERT4REC_BUDGET = {"batch_size": 128, "epochs": 200, "patience": 20}
-PRESET_MODELS = CONTRASTIVE + BERT4REC
+# EC4SRec (issue 26) through its preset, at its authors' InfoNCE weight (0.1), against SASRec-CE on the same seeds.
+EC4SREC = ("ec4srec",)
+PRESET_MODELS = CONTRASTIVE + BERT4REC + EC4SREC
 
 
 def dataset_file(dataset: str) -> str | None:
@@ -110,7 +112,7 @@ def _run(
     loss = loss or base["loss"]
     if model in ("bt-sr", "bert4rec-bt"):
         alpha = 0.2 if alpha is None else alpha
-    elif model in CONTRASTIVE:
+    elif model in CONTRASTIVE + EC4SREC:
         alpha = CONTRASTIVE_ALPHA if alpha is None else alpha
     else:
         alpha = 0.0
@@ -146,6 +148,7 @@ GRIDS = (
     "contrastive",
     "contrastive_rescaled",
     "bert4rec",
+    "ec4srec",
     "batch_size",
     "alpha_sweep",
     "lastfm_sweep",
@@ -221,6 +224,10 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
             for d in ("ml-1m", "lastfm")
             for s in seeds
             for m in BERT4REC
+        ]
+    if name == "ec4srec":  # EC4SRec and its SASRec-CE baseline, LastFM (minutes a run) then ML-1M leave-one-out
+        return [
+            _run(d, "leave_one_out", m, s) for d in ("lastfm", "ml-1m") for s in seeds for m in ("sasrec-ce", *EC4SREC)
         ]
     if name == "batch_size":  # InfoNCE's negatives are the batch; Barlow Twins has none: accuracy against batch size
         return [

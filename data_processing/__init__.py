@@ -1,6 +1,6 @@
 """Data pipeline for BT-SR: read -> validate -> filter -> split -> sequences -> pairs -> collate."""
 
-from .augment import AUGMENTATIONS, cl4srec_view, crop, mask, operator_pairs, reorder, view_rng
+from .augment import AUGMENTATIONS, cl4srec_view, crop, explained_view, mask, operator_pairs, reorder, view_rng
 from .collator import SequenceCollator
 from .download import fetch_ml1m_ratings
 from .errors import DataError
@@ -39,6 +39,7 @@ __all__ += [
     "mask",
     "reorder",
     "cl4srec_view",
+    "explained_view",
     "view_rng",
 ]
 __all__ += ["operator_pairs"]

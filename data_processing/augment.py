@@ -19,6 +19,22 @@ The two views of a row apply two *different* operators (:func:`operator_pairs`, 
 ``OPERATOR_VIEW``), as the CL4SRec implementations do (RecBole's ``random.sample(range(3), k=2)``); drawn
 independently, a third of the pairs would share one.
 (Bit-exact streams assume numpy keeps ``Generator.integers`` / ``choice`` / ``permutation`` unchanged.)
+
+EC4SRec's explanation-guided operators (Wang et al., "Explanation Guided Contrastive Learning for Sequential
+Recommendation", CIKM 2022; the authors' code, demoleiwang/EC4SRec) choose *which* items to keep or perturb from an
+importance score per item instead of at random (:func:`explained_view`). With ratio ``r`` (``pos_r = 0.3`` for a
+positive view, ``neg_r = 0.7`` for the negative one) and ``n`` items:
+
+- crop keeps ``max(1, floor(r * n))`` items: the most important (positive) or the least important (negative);
+- mask replaces ``max(1, floor((1 - r) * n))`` items by the mask token: the least important (positive) or the most
+  important (negative);
+- reorder permutes the same number of items among their own positions: the least important (positive) or the
+  most important (negative).
+
+A positive view thus keeps what the model found important and a negative one destroys it. Selection is
+deterministic (ties go to the earlier position); only the operator and the reorder's permutation are random. The
+kept items of a crop stay in time order (the authors' code writes them in order of importance). A one-item
+sequence is returned unchanged by every operator: there is nothing to choose between.
 """
 
 from __future__ import annotations
@@ -30,12 +46,24 @@ import numpy as np
 
 from .keys import row_keys, splitmix64, uint64_array
 
-__all__ = ["AUGMENTATIONS", "crop", "mask", "reorder", "cl4srec_view", "operator_pairs", "view_keys", "view_rng"]
+__all__ = [
+    "AUGMENTATIONS",
+    "crop",
+    "mask",
+    "reorder",
+    "cl4srec_view",
+    "explained_view",
+    "operator_pairs",
+    "view_keys",
+    "view_rng",
+]
 
 AUGMENTATIONS = ("crop", "mask", "reorder")
 VIEW_SALT = 0x5EED_0F_C4_5EC0_0000  # separates the view streams from the partner draw of the same row
 OPERATOR_VIEW = 3
 """Key stream of each row's pair of operators (views 0 and 1 augment; 2 is data_processing.pairs' prefix cut)."""
+NEGATIVE_VIEW = 5
+"""Key stream of EC4SRec's negative view: its operator (the stream's first draw) and its reorder permutation."""
 
 
 def view_keys(seed: int, epoch: int, rows: np.ndarray, view: int) -> np.ndarray:
@@ -135,3 +163,51 @@ def cl4srec_view(
             raise ValueError("cl4srec_view: mask_ratio > 0 needs a mask_token (the model's num_items + 1)")
         return mask(sequence, mask_ratio, rng, mask_token)
     return reorder(sequence, reorder_ratio, rng)
+
+
+def explained_view(
+    sequence: Sequence[int],
+    scores: Sequence[float],
+    operator: int,
+    ratio: float,
+    positive: bool,
+    rng: np.random.Generator,
+    mask_token: int,
+) -> list[int]:
+    """One EC4SRec view of ``sequence`` guided by ``scores`` (one importance score per item): crop, mask or reorder
+    (``operator``, an index into :data:`AUGMENTATIONS`), positive or negative, at ``ratio`` (see the module
+    docstring). ``rng`` is read by the reorder only.
+
+    >>> seq, scores = [11, 12, 13, 14], [0.1, 0.9, 0.4, 0.2]
+    >>> explained_view(seq, scores, 0, 0.5, True, None, 99)  # crop keeps the 2 most important, in time order
+    [12, 13]
+    >>> explained_view(seq, scores, 1, 0.5, True, None, 99)  # mask hides the 2 least important
+    [99, 12, 13, 99]
+    >>> explained_view(seq, scores, 1, 0.5, False, None, 99)  # the negative hides the 2 most important
+    [11, 99, 99, 14]
+    """
+    items = list(sequence)
+    n = len(items)
+    if len(scores) != n:
+        raise ValueError(f"explained_view: {len(scores)} scores for a sequence of {n} items")
+    if n < 2:
+        return items
+    # Ascending importance, ties to the earlier position; most important first for the other end.
+    least_first = np.argsort(np.asarray(scores, dtype=np.float64), kind="stable")
+    most_first = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    if operator == 0:
+        keep = min(n, max(1, math.floor(ratio * n)))
+        chosen = (most_first if positive else least_first)[:keep]
+        return [items[j] for j in np.sort(chosen).tolist()]
+    count = min(n, max(1, math.floor((1 - ratio) * n)))
+    chosen = np.sort((least_first if positive else most_first)[:count]).tolist()
+    if operator == 1:
+        for j in chosen:
+            items[j] = mask_token
+        return items
+    if operator != 2:
+        raise ValueError(f"explained_view: operator must be 0, 1 or 2 (crop, mask, reorder), got {operator}")
+    moved = [items[j] for j in chosen]
+    for j, k in zip(chosen, rng.permutation(len(chosen)).tolist()):
+        items[j] = moved[k]
+    return items

@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 import torch
 
-from .augment import cl4srec_view, operator_pairs, view_keys
+from .augment import NEGATIVE_VIEW, cl4srec_view, explained_view, operator_pairs, view_keys, view_rng
 from .keys import row_keys, splitmix64
 from .sequences import TrainExamples, partner_index
 from .table import SequenceTable
@@ -160,7 +160,7 @@ def epoch_pairs(examples: TrainExamples, *, epoch: int, seed: int) -> datasets.D
     return pairs
 
 
-VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec")
+VIEW_MAKERS = ("same_target", "dropout", "same_target+dropout", "cl4srec", "ec4srec")
 """How the two views of the self-supervised loss are made (the model config's ``view_maker``)."""
 
 _DRAWS_PARTNERS = ("same_target", "same_target+dropout")
@@ -172,7 +172,7 @@ PREDICTION_SPANS = ("sequence", "random_prefix")
 """What each training example of the prediction loss is (the model config's ``prediction_span``)."""
 
 _PREFIX_CUT_VIEW = 2  # augment.view_keys stream of the prefix cut (views 0 and 1 are CL4SRec's augmentations)
-_MASKED_ITEM_VIEW = 4  # the stream of BERT4Rec's masked items (3 is augment.OPERATOR_VIEW)
+_MASKED_ITEM_VIEW = 4  # the stream of BERT4Rec's masked items (3 is augment.OPERATOR_VIEW, 5 augment.NEGATIVE_VIEW)
 
 
 def masked_item_draws(seed: int, epoch: int, rows: np.ndarray, positions: np.ndarray, probability: float) -> np.ndarray:
@@ -208,6 +208,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
       ``pair_input_ids`` = the same-target partner.
     - ``cl4srec``: ``view_input_ids`` and ``pair_input_ids`` = two independent crop / mask / reorder views of
       ``input_ids`` (views 0 and 1).
+    - ``ec4srec``: once importance scores are set (:meth:`set_importance`), ``view_input_ids`` and
+      ``pair_input_ids`` = two positive explanation-guided views of ``input_ids`` with two different operators, and
+      ``negative_input_ids`` = its negative view (:func:`~data_processing.augment.explained_view`); until then
+      no view is served (EC4SRec trains on next-item prediction alone before its first explanation).
 
     With ``view_span="random_prefix"`` the views encode a prefix of the row instead of the whole sequence: the
     input up to a position ``j`` drawn uniformly among the row's labelled positions each epoch, whose next item is
@@ -244,7 +248,9 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         view_maker: one of :data:`VIEW_MAKERS` (default ``"same_target"``, BT-SR). Only the ``same_target`` view
             makers read the partner columns and draw partners; ``"dropout"`` draws nothing.
         crop_ratio, mask_ratio, reorder_ratio: CL4SRec's ``eta``, ``gamma``, ``beta`` (``view_maker="cl4srec"``).
-        mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0``.
+        mask_token: the mask item index (the model's ``num_items + 1``); needed when ``mask_ratio > 0`` and
+            with ``view_maker="ec4srec"``.
+        positive_ratio, negative_ratio: EC4SRec's ``pos_r`` and ``neg_r`` (``view_maker="ec4srec"``).
         view_span: one of :data:`VIEW_SPANS`: ``"sequence"`` (default; the views end where the row ends, at the
             state that is ranked), ``"random_prefix"`` or ``"random_prefix_in_place"`` (see above).
         prediction_span: one of :data:`PREDICTION_SPANS`: ``"sequence"`` (default; every labelled position of the
@@ -274,6 +280,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         prediction_span: str = "sequence",
         mlm_probability: float | None = None,
         max_len: int | None = None,
+        positive_ratio: float = 0.3,
+        negative_ratio: float = 0.7,
     ):
         if view_span not in VIEW_SPANS:
             raise ValueError(f"view_span must be one of {', '.join(VIEW_SPANS)}, got {view_span!r}")
@@ -299,6 +307,19 @@ class PairedTrainDataset(torch.utils.data.Dataset):
                 )
         if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
             raise ValueError("view_maker='cl4srec' with mask_ratio > 0 needs mask_token (the model's num_items + 1)")
+        if (
+            with_pairs
+            and view_maker == "ec4srec"
+            and (
+                mask_token is None
+                or (prediction_span, view_span)
+                != (
+                    "sequence",
+                    "sequence",
+                )
+            )
+        ):
+            raise ValueError("view_maker='ec4srec' needs mask_token and prediction_span and view_span 'sequence'")
         self.seed = int(seed)
         self.with_pairs = bool(with_pairs)
         self.view_maker = view_maker
@@ -309,6 +330,7 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self.view_span = view_span
         self.prediction_span = prediction_span
         self.mlm_probability = None if mlm_probability is None else float(mlm_probability)
+        self.positive_ratio, self.negative_ratio = float(positive_ratio), float(negative_ratio)
         self.max_len = None if max_len is None else int(max_len)
         # The epoch lives in shared memory: data-loader workers (persistent ones too) hold copies of this dataset,
         # and `set_epoch` in the main process must reach them. Each copy drops its per-epoch caches when it changes.
@@ -324,6 +346,11 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self._partners: np.ndarray | None = None
         self._view_keys: tuple[np.ndarray, np.ndarray] | None = None
         self._cuts: np.ndarray | None = None
+        self._explains = self.with_pairs and view_maker == "ec4srec"
+        if self._explains:  # in shared memory, like the epoch: workers serve the scores set in the main process
+            self._input_offsets = np.concatenate([[0], np.cumsum(self.table.lengths("input_ids"))]).astype(np.int64)
+            self._importance = torch.zeros(int(self._input_offsets[-1]), dtype=torch.float32).share_memory_()
+            self._importance_set = torch.zeros((), dtype=torch.bool).share_memory_()
         if self._prefixes or self._prefix_samples:
             # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
             lengths = self._label_lengths = self.table.lengths("labels")
@@ -394,6 +421,38 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         """``(row, j)`` of a flat labelled position (prefix ``view_span``s)."""
         row = int(np.searchsorted(self._offsets, int(flat), side="right")) - 1
         return row, int(flat) - int(self._offsets[row])
+
+    def set_importance(self, scores: np.ndarray) -> None:
+        """EC4SRec: the importance score of every item of every row's ``input_ids``, back to back (row 0's first,
+        as ``table.flat("input_ids")``), for the views of this and later epochs, in every data-loader worker."""
+        if not self._explains:
+            raise ValueError("set_importance needs view_maker='ec4srec' with with_pairs=True")
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.shape != tuple(self._importance.shape):
+            raise ValueError(f"set_importance: {scores.shape} scores for {tuple(self._importance.shape)} items")
+        self._importance.copy_(torch.from_numpy(scores))
+        self._importance_set.fill_(True)
+
+    def importance(self) -> np.ndarray | None:
+        """The scores :meth:`set_importance` set (a copy), or ``None`` before the first."""
+        return self._importance.numpy().copy() if self._explains and bool(self._importance_set) else None
+
+    def explained_views(self, i: int, epoch: int | None = None) -> tuple[list[int], list[int], list[int]]:
+        """EC4SRec's views of row ``i`` in ``epoch`` (default: the current one): two positive views (views 0 and 1,
+        the row's two distinct operators) and the negative view (:data:`~data_processing.augment.NEGATIVE_VIEW`,
+        whose stream also draws its operator), from the scores :meth:`set_importance` set."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        sequence = self.table.row("input_ids", i).tolist()
+        scores = self._importance[int(self._input_offsets[i]) : int(self._input_offsets[i + 1])].numpy()
+        operators = operator_pairs(self.seed, epoch, np.array([i]))[0].tolist()
+        views = []
+        for view, operator in enumerate(operators):
+            rng = view_rng(self.seed, epoch, i, view)
+            views.append(explained_view(sequence, scores, operator, self.positive_ratio, True, rng, self.mask_token))
+        rng = view_rng(self.seed, epoch, i, NEGATIVE_VIEW)
+        operator = int(rng.integers(0, 3))
+        views.append(explained_view(sequence, scores, operator, self.negative_ratio, False, rng, self.mask_token))
+        return views[0], views[1], views[2]
 
     def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
         """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
@@ -485,6 +544,16 @@ class PairedTrainDataset(torch.utils.data.Dataset):
                 {"row": i, "view_input_ids": self.augmented_view(i, 0), "pair_input_ids": self.augmented_view(i, 1)}
                 for i in rows
             ]
+        if self._explains:
+            if not bool(self._importance_set):  # before EC4SRec's first explanation: prediction alone
+                return [{"row": i} for i in rows]
+            items = []
+            for i in rows:
+                first, second, negative = self.explained_views(i)
+                items.append(
+                    {"row": i, "view_input_ids": first, "pair_input_ids": second, "negative_input_ids": negative}
+                )
+            return items
         if self.view_maker == "dropout":
             return [{"row": i, "pair_row": i} for i in rows]
         partners = self.partners()

@@ -471,6 +471,26 @@ def _hyperparameter_rows(config: dict) -> list[tuple[str, str, str]]:
             ("`infonce_similarity`", _fmt(config.get("infonce_similarity")), "similarity of two views"),
             ("`view_maker`", _fmt(config.get("view_maker")), "how the two views are made"),
         ]
+        if config.get("view_maker") == "ec4srec":
+            rows += [
+                ("`ec4srec_explainer`", _fmt(config.get("ec4srec_explainer")), "how item importance is scored"),
+                ("`ec4srec_positive_ratio`", _num(config.get("ec4srec_positive_ratio")), "share a positive view keeps"),
+                (
+                    "`ec4srec_negative_ratio`",
+                    _num(config.get("ec4srec_negative_ratio")),
+                    "share the negative view keeps",
+                ),
+                (
+                    "`ec4srec_negative_weight`",
+                    _num(config.get("ec4srec_negative_weight")),
+                    "weight of the negative-view loss",
+                ),
+                (
+                    "`ec4srec_update_epochs`",
+                    _fmt(config.get("ec4srec_update_epochs")),
+                    "epochs after which importance is rescored",
+                ),
+            ]
     else:
         rows.append(("`bt_lambda` (λ)", _num(lam), "weight of the off-diagonal (decorrelation) term"))
     rows += [

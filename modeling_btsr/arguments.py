@@ -65,7 +65,7 @@ class SettingsError(DataError):
 _FROM_DATA = ("num_items",)  # set from the data's catalogue, never by hand
 _RENAMED = {"max_position_embeddings": "max_len"}
 _DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # both set by --dropout, as the reference does
-_SSL_PREFIXES = ("bt_", "ssl_", "infonce_", "view_", "cl4srec_")
+_SSL_PREFIXES = ("bt_", "ssl_", "infonce_", "view_", "cl4srec_", "ec4srec_")
 
 
 def _flag_type(annotation):
@@ -91,8 +91,12 @@ def _model_fields() -> list[tuple[str, object, object]]:
         flag = "dropout" if name == _DROPOUTS[0] else _RENAMED.get(name, name)
         if flag == "dropout":
             help_text = "Dropout on embeddings, feed-forward and attention weights (both of the config's dropouts)."
-        default = source.default if source.default is not MISSING else source.default_factory()
-        specs.append((flag, _flag_type(hints[name]), field(default=default, metadata={"help": help_text})))
+        metadata = {"help": help_text}
+        if source.default is MISSING:  # a list: each instance gets its own
+            spec = field(default_factory=source.default_factory, metadata=metadata)
+        else:
+            spec = field(default=source.default, metadata=metadata)
+        specs.append((flag, _flag_type(hints[name]), spec))
     return specs
 
 
@@ -399,6 +403,25 @@ _OTHER_PRESETS: dict[str, dict] = {
         "infonce_temperature": 1.0,
         "infonce_similarity": "dot",
     },
+    # EC4SRec (Wang et al., CIKM 2022) on CL4SRec, as the authors' code configures it (demoleiwang/EC4SRec,
+    # CL4SRec_XAUG.SASRec.ml-100k.yaml and its trainer): saliency scores after epochs 15 and 30, pos_r 0.3,
+    # neg_r 0.7, InfoNCE between the positive views at 0.1 (tau 1.0, dot), the negative-view loss at 0.05 (tau 0.1).
+    "ec4srec": {
+        **DATASET_PRESETS["ml-1m"],
+        "dataset": "ml-1m",
+        "split": "leave_one_out",
+        "ssl_objective": "infonce",
+        "view_maker": "ec4srec",
+        "bt_alpha": 0.1,
+        "infonce_temperature": 1.0,
+        "infonce_similarity": "dot",
+        "ec4srec_explainer": "saliency",
+        "ec4srec_positive_ratio": 0.3,
+        "ec4srec_negative_ratio": 0.7,
+        "ec4srec_negative_weight": 0.05,
+        "ec4srec_negative_temperature": 0.1,
+        "ec4srec_update_epochs": [15, 30],
+    },
     # BERT4Rec (Sun et al., CIKM 2019) as the RecSys 2023 reproduction trains it on ML-1M (Klenitskiy & Vasilev,
     # "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?": transformers' BertModel, max_len 200,
     # d 64, 2 layers, 2 heads, inner width 256, GELU, normal(0.02) initialisation, LayerNorm eps 1e-12, dropout
@@ -434,6 +457,7 @@ PRESET_SUMMARIES = {
     "kindle-store": "the paper's Kindle Store settings, for your own copy (--data_path)",
     "cl4srec": "the CL4SRec baseline (InfoNCE on augmented views) on ML-1M",
     "duorec": "the DuoRec baseline (InfoNCE on dropout and same-target views) on ML-1M",
+    "ec4srec": "the EC4SRec baseline (InfoNCE on explanation-guided views) on ML-1M",
     "bert4rec": "the BERT4Rec baseline (bidirectional, masked items) on ML-1M, the RecSys 2023 reproduction's settings",
     "bert4rec-bt": "BT-SR on the BERT4Rec backbone (alpha 0.2) on ML-1M",
 }
@@ -799,6 +823,10 @@ _FINITE = (
     "cl4srec_crop_ratio",
     "cl4srec_mask_ratio",
     "cl4srec_reorder_ratio",
+    "ec4srec_positive_ratio",
+    "ec4srec_negative_ratio",
+    "ec4srec_negative_weight",
+    "ec4srec_negative_temperature",
     "num_train_epochs",
     "adam_beta1",
     "adam_beta2",
@@ -853,7 +881,8 @@ def _changed_from_default(data: DataArguments, names: tuple[str, ...]) -> list[s
 
 
 def _model_default(name: str):
-    return next(f.default for f in fields(ModelArguments) if f.name == name)
+    spec = next(f for f in fields(ModelArguments) if f.name == name)
+    return spec.default if spec.default is not MISSING else spec.default_factory()
 
 
 def _check_before_data(model, data, values: dict, sources: dict) -> None:
@@ -898,6 +927,10 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     if values["backbone"] != "bert4rec" and values["mlm_probability"] != _model_default("mlm_probability"):
         # by value, as the hold-out settings: a saved run_settings.json holds the default too and must rerun
         fail("mlm_probability", f"applies to --backbone bert4rec only, not --backbone {values['backbone']}")
+    if values["view_maker"] != "ec4srec":  # by value too; each would be accepted and ignored
+        for name in [f.name for f in fields(ModelArguments) if f.name.startswith("ec4srec_")]:
+            if values[name] != _model_default(name):
+                fail(name, f"applies to --view_maker ec4srec only, not --view_maker {values['view_maker']}")
     if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
         fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():

@@ -6,7 +6,7 @@ weights for `AutoModel.from_pretrained(..., trust_remote_code=True)`.
 
 import re
 import sys
-from dataclasses import fields
+from dataclasses import field, fields
 from types import MappingProxyType
 from typing import Literal, get_args
 
@@ -22,6 +22,7 @@ __all__ = [
     "VIEW_SPANS",
     "PREDICTION_SPANS",
     "BACKBONES",
+    "EXPLAINERS",
     "INFONCE_SIMILARITIES",
     "PIPELINE_TASK",
     "CUSTOM_PIPELINES",
@@ -140,7 +141,9 @@ class BTSRConfig(PreTrainedConfig):
             another user's sequence with the same next item. `"dropout"` (DuoRec, unsupervised): the same sequence
             encoded twice, differing by dropout only. `"same_target+dropout"` (DuoRec): a second dropout pass of the
             sequence and a same-target partner. `"cl4srec"`: two random crop / mask / reorder augmentations of the
-            sequence (CL4SRec). In every case the prediction loss reads the unaugmented sequence.
+            sequence (CL4SRec). `"ec4srec"` (EC4SRec): two explanation-guided views that keep the sequence's
+            important items and a negative view that keeps its unimportant ones (see the `ec4srec_*` settings). In
+            every case the prediction loss reads the unaugmented sequence.
         ssl_view_span (`str`, defaults to `"sequence"`):
             What the views of the self-supervised loss encode. `"sequence"` (BT-SR): the whole training sequence, so
             the SSL loss acts on the last position's state, the one that is ranked. `"random_prefix"`: the sequence
@@ -157,6 +160,24 @@ class BTSRConfig(PreTrainedConfig):
             `cl4srec_mask_ratio > 0`, and is never scored or recommended.
         cl4srec_reorder_ratio (`float`, defaults to 0.6):
             CL4SRec reorder ratio `beta`. A reorder shuffles a contiguous span of `floor(beta * n)` items.
+        ec4srec_explainer (`str`, defaults to `"saliency"`):
+            How EC4SRec scores the importance of each item of a training sequence for the model's top-ranked next
+            item: `"saliency"` (the absolute gradient of that item's logit with respect to the item's input
+            embedding, summed over its coordinates) or `"occlusion"` (how much the top logit drops when the item's
+            input embedding is replaced by zeros).
+        ec4srec_positive_ratio (`float`, defaults to 0.3):
+            EC4SRec's `pos_r`. A positive view keeps the `floor(pos_r * n)` most important items (crop), or masks or
+            reorders the `floor((1 - pos_r) * n)` least important ones.
+        ec4srec_negative_ratio (`float`, defaults to 0.7):
+            EC4SRec's `neg_r`. The negative view keeps the `floor(neg_r * n)` least important items (crop), or masks
+            or reorders the `floor((1 - neg_r) * n)` most important ones.
+        ec4srec_negative_weight (`float`, defaults to 0.05):
+            Weight of EC4SRec's negative-view loss (`bt_alpha` weighs the InfoNCE loss between its positive views).
+        ec4srec_negative_temperature (`float`, defaults to 0.1):
+            Temperature of EC4SRec's negative-view loss.
+        ec4srec_update_epochs (`list[int]`, defaults to `[15, 30]`):
+            After how many completed epochs EC4SRec computes the importance scores anew. Until the first, training
+            is next-item prediction alone (the authors' code: no view, no contrastive term).
 
     Example:
 
@@ -202,11 +223,17 @@ class BTSRConfig(PreTrainedConfig):
     ssl_objective: Literal["barlow_twins", "infonce"] = "barlow_twins"
     infonce_temperature: float | int = 1.0
     infonce_similarity: Literal["dot", "cosine"] = "dot"
-    view_maker: Literal["same_target", "dropout", "same_target+dropout", "cl4srec"] = "same_target"
+    view_maker: Literal["same_target", "dropout", "same_target+dropout", "cl4srec", "ec4srec"] = "same_target"
     ssl_view_span: Literal["sequence", "random_prefix", "random_prefix_in_place"] = "sequence"
     cl4srec_crop_ratio: float | int = 0.6
     cl4srec_mask_ratio: float | int = 0.3
     cl4srec_reorder_ratio: float | int = 0.6
+    ec4srec_explainer: Literal["saliency", "occlusion"] = "saliency"
+    ec4srec_positive_ratio: float | int = 0.3
+    ec4srec_negative_ratio: float | int = 0.7
+    ec4srec_negative_weight: float | int = 0.05
+    ec4srec_negative_temperature: float | int = 0.1
+    ec4srec_update_epochs: list[int] = field(default_factory=lambda: [15, 30])
 
     @property
     def custom_pipelines(self) -> dict:
@@ -227,11 +254,13 @@ class BTSRConfig(PreTrainedConfig):
     @property
     def mask_token_id(self) -> int | None:
         """Index of the mask token (`num_items + 1`) when one is used, else `None`: the BERT4Rec backbone's, or
-        CL4SRec's when masked views are drawn.
+        CL4SRec's when masked views are drawn, EC4SRec's (its views mask items).
 
         Only then does the item embedding table get the extra row; scoring always uses rows `1..num_items`.
         """
-        if self.backbone == "bert4rec" or (self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0):
+        if self.backbone == "bert4rec" or self.view_maker == "ec4srec":
+            return self.num_items + 1
+        if self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0:
             return self.num_items + 1
         return None
 
@@ -338,6 +367,34 @@ class BTSRConfig(PreTrainedConfig):
         for name in ("cl4srec_mask_ratio", "cl4srec_reorder_ratio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        self._validate_ec4srec()
+
+    def _validate_ec4srec(self):
+        for name in ("ec4srec_positive_ratio", "ec4srec_negative_ratio"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in (0, 1) (EC4SRec: 0.3 and 0.7), got {getattr(self, name)}")
+        if self.ec4srec_negative_weight < 0:
+            raise ValueError(
+                f"ec4srec_negative_weight must be >= 0 (EC4SRec: 0.05), got {self.ec4srec_negative_weight}"
+            )
+        if not self.ec4srec_negative_temperature > 0:
+            raise ValueError(
+                f"ec4srec_negative_temperature must be > 0 (EC4SRec: 0.1), got {self.ec4srec_negative_temperature}"
+            )
+        epochs = list(self.ec4srec_update_epochs)
+        if not epochs or any(e < 1 for e in epochs) or epochs != sorted(set(epochs)):
+            raise ValueError(
+                f"ec4srec_update_epochs must be increasing epoch counts >= 1 (EC4SRec: [15, 30]), got {epochs}"
+            )
+        if self.view_maker != "ec4srec":
+            return
+        if self.ssl_objective != "infonce":
+            raise ValueError(f"view_maker='ec4srec' uses ssl_objective='infonce', got {self.ssl_objective!r}")
+        if self.ssl_view_span != "sequence" or self.prediction_span != "sequence":
+            raise ValueError(
+                "view_maker='ec4srec' explains whole training sequences: ssl_view_span and prediction_span must be "
+                f"'sequence', got {self.ssl_view_span!r} and {self.prediction_span!r}"
+            )
 
 
 def _document_fields(cls: type) -> None:
@@ -362,6 +419,7 @@ SAMPLED_LOSS_TYPES = ("bce", "bpr")
 SSL_OBJECTIVES = get_args(_ANNOTATIONS["ssl_objective"])
 INFONCE_SIMILARITIES = get_args(_ANNOTATIONS["infonce_similarity"])
 VIEW_MAKERS = get_args(_ANNOTATIONS["view_maker"])
+EXPLAINERS = get_args(_ANNOTATIONS["ec4srec_explainer"])
 VIEW_SPANS = get_args(_ANNOTATIONS["ssl_view_span"])
 PREDICTION_SPANS = get_args(_ANNOTATIONS["prediction_span"])
 BACKBONES = get_args(_ANNOTATIONS["backbone"])

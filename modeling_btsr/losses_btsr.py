@@ -14,6 +14,7 @@ import torch.nn.functional as F
 __all__ = [
     "barlow_twins_loss",
     "infonce_loss",
+    "negative_view_loss",
     "cross_entropy_loss",
     "scalable_cross_entropy_loss",
     "bucket_cross_entropy",
@@ -151,6 +152,62 @@ def infonce_loss(
         logits = (z @ z.T / temperature).masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
         targets = torch.arange(n, device=z.device).add(n // 2).remainder(n)
         return F.cross_entropy(logits, targets)
+
+
+def negative_view_loss(
+    z_a: torch.Tensor, z_b: torch.Tensor, z_neg: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
+    r"""EC4SRec's loss on its negative views (the authors' code, demoleiwang/EC4SRec, `supcon_fake`).
+
+    With `z = [z_a; z_b; z_neg]` (3B, d) and `s_ij = z_i . z_j / tau`, each negative view `i` (the last B rows)
+    takes the other negative views as its positives, against every other view of the batch, positive views
+    included:
+
+    .. math::
+        L = -\frac{1}{B} \sum_{i \in neg} \frac{1}{B - 1} \sum_{j \in neg, j \ne i}
+            \Big( s_{ij} - \log \sum_{k \ne i} e^{s_{ik}} \Big)
+
+    so the negative views, whose important items are destroyed, gather among themselves, away from the positive
+    views (the authors' code excludes `k = i` with a logit of -5e4; here it is left out exactly). Under
+    `torch.distributed` the views are those of the global batch, as in :func:`infonce_loss`.
+
+    Args:
+        z_a, z_b (`torch.Tensor` of shape `(batch, d)`): the two positive views' embeddings.
+        z_neg (`torch.Tensor` of shape `(batch, d)`): the negative views' embeddings; `batch >= 2`.
+        temperature (`float`): `tau` (EC4SRec: 0.1).
+
+    Returns:
+        `torch.Tensor`: scalar loss (a mean over the B negative views).
+
+    Example:
+
+    >>> z = torch.zeros(2, 2, dtype=torch.float64)
+    >>> # all logits equal: each negative view's one positive among the 5 other views costs log 5
+    >>> round(float(negative_view_loss(z, z, z)), 6), round(math.log(5), 6)
+    (1.609438, 1.609438)
+    """
+    if not (z_a.shape == z_b.shape == z_neg.shape) or z_a.dim() != 2:
+        raise ValueError(
+            f"negative_view_loss needs three (batch, d) tensors of one shape, got {z_a.shape}, {z_b.shape}, "
+            f"{z_neg.shape}"
+        )
+    if z_a.dtype in (torch.float16, torch.bfloat16):
+        z_a, z_b, z_neg = z_a.float(), z_b.float(), z_neg.float()
+    with torch.autocast(device_type=z_a.device.type, enabled=False):
+        z = torch.cat([gather_with_grad(z_a), gather_with_grad(z_b), gather_with_grad(z_neg)], dim=0)
+        n = z.shape[0] // 3
+        if n < 2:
+            raise ValueError(
+                "negative_view_loss needs a batch of at least 2 (a negative view's positives are the others)"
+            )
+        rows = torch.arange(2 * n, 3 * n, device=z.device)
+        logits = z[2 * n :] @ z.T / temperature
+        logits = logits.index_put(
+            (torch.arange(n, device=z.device), rows), torch.tensor(float("-inf"), device=z.device, dtype=logits.dtype)
+        )
+        log_prob = torch.log_softmax(logits, dim=1)[:, 2 * n :]
+        others = ~torch.eye(n, dtype=torch.bool, device=z.device)
+        return -(log_prob.masked_fill(~others, 0.0).sum(dim=1) / (n - 1)).mean()
 
 
 def cross_entropy_loss(

@@ -37,6 +37,7 @@ from .losses_btsr import (
     barlow_twins_loss,
     cross_entropy_loss,
     infonce_loss,
+    negative_view_loss,
     sample_negatives,
     sampled_bce_loss,
     sampled_bpr_loss,
@@ -170,7 +171,7 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor`, *optional*): `prediction_loss + bt_alpha * ssl_loss` (the SSL term only when a
-            pair is given and `bt_alpha > 0`).
+            pair is given and `bt_alpha > 0`), plus `ec4srec_negative_weight * negative_loss` with a negative view.
         prediction_loss (`torch.FloatTensor`, *optional*): CE / SCE / BCE; normalised by `num_items_in_batch`
             when given (CE, BCE and BPR), else a mean over labelled (SCE: picked) positions.
         bt_loss (`torch.FloatTensor`, *optional*): the Barlow Twins loss between the two views (`ssl_objective`
@@ -181,6 +182,8 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
         num_prediction_positions (`torch.LongTensor`, *optional*): positions that entered the prediction loss.
         ssl_loss (`torch.FloatTensor`, *optional*): the self-supervised loss of the config's `ssl_objective`
             (Barlow Twins or InfoNCE) between the two views.
+        negative_loss (`torch.FloatTensor`, *optional*): EC4SRec's loss on its negative views (given
+            `negative_input_ids`), which `loss` adds with weight `ec4srec_negative_weight`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -190,6 +193,7 @@ class BTSRSequentialRecommendationOutput(ModelOutput):
     pair_user_embeddings: torch.FloatTensor | None = None
     num_prediction_positions: torch.LongTensor | None = None
     ssl_loss: torch.FloatTensor | None = None
+    negative_loss: torch.FloatTensor | None = None
 
 
 class BTSRSelfAttention(nn.Module):
@@ -572,6 +576,7 @@ class BTSRModel(BTSRPreTrainedModel):
         user_embeddings_only: bool = False,
         position_offsets: torch.LongTensor | None = None,
         append_mask_token: bool | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         **kwargs,
     ) -> BTSRModelOutput | tuple:
         """Encodes left-padded sequences.
@@ -594,6 +599,10 @@ class BTSRModel(BTSRPreTrainedModel):
                 has the appended position last. The default (`None`) appends for `backbone="bert4rec"`; `False`
                 encodes `input_ids` as they are (masked-item training, whose inputs carry their own mask tokens).
                 The SASRec backbone has no mask token to append.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch, seq_len, hidden)`, *optional*): item embeddings
+                used in place of looking `input_ids` up (which still say where the items are), before the
+                embedding scale and the position embeddings: what an attribution method perturbs or differentiates
+                (EC4SRec's importance scores). Not with `append_mask_token`.
         """
         batch, length = input_ids.shape
         max_len = self.config.max_position_embeddings
@@ -607,8 +616,8 @@ class BTSRModel(BTSRPreTrainedModel):
         if append_mask_token:
             if self.config.is_causal:
                 raise ValueError("append_mask_token applies to backbone='bert4rec' only (SASRec has no mask token)")
-            if position_offsets is not None:
-                raise ValueError("position_offsets cannot be combined with append_mask_token")
+            if position_offsets is not None or inputs_embeds is not None:
+                raise ValueError("position_offsets and inputs_embeds cannot be combined with append_mask_token")
             input_ids, is_item = _append_mask_token(input_ids, is_item, self.config.mask_token_id, max_len)
             batch, length = input_ids.shape
         if position_offsets is not None:
@@ -635,7 +644,16 @@ class BTSRModel(BTSRPreTrainedModel):
         if position_offsets is not None:
             shift = packed.sort_rows(position_offsets).to(positions.device).index_select(0, packed.index // length)
             positions = (positions - shift).clamp_min(0)  # only padded cells (dense layout) could fall below 0
-        x = self.embed_items(packed.pack_ids(input_ids)) * self.embedding_scale
+        if inputs_embeds is None:
+            x = self.embed_items(packed.pack_ids(input_ids)) * self.embedding_scale
+        else:
+            if inputs_embeds.shape != (batch, length, self.config.hidden_size):
+                raise ValueError(
+                    f"inputs_embeds must have shape {(batch, length, self.config.hidden_size)}, got "
+                    f"{tuple(inputs_embeds.shape)}"
+                )
+            rows = packed.sort_rows(inputs_embeds).reshape(batch * length, -1)
+            x = rows.index_select(0, packed.index) * self.embedding_scale
         x = self.embedding_dropout(self.embedding_layernorm(x + self.position_embeddings(positions)))
         if user_embeddings_only:
             for block in self.blocks[:-1]:
@@ -927,6 +945,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         view_attention_mask: torch.Tensor | None = None,
         pair_position_offsets: torch.LongTensor | None = None,
         view_position_offsets: torch.LongTensor | None = None,
+        negative_input_ids: torch.LongTensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -947,6 +967,11 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             view_attention_mask (`torch.Tensor` of shape `(batch, view_len)`, *optional*).
             pair_position_offsets, view_position_offsets (`torch.LongTensor` of shape `(batch,)`, *optional*): the
                 views' `position_offsets` (see `BTSRModel.forward`): prefixes encoded at their place in the sequence.
+            negative_input_ids (`torch.LongTensor` of shape `(batch, negative_len)`, *optional*): EC4SRec's negative
+                view of each row (`view_maker="ec4srec"`, the two positive views being `view_input_ids` and
+                `pair_input_ids`): `negative_view_loss` is then computed, which the loss adds with weight
+                `ec4srec_negative_weight`.
+            negative_attention_mask (`torch.Tensor` of shape `(batch, negative_len)`, *optional*).
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE, BCE and BPR are divided by it instead of by the local count.
 
@@ -963,7 +988,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             )
         encoded = self.btsr(input_ids, attention_mask, append_mask_token=False if masked_items else None)
         user_embeddings = encoded.user_embeddings
-        prediction_loss = bt_loss = ssl_loss = pair_embeddings = n_positions = None
+        prediction_loss = bt_loss = ssl_loss = negative_loss = pair_embeddings = n_positions = None
         if labels is not None:
             total, n_positions, is_sum = self.prediction_loss(encoded.last_hidden_state, labels, input_ids)
             if is_sum:
@@ -994,9 +1019,16 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 ssl_loss = infonce_loss(view_a, view_b, self.config.infonce_temperature, self.config.infonce_similarity)
             else:
                 ssl_loss = bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
+            if negative_input_ids is not None:
+                negatives = self.btsr(negative_input_ids, negative_attention_mask, user_embeddings_only=True)
+                negative_loss = negative_view_loss(
+                    view_a, view_b, negatives.user_embeddings, self.config.ec4srec_negative_temperature
+                )
         loss = None
         if prediction_loss is not None:
             loss = prediction_loss if ssl_loss is None else prediction_loss + self.config.bt_alpha * ssl_loss
+            if negative_loss is not None:
+                loss = loss + self.config.ec4srec_negative_weight * negative_loss
         output = BTSRSequentialRecommendationOutput(
             loss=loss,
             prediction_loss=prediction_loss,
@@ -1005,5 +1037,6 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             pair_user_embeddings=pair_embeddings,
             num_prediction_positions=n_positions,
             ssl_loss=ssl_loss,
+            negative_loss=negative_loss,
         )
         return output if return_dict is not False else output.to_tuple()

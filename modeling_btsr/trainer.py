@@ -149,7 +149,7 @@ class EpochLogCallback(ProgressCallback):
             return ""
         parts = [
             f"{name.removesuffix('_loss')} {self._loss[name]:.4f}"
-            for name in ("prediction_loss", "bt_loss", "ssl_loss")
+            for name in ("prediction_loss", "bt_loss", "ssl_loss", "negative_loss")
             if name in self._loss
         ]
         return f"loss {self._loss['loss']:.4f}" + (f" ({', '.join(parts)})" if parts else "")
@@ -274,7 +274,7 @@ class BTSRTrainer(Trainer):
             self.add_callback(DatasetEpochCallback(self.train_dataset))
         self.item_user_counts = item_user_counts
         self.eval_batch_users = eval_batch_users
-        self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}
+        self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "negative_loss": 0.0, "steps": 0}
         objective = getattr(self.accelerator.unwrap_model(self.model).config, "ssl_objective", "barlow_twins")
         self._ssl_log_name = "bt_loss" if objective == "barlow_twins" else "ssl_loss"
 
@@ -313,11 +313,15 @@ class BTSRTrainer(Trainer):
         ssl_loss = outputs.ssl_loss  # Barlow Twins or InfoNCE, by the config's ssl_objective
         if ssl_loss is not None:
             loss = loss + config.bt_alpha * ssl_loss / accumulation
+        negative_loss = outputs.negative_loss  # EC4SRec's negative views
+        if negative_loss is not None:
+            loss = loss + config.ec4srec_negative_weight * negative_loss / accumulation
         if not torch.isfinite(loss.detach()):
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at step {self.state.global_step} "
                 f"(prediction_loss={outputs.prediction_loss.item()}, "
-                f"ssl_loss={None if ssl_loss is None else ssl_loss.item()}); stopped before saving. "
+                f"ssl_loss={None if ssl_loss is None else ssl_loss.item()}, "
+                f"negative_loss={None if negative_loss is None else negative_loss.item()}); stopped before saving. "
                 "Lower --learning_rate or check the data."
             )
         # Logged as plain per-batch means, whatever the normalisation used for the gradient.
@@ -327,6 +331,8 @@ class BTSRTrainer(Trainer):
         self._loss_parts["prediction_loss"] += float(batch_prediction)
         if ssl_loss is not None:
             self._loss_parts["ssl_loss"] += ssl_loss.detach().item()
+        if negative_loss is not None:
+            self._loss_parts["negative_loss"] += negative_loss.detach().item()
         self._loss_parts["steps"] += 1
         return (loss, outputs) if return_outputs else loss
 
@@ -336,7 +342,9 @@ class BTSRTrainer(Trainer):
             logs["prediction_loss"] = round(self._loss_parts["prediction_loss"] / steps, 6)
             if self._loss_parts["ssl_loss"]:
                 logs[self._ssl_log_name] = round(self._loss_parts["ssl_loss"] / steps, 6)
-            self._loss_parts = {"prediction_loss": 0.0, "ssl_loss": 0.0, "steps": 0}
+            if self._loss_parts["negative_loss"]:
+                logs["negative_loss"] = round(self._loss_parts["negative_loss"] / steps, 6)
+            self._loss_parts = dict.fromkeys(self._loss_parts, 0.0) | {"steps": 0}
         super().log(logs, *args, **kwargs)
 
     # -------------------------------------------------------------------------------------------------- evaluation

@@ -39,6 +39,7 @@ from .arguments import (
 )
 from .configuration_btsr import BTSRConfig
 from .evaluation import evaluate_ranking, most_popular_ranking
+from .explanations import ExplanationCallback
 from .losses_btsr import default_sce_buckets
 from .metrics import bootstrap_ci
 from .modeling_btsr import BTSRForSequentialRecommendation
@@ -326,12 +327,24 @@ def run_training(
         prediction_span=config.prediction_span,
         mlm_probability=None if config.is_causal else config.mlm_probability,
         max_len=config.max_position_embeddings,
+        positive_ratio=config.ec4srec_positive_ratio,
+        negative_ratio=config.ec4srec_negative_ratio,
     )
     valid = RankingEvalSet(data.split.valid.contexts, data.split.valid.targets, data_args.eval_context_len)
     test = RankingEvalSet(data.split.test.contexts, data.split.test.targets, data_args.eval_context_len)
     callbacks = []
     if hub.get("push_to_hub") and hub.get("hub_strategy", "end") == "every_save":
         callbacks.append(HubCheckpointPush(hub))
+    if with_pairs and config.view_maker == "ec4srec":
+        callbacks.append(
+            ExplanationCallback(
+                train_dataset,
+                config.ec4srec_explainer,
+                config.ec4srec_update_epochs,
+                batch_size=training_args.per_device_eval_batch_size,
+                resume_from=resume,
+            )
+        )
     if training_args.load_best_model_at_end and training_args.eval_strategy != "no":
         callbacks.append(ResumableEarlyStopping(early_stopping_patience=data_args.patience))
     trainer = BTSRTrainer(

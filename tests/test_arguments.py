@@ -116,6 +116,8 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
         out = out + ["--split", "user_holdout"]
     if name == "mlm_probability":  # it describes --backbone bert4rec
         out = out + ["--backbone", "bert4rec"]
+    if name.startswith("ec4srec_"):  # they describe --view_maker ec4srec
+        out = out + ["--view_maker", "ec4srec", "--ssl_objective", "infonce"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -257,6 +259,10 @@ def _bad_cases(tmp_path):
         (["--backbone", "bert"], "invalid choice: 'bert'"),
         (["--backbone", "bert4rec", "--mlm_probability", "1"], "mlm_probability must be in (0, 1)"),
         (["--mlm_probability", "0.3"], "--mlm_probability: applies to --backbone bert4rec only, not --backbone sasrec"),
+        (
+            ["--ec4srec_positive_ratio", "0.5"],
+            "--ec4srec_positive_ratio: applies to --view_maker ec4srec only, not --view_maker same_target",
+        ),
         (["--backbone", "bert4rec", "--loss_type", "bce"], "backbone='bert4rec' trains with loss_type 'ce' or 'sce'"),
     ]
 
