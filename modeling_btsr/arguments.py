@@ -927,10 +927,21 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     if values["backbone"] != "bert4rec" and values["mlm_probability"] != _model_default("mlm_probability"):
         # by value, as the hold-out settings: a saved run_settings.json holds the default too and must rerun
         fail("mlm_probability", f"applies to --backbone bert4rec only, not --backbone {values['backbone']}")
-    if values["view_maker"] != "ec4srec":  # by value too; each would be accepted and ignored
-        for name in [f.name for f in fields(ModelArguments) if f.name.startswith("ec4srec_")]:
+    # By value too: each of these would otherwise be accepted and ignored.
+    if values["bt_alpha"] == 0:
+        for name in ("ssl_objective", "view_maker", "ssl_view_span"):
             if values[name] != _model_default(name):
-                fail(name, f"applies to --view_maker ec4srec only, not --view_maker {values['view_maker']}")
+                fail(name, "has no effect with --bt_alpha 0 (no self-supervised loss); leave it out or set --bt_alpha")
+    for prefix, owner, choice in (
+        ("infonce_", "ssl_objective", "infonce"),
+        ("cl4srec_", "view_maker", "cl4srec"),
+        ("ec4srec_", "view_maker", "ec4srec"),
+    ):
+        if values[owner] == choice:
+            continue
+        for name in [f.name for f in fields(ModelArguments) if f.name.startswith(prefix)]:
+            if values[name] != _model_default(name):
+                fail(name, f"applies to --{owner} {choice} only, not --{owner} {values[owner]}")
     if values["bt_projector_dims"] and values["bt_alpha"] == 0:  # also a parameter DDP would find unused
         fail("bt_projector_dims", "has no effect with --bt_alpha 0 (no self-supervised loss to project for)")
     if data.data_path is not None and not str(data.data_path).strip():

@@ -116,8 +116,11 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
         out = out + ["--split", "user_holdout"]
     if name == "mlm_probability":  # it describes --backbone bert4rec
         out = out + ["--backbone", "bert4rec"]
-    if name.startswith("ec4srec_"):  # they describe --view_maker ec4srec
-        out = out + ["--view_maker", "ec4srec", "--ssl_objective", "infonce"]
+    for prefix, owner in (("ec4srec_", "ec4srec"), ("cl4srec_", "cl4srec")):  # they describe --view_maker OWNER
+        if name.startswith(prefix):
+            out = out + ["--view_maker", owner, "--ssl_objective", "infonce"]
+    if name.startswith("infonce_"):  # they describe --ssl_objective infonce
+        out = out + ["--ssl_objective", "infonce"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -259,6 +262,16 @@ def _bad_cases(tmp_path):
         (["--backbone", "bert"], "invalid choice: 'bert'"),
         (["--backbone", "bert4rec", "--mlm_probability", "1"], "mlm_probability must be in (0, 1)"),
         (["--mlm_probability", "0.3"], "--mlm_probability: applies to --backbone bert4rec only, not --backbone sasrec"),
+        (["--infonce_temperature", "0.5"], "--infonce_temperature: applies to --ssl_objective infonce only"),
+        (["--cl4srec_mask_ratio", "0.1"], "--cl4srec_mask_ratio: applies to --view_maker cl4srec only"),
+        (
+            ["--bt_alpha", "0", "--view_maker", "dropout"],
+            "--view_maker: has no effect with --bt_alpha 0 (no self-supervised loss)",
+        ),
+        (
+            ["--preset", "cl4srec", "--bt_alpha", "0"],
+            "--ssl_objective (from preset:cl4srec): has no effect with --bt_alpha 0",
+        ),
         (
             ["--ec4srec_positive_ratio", "0.5"],
             "--ec4srec_positive_ratio: applies to --view_maker ec4srec only, not --view_maker same_target",
