@@ -148,6 +148,7 @@ GRIDS = (
     "contrastive",
     "contrastive_rescaled",
     "bert4rec",
+    "bert4rec_user_holdout",
     "ec4srec",
     "batch_size",
     "alpha_sweep",
@@ -222,6 +223,13 @@ def grid(name: str, seeds: list[int]) -> list[dict]:
         return [
             _run(d, "leave_one_out", m, s, budget=BERT4REC_BUDGET)
             for d in ("ml-1m", "lastfm")
+            for s in seeds
+            for m in BERT4REC
+        ]
+    if name == "bert4rec_user_holdout":  # the same on the users held out of training, LastFM then ML-1M
+        return [
+            _run(d, "user_holdout", m, s, budget=BERT4REC_BUDGET)
+            for d in ("lastfm", "ml-1m")
             for s in seeds
             for m in BERT4REC
         ]
