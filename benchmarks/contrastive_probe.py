@@ -116,6 +116,12 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "sasrec-ce-prefix-samples": ("sasrec-ce", {}, ["--prediction_span", "random_prefix"]),
     "cl4srec-prefix-samples": ("cl4srec", {}, PREFIX_SAMPLES),
     "duorec-prefix-samples": ("duorec", {}, PREFIX_SAMPLES),
+    # EC4SRec (issue 26), on LastFM (`--data lastfm leave_one_out`), where its preset collapses after its first
+    # explanation: without the negative-view loss; and both weights divided by LastFM's ~39 labelled positions per
+    # sequence (RecBole's weight per CE target, as the *-lambda-0.001 variants do for ML-1M's ~107).
+    "ec4srec": ("ec4srec", {}, []),
+    "ec4srec-no-negative": ("ec4srec", {}, ["--ec4srec_negative_weight", "0"]),
+    "ec4srec-lambda-0.0025": ("ec4srec", {"bt_alpha": 0.0025}, ["--ec4srec_negative_weight", "0.00125"]),
     "sasrec-bpr-prefix-samples": (
         "sasrec-ce",
         {"loss_type": "bpr"},
@@ -152,6 +158,7 @@ def probe_settings(command: list[str]) -> dict:
         "max_len": model_args.max_len,
         "dropout": model_args.dropout,
         "infonce_temperature": model_args.infonce_temperature if infonce else None,
+        **({"negative_weight": model_args.ec4srec_negative_weight} if model_args.view_maker == "ec4srec" else {}),
     }
 
 
