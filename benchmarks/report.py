@@ -344,13 +344,13 @@ def _alpha_plots(records: list[dict]) -> None:
             continue
         fig, axes = plt.subplots(1, 4, figsize=(14, 3))
         for axis, metric in zip(axes, ("test_hr@10", "test_ndcg@10", "test_coverage@10", "test_hr@10_tail")):
-            for (on, seeds), (alphas, runs) in lines.items():
+            for (on, protocol, seeds), (alphas, runs) in lines.items():
                 # CPU and GPU runs are not averaged together: one line per device, each over its own seeds.
                 axis.plot(
                     alphas,
                     [np.mean([r[metric] for r in runs if r["bt_alpha"] == a]) for a in alphas],
                     "o-",
-                    label=f"{on}, seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}",
+                    label=f"{on}, {protocol}, seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}",
                 )
             axis.set_xlabel("alpha")
             axis.set_title(metric)
@@ -368,7 +368,7 @@ def _sweep_files(records: list[dict]) -> None:
         lines = _sweep_lines(records, dataset)
         if not lines:
             continue
-        (on, seeds), (alphas, runs) = max(lines.items(), key=lambda item: (len(item[1][0]), len(item[0][1])))
+        (on, _, seeds), (alphas, runs) = max(lines.items(), key=lambda item: (len(item[1][0]), len(item[0][2])))
         points = []
         for a in alphas:
             chosen = [r for r in runs if r["bt_alpha"] == a]
@@ -388,18 +388,21 @@ def _sweep_files(records: list[dict]) -> None:
         )
 
 
-def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, tuple[int, ...]], tuple[list[float], list]]:
-    """The alpha sweep of one dataset, one line per device: `{(device, seeds): (alphas, runs)}`.
+def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, str, tuple[int, ...]], tuple[list[float], list]]:
+    """The alpha sweeps of one dataset, one line per device and protocol: `{(device, protocol, seeds): (alphas,
+    runs)}`.
 
     A line holds SASRec-CE (alpha 0) and BT-SR-CE at the default dropout and batch, over the seeds run at every one
-    of its alphas (a point averaged over 3 seeds beside one of a single seed is no sweep), and needs 2 alphas."""
+    of its alphas (a point averaged over 3 seeds beside one of a single seed is no sweep), and needs 2 alphas; runs
+    of two protocols (users held out or not) never share a line."""
     lines = {}
-    for on in sorted({device(r) for r in records if r["dataset"] == dataset}):
+    for on, protocol in sorted({(device(r), r["protocol"]) for r in records if r["dataset"] == dataset}):
         runs = [
             r
             for r in records
             if r["dataset"] == dataset
             and device(r) == on
+            and r["protocol"] == protocol
             and r["loss_type"] == "ce"
             and r["dropout"] == 0.1
             and r["model"] in ("sasrec-ce", "bt-sr")  # the contrastive baselines' alpha is another weight
@@ -409,7 +412,7 @@ def _sweep_lines(records: list[dict], dataset: str) -> dict[tuple[str, tuple[int
         seeds_per_alpha = [{r["seed"] for r in runs if r["bt_alpha"] == a} for a in alphas]
         seeds = set.intersection(*seeds_per_alpha) if alphas else set()
         if len(alphas) >= 2 and seeds:
-            lines[on, tuple(sorted(seeds))] = alphas, [r for r in runs if r["seed"] in seeds]
+            lines[on, protocol, tuple(sorted(seeds))] = alphas, [r for r in runs if r["seed"] in seeds]
     return lines
 
 

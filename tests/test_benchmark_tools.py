@@ -281,11 +281,16 @@ def test_report_alpha_sweep_lines_are_per_device_over_each_devices_own_seeds():
     cpu, gpu = _split_sweep()
     lines = report._sweep_lines(cpu + gpu, "d")
     assert {key: alphas for key, (alphas, _) in lines.items()} == {
-        ("cpu", (0,)): [0.0, 0.8],
-        ("cuda", (0, 1)): [0.0, 0.1, 0.4],
+        ("cpu", "leave_one_out", (0,)): [0.0, 0.8],
+        ("cuda", "leave_one_out", (0, 1)): [0.0, 0.1, 0.4],
     }
-    assert all(report.device(r) == on for (on, _), (_, runs) in lines.items() for r in runs)
-    assert len(lines["cuda", (0, 1)][1]) == 6
+    assert all(report.device(r) == on for (on, _, _), (_, runs) in lines.items() for r in runs)
+    assert len(lines["cuda", "leave_one_out", (0, 1)][1]) == 6
+    # The same runs under another protocol make lines of their own, never mixed with these.
+    held_out = [dict(r, protocol="user_holdout") for r in gpu[:4]]
+    lines = report._sweep_lines(cpu + gpu + held_out, "d")
+    assert lines["cuda", "user_holdout", (0, 1)][0] == [0.0, 0.1]
+    assert len(lines["cuda", "leave_one_out", (0, 1)][1]) == 6
 
 
 def test_report_alpha_sweep_split_across_devices_is_one_figure(tmp_path, monkeypatch):
