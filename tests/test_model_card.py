@@ -305,18 +305,10 @@ def test_infonce_run_is_not_called_bt_sr():
 
 
 def test_ec4srec_card_lists_its_settings():
-    config = {
-        **sample_config(alpha=0.1),
-        "ssl_objective": "infonce",
-        "view_maker": "ec4srec",
-        "infonce_temperature": 1.0,
-        "infonce_similarity": "dot",
-        "ec4srec_explainer": "saliency",
-        "ec4srec_positive_ratio": 0.3,
-        "ec4srec_negative_ratio": 0.7,
-        "ec4srec_negative_weight": 0.05,
-        "ec4srec_update_epochs": [15, 30],
-    }
+    from modeling_btsr.arguments import PRESETS
+
+    ssl = {k: v for k, v in PRESETS["ec4srec"].items() if k.startswith(("ec4srec_", "infonce_", "ssl_", "view_"))}
+    config = {**sample_config(alpha=0.1), **ssl}
     text = str(build_model_card(sample_results(), sample_stats(), config, COMMAND))
     assert (
         "views: `ec4srec`" in text and "| `ec4srec_negative_weight` | 0.05 | weight of the negative-view loss |" in text
