@@ -970,7 +970,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             negative_input_ids (`torch.LongTensor` of shape `(batch, negative_len)`, *optional*): EC4SRec's negative
                 view of each row (`view_maker="ec4srec"`, the two positive views being `view_input_ids` and
                 `pair_input_ids`): `negative_view_loss` is then computed, which the loss adds with weight
-                `ec4srec_negative_weight`.
+                `ec4srec_negative_weight` (at weight 0 the negative views are not encoded).
             negative_attention_mask (`torch.Tensor` of shape `(batch, negative_len)`, *optional*).
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE, BCE and BPR are divided by it instead of by the local count.
@@ -1019,7 +1019,7 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 ssl_loss = infonce_loss(view_a, view_b, self.config.infonce_temperature, self.config.infonce_similarity)
             else:
                 ssl_loss = bt_loss = barlow_twins_loss(view_a, view_b, self.config.bt_lambda)
-            if negative_input_ids is not None:
+            if negative_input_ids is not None and self.config.ec4srec_negative_weight > 0:  # weight 0: no pass
                 negatives = self.btsr(negative_input_ids, negative_attention_mask, user_embeddings_only=True)
                 negative_loss = negative_view_loss(
                     view_a, view_b, negatives.user_embeddings, self.config.ec4srec_negative_temperature

@@ -265,6 +265,9 @@ def test_model_adds_the_weighted_negative_view_loss():
     assert out.negative_loss is not None and out.ssl_loss is not None
     parts = float(out.prediction_loss + 0.1 * out.ssl_loss + 0.25 * out.negative_loss)
     assert float(out.loss.detach()) == pytest.approx(parts, rel=1e-6)
+    model.config.ec4srec_negative_weight = 0.0  # no weight, no negative pass
+    assert model(**batch).negative_loss is None
+    model.config.ec4srec_negative_weight = 0.25
     model.eval()  # without dropout the negative-view loss is that of the three views encoded on their own
     out = model(**batch)
     encode = lambda name: model.btsr(batch[f"{name}_input_ids"], batch[f"{name}_attention_mask"]).user_embeddings  # noqa: E731
