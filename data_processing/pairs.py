@@ -307,18 +307,8 @@ class PairedTrainDataset(torch.utils.data.Dataset):
                 )
         if with_pairs and view_maker == "cl4srec" and mask_ratio > 0 and mask_token is None:
             raise ValueError("view_maker='cl4srec' with mask_ratio > 0 needs mask_token (the model's num_items + 1)")
-        if (
-            with_pairs
-            and view_maker == "ec4srec"
-            and (
-                mask_token is None
-                or (prediction_span, view_span)
-                != (
-                    "sequence",
-                    "sequence",
-                )
-            )
-        ):
+        whole_sequences = prediction_span == view_span == "sequence"
+        if with_pairs and view_maker == "ec4srec" and (mask_token is None or not whole_sequences):
             raise ValueError("view_maker='ec4srec' needs mask_token and prediction_span and view_span 'sequence'")
         self.seed = int(seed)
         self.with_pairs = bool(with_pairs)
@@ -348,13 +338,13 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         self._cuts: np.ndarray | None = None
         self._explains = self.with_pairs and view_maker == "ec4srec"
         if self._explains:  # in shared memory, like the epoch: workers serve the scores set in the main process
-            self._input_offsets = np.concatenate([[0], np.cumsum(self.table.lengths("input_ids"))]).astype(np.int64)
+            self._input_offsets = self.table.offsets("input_ids")
             self._importance = torch.zeros(int(self._input_offsets[-1]), dtype=torch.float32).share_memory_()
             self._importance_set = torch.zeros((), dtype=torch.bool).share_memory_()
         if self._prefixes or self._prefix_samples:
             # Every labelled position of every row, flattened: position j of row r is flat index offsets[r] + j.
-            lengths = self._label_lengths = self.table.lengths("labels")
-            self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            self._label_lengths = self.table.lengths("labels")
+            self._offsets = self.table.offsets("labels")
             if self._draws_partners:
                 flat_labels = self.table.flat("labels")
                 self._partner_rows, self._group_start, self._group_size, self._rank = partner_index(flat_labels)

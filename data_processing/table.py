@@ -64,6 +64,11 @@ class SequenceTable:
         offsets, _ = self._columns[name]
         return np.diff(offsets)
 
+    def offsets(self, name: str) -> np.ndarray:
+        """Where each row of column `name` starts in :meth:`flat`, and the end: int64 ``(N + 1,)``, from 0."""
+        offsets, _ = self._columns[name]
+        return (offsets - offsets[0]).astype(np.int64)
+
     def flat(self, name: str) -> np.ndarray:
         """Every row of column `name` back to back, int64 ``(sum of lengths,)``: a read-only view."""
         offsets, values = self._columns[name]

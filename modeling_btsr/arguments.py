@@ -924,15 +924,14 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
             "cannot be combined with --torch_compile: its row groups follow each batch's lengths, which a compiled "
             "graph cannot; leave it out (it is then off) or drop --torch_compile",
         )
-    if values["backbone"] != "bert4rec" and values["mlm_probability"] != _model_default("mlm_probability"):
-        # by value, as the hold-out settings: a saved run_settings.json holds the default too and must rerun
-        fail("mlm_probability", f"applies to --backbone bert4rec only, not --backbone {values['backbone']}")
-    # By value too: each of these would otherwise be accepted and ignored.
+    # By value, as the hold-out settings (a saved run_settings.json holds the defaults too and must rerun): each of
+    # these would otherwise be accepted and ignored.
     if values["bt_alpha"] == 0:
         for name in ("ssl_objective", "view_maker", "ssl_view_span"):
             if values[name] != _model_default(name):
                 fail(name, "has no effect with --bt_alpha 0 (no self-supervised loss); leave it out or set --bt_alpha")
     for prefix, owner, choice in (
+        ("mlm_", "backbone", "bert4rec"),
         ("infonce_", "ssl_objective", "infonce"),
         ("cl4srec_", "view_maker", "cl4srec"),
         ("ec4srec_", "view_maker", "ec4srec"),

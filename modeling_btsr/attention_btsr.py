@@ -367,8 +367,8 @@ class PackedBatch:
         return rows if self.order is None else rows.index_select(0, self.order.to(rows.device))
 
     def pack_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len) values of the (sorted) grid -> (n_rows,) at the packed positions."""
-        return ids.reshape(-1).index_select(0, self.index)
+        """(batch, seq_len, ...) values of the (sorted) grid -> (n_rows, ...) at the packed positions."""
+        return ids.reshape(-1, *ids.shape[2:]).index_select(0, self.index)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """(n_rows, d) -> (batch, seq_len, d) in the batch's own row order, zeros at padding."""

@@ -258,9 +258,8 @@ class BTSRConfig(PreTrainedConfig):
 
         Only then does the item embedding table get the extra row; scoring always uses rows `1..num_items`.
         """
-        if self.backbone == "bert4rec" or self.view_maker == "ec4srec":
-            return self.num_items + 1
-        if self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0:
+        masked_views = self.view_maker == "ec4srec" or (self.view_maker == "cl4srec" and self.cl4srec_mask_ratio > 0)
+        if self.backbone == "bert4rec" or masked_views:
             return self.num_items + 1
         return None
 

@@ -78,7 +78,7 @@ def importance_scores(encoder, table, explainer: str, batch_size: int = 256) -> 
     device = encoder.item_embeddings.weight.device
     lengths = table.lengths("input_ids")
     out = np.empty(int(lengths.sum()), dtype=np.float32)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
+    starts = table.offsets("input_ids")
     order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding per batch
     was_training = encoder.training
     encoder.eval()

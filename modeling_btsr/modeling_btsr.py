@@ -652,8 +652,7 @@ class BTSRModel(BTSRPreTrainedModel):
                     f"inputs_embeds must have shape {(batch, length, self.config.hidden_size)}, got "
                     f"{tuple(inputs_embeds.shape)}"
                 )
-            rows = packed.sort_rows(inputs_embeds).reshape(batch * length, -1)
-            x = rows.index_select(0, packed.index) * self.embedding_scale
+            x = packed.pack_ids(packed.sort_rows(inputs_embeds)) * self.embedding_scale
         x = self.embedding_dropout(self.embedding_layernorm(x + self.position_embeddings(positions)))
         if user_embeddings_only:
             for block in self.blocks[:-1]:
