@@ -757,12 +757,14 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
     parser = build_parser(help_all)
     actions = _dests(parser)
     sources = {dest: "default" for dest in actions}
+    baseline = {}  # each setting with neither a config file nor the command line: the preset's value or the default
     for layer, source in ((preset, f"preset:{preset_name}"), (file_settings, f"config:{config_file}")):
         for name, value in layer.items():
             if name not in actions:
                 raise SettingsError(f"{source}: unknown setting {name!r}")
             actions[name].default = value
             sources[name] = source
+        baseline = baseline or {dest: action.default for dest, action in actions.items()}
     if help_all or any(a in ("-h", "--help") for a in argv):
         parser.print_help()
         raise SystemExit(0)
@@ -778,10 +780,10 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
     for dest in given:
         if dest in sources:
             sources[dest] = "command line"
-    return _settings_from_values(values, sources)
+    return _settings_from_values(values, sources, baseline)
 
 
-def _settings_from_values(values: dict, sources: dict) -> ResolvedSettings:
+def _settings_from_values(values: dict, sources: dict, baseline: dict) -> ResolvedSettings:
     values, sources = dict(values), dict(sources)
     if values.get("torch_compile") and not sources.get("length_grouped_attention", "default").startswith(
         ("config:", "command line")
@@ -801,6 +803,7 @@ def _settings_from_values(values: dict, sources: dict) -> ResolvedSettings:
     hub = {name: values[name] for name in HUB_SETTINGS}
     training_names = [f.name for f in fields(BTSRTrainingArguments) if f.init and f.name not in HUB_SETTINGS]
     _check_before_data(model, data, values, sources)
+    _check_dependent_settings(values, sources, baseline)
     try:
         training = BTSRTrainingArguments(**{name: values[name] for name in training_names if name in values})
     except (ValueError, TypeError) as error:
@@ -836,6 +839,7 @@ _FINITE = (
     "initializer_range",
 )
 _AT_LEAST_ONE = (
+    "patience",  # 0 would stop after the first evaluation, improving or not (EarlyStoppingCallback's counter)
     "per_device_train_batch_size",
     "per_device_eval_batch_size",
     "gradient_accumulation_steps",
@@ -847,7 +851,6 @@ _AT_LEAST_ONE = (
     "intermediate_size",
 )
 _NOT_NEGATIVE = (
-    "patience",
     "min_users_per_item",
     "min_items_per_user",
     "bt_alpha",
@@ -880,6 +883,13 @@ def _changed_from_default(data: DataArguments, names: tuple[str, ...]) -> list[s
     return [name for name in names if getattr(data, name) != defaults[name]]
 
 
+def _refusal(name: str, sources: dict, message: str) -> SettingsError:
+    """The one-line error for setting `name`, naming where its value came from when not the command line."""
+    source = sources.get(name, "default")
+    origin = "" if source == "command line" else f" (from {source})"
+    return SettingsError(f"{_flag(name)}{origin}: {message}")
+
+
 def _model_default(name: str):
     spec = next(f for f in fields(ModelArguments) if f.name == name)
     return spec.default if spec.default is not MISSING else spec.default_factory()
@@ -889,9 +899,7 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
     """One rule at a time, each message naming the flag (and where its value came from when not the command line)."""
 
     def fail(name, message):
-        source = sources.get(name, "default")
-        origin = "" if source == "command line" else f" (from {source})"
-        raise SettingsError(f"{_flag(name)}{origin}: {message}")
+        raise _refusal(name, sources, message)
 
     for name in _FINITE:
         value = values.get(name)
@@ -971,6 +979,53 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
 
         if not (values["hub_token"] or get_token()):
             fail("push_to_hub", "needs a token: pass --hub_token or run `hf auth login`")
+
+
+def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> None:
+    """A setting that takes effect only beside another, given where it has none, fails in one line.
+
+    Only a value given on the command line or in a config file, and unlike the one the run would get anyway (the
+    preset's or the default), is refused: a saved run_settings.json restates every setting, and a dataset preset's
+    SCE buckets under `--loss_type ce` are the preset's, not the user's.
+    """
+
+    def given(name):
+        source = sources.get(name, "default")
+        return (source == "command line" or source.startswith("config:")) and values[name] != baseline.get(name)
+
+    loss, evaluates = values["loss_type"], getattr(values["eval_strategy"], "value", values["eval_strategy"]) != "no"
+    rules = (
+        (("bt_lambda",), values["bt_alpha"] != 0, "has no effect with --bt_alpha 0 (no self-supervised loss)"),
+        (
+            ("bt_lambda",),
+            values["ssl_objective"] == "barlow_twins",
+            f"applies to --ssl_objective barlow_twins only, not --ssl_objective {values['ssl_objective']}",
+        ),
+        (
+            ("sce_n_buckets", "sce_bucket_size_x", "sce_bucket_size_y", "sce_mix_x"),
+            loss == "sce",
+            f"applies to --loss_type sce only, not --loss_type {loss}",
+        ),
+        (
+            ("bce_num_negatives",),
+            loss in SAMPLED_LOSS_TYPES,
+            f"applies to --loss_type {' or '.join(SAMPLED_LOSS_TYPES)} only, not --loss_type {loss}",
+        ),
+        (
+            ("patience", "metric_for_best_model", "greater_is_better"),
+            evaluates,
+            "has no effect with --eval_strategy no (nothing is evaluated to select or stop on)",
+        ),
+        (
+            ("patience",),
+            values["load_best_model_at_end"],
+            "has no effect with --load_best_model_at_end False (early stopping selects the best evaluation)",
+        ),
+    )
+    for names, applies, message in rules:
+        for name in names if not applies else ():
+            if given(name):
+                raise _refusal(name, sources, message)
 
 
 def _check_output_dir(path: str) -> None:

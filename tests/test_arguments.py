@@ -121,6 +121,10 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
             out = out + ["--view_maker", owner, "--ssl_objective", "infonce"]
     if name.startswith("infonce_"):  # they describe --ssl_objective infonce
         out = out + ["--ssl_objective", "infonce"]
+    if name.startswith("sce_"):  # they describe --loss_type sce
+        out = out + ["--loss_type", "sce"]
+    if name == "bce_num_negatives":  # it describes the sampled losses
+        out = out + ["--loss_type", "bce"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -238,7 +242,7 @@ def _bad_cases(tmp_path):
         (["--learning_rate", "inf"], "--learning_rate: must be a finite number"),
         (["--num_train_epochs", "0"], "--num_train_epochs: must be > 0"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size: must be >= 1"),
-        (["--patience", "-1"], "--patience: must be >= 0"),
+        (["--patience", "-1"], "--patience: must be >= 1"),
         (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
         (["--eval_context_len", "0"], "--eval_context_len: must be >= 1"),
         (["--holdout_fraction", "0.2"], "--holdout_fraction: applies to --split user_holdout only"),
@@ -277,6 +281,25 @@ def _bad_cases(tmp_path):
             "--ec4srec_positive_ratio: applies to --view_maker ec4srec only, not --view_maker same_target",
         ),
         (["--backbone", "bert4rec", "--loss_type", "bce"], "backbone='bert4rec' trains with loss_type 'ce' or 'sce'"),
+        (["--patience", "0"], "--patience: must be >= 1, got 0"),  # EarlyStoppingCallback would stop at once
+        (["--sce_n_buckets", "10"], "--sce_n_buckets: applies to --loss_type sce only, not --loss_type ce"),
+        (["--loss_type", "bpr", "--sce_mix_x", "True"], "--sce_mix_x: applies to --loss_type sce only"),
+        (
+            ["--loss_type", "sce", "--bce_num_negatives", "5"],
+            "--bce_num_negatives: applies to --loss_type bce or bpr only, not --loss_type sce",
+        ),
+        (["--bt_alpha", "0", "--bt_lambda", "0.1"], "--bt_lambda: has no effect with --bt_alpha 0"),
+        (
+            ["--preset", "cl4srec", "--bt_lambda", "0.1"],
+            "--bt_lambda: applies to --ssl_objective barlow_twins only, not --ssl_objective infonce",
+        ),
+        (["--config", config("bt_alpha: 0\nbt_lambda: 0.2\n")], "--bt_lambda (from config:"),
+        (["--eval_strategy", "no", "--patience", "3"], "--patience: has no effect with --eval_strategy no"),
+        (["--eval_strategy", "no", "--metric_for_best_model", "hr@10"], "--metric_for_best_model: has no effect"),
+        (
+            ["--load_best_model_at_end", "False", "--patience", "3"],
+            "--patience: has no effect with --load_best_model_at_end False",
+        ),
     ]
 
 
@@ -360,6 +383,27 @@ def test_own_file_gets_no_named_datasets_preset(out, tmp_path):
     asked = resolve_settings(out + ["--data_path", str(log), "--preset", "ml-latest-small"])
     assert asked.sources["num_train_epochs"] == "preset:ml-latest-small" and asked.values["num_train_epochs"] == 20
     assert resolve_settings(out).sources["num_train_epochs"] == "preset:ml-latest-small"
+
+
+def test_a_setting_without_effect_is_refused_only_where_the_user_gave_it(tmp_path, out):
+    """A dataset preset's own values that an override makes moot are the preset's, and a value equal to the one the
+    run gets anyway changes nothing: neither is refused, and a saved run of either rebuilds."""
+    for argv in (
+        ["--dataset", "beauty", "--loss_type", "ce"],  # the preset's SCE buckets, now unused
+        ["--dataset", "beauty", "--bt_alpha", "0", "--bt_lambda", "0.1"],  # the preset's own lambda, restated
+        ["--bt_alpha", "0", "--bt_lambda", "0.05"],  # the default, restated (recorded commands do)
+        ["--eval_strategy", "no"],  # the preset's patience, now unused
+    ):
+        settings = resolve_settings(out + argv)
+        saved = json.loads(json.dumps(arguments.run_settings(settings)))
+        rebuilt = resolve_settings(shlex.split(settings_command(saved, output_dir=str(tmp_path / "again")))[2:])
+        assert {k for k in settings.values if settings.values[k] != rebuilt.values[k]} <= {"output_dir"}, argv
+        config = tmp_path / "run_settings.json"
+        config.write_text(json.dumps(saved))
+        resolve_settings(["--config", str(config), "--output_dir", str(tmp_path / "third")])
+    assert resolve_settings(out + ["--dataset", "beauty", "--loss_type", "ce"]).values["sce_n_buckets"] == 202
+    with pytest.raises(SettingsError, match=r"^--bt_lambda: has no effect with --bt_alpha 0"):
+        resolve_settings(out + ["--dataset", "beauty", "--bt_alpha", "0", "--bt_lambda", "0.05"])
 
 
 def test_settings_command_rebuilds_the_same_settings(tmp_path, out):

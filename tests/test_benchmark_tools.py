@@ -378,6 +378,25 @@ def test_rerun_command_of_every_record_parses_to_its_settings(tmp_path, capsys):
         reproduce.run_of_record({**records[0], "dropout": 0.9})
 
 
+def test_every_grid_run_is_a_command_train_py_accepts(tmp_path):
+    """Each run of every grid, pending ones included, on either device: its train.py command passes the settings
+    checks (a grid that passed a setting train.py refuses, such as --bt_lambda beside --bt_alpha 0, would fail its
+    runs only when they start)."""
+    from modeling_btsr.arguments import resolve_settings
+
+    reproduce = load_script("reproduce")
+    runs = [
+        run
+        for device in ("cpu", "cuda")
+        for run in reproduce.on_device(reproduce.grids(list(reproduce.GRIDS), [0]), device)
+    ]
+    assert len({run["model"] for run in runs}) >= 6
+    for run in runs:
+        command = reproduce.train_command(run, tmp_path / "out")
+        settings = resolve_settings(command[2:])
+        assert (settings.values["bt_alpha"], settings.values["seed"]) == (run["bt_alpha"], run["seed"]), run
+
+
 GRIDS_OF_ML1M = (
     "main",
     "authors_budget",
