@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import types
@@ -46,6 +47,7 @@ __all__ = [
     "parse_arguments",
     "run_settings",
     "resolve_settings",
+    "config_error_as_flags",
     "config_kwargs",
     "settings_command",
     "write_run_settings",
@@ -116,6 +118,25 @@ _SSLArguments = make_dataclass(
     [s for s in _MODEL_SPECS if _is_ssl(s[0])],
     namespace={"_argument_group_name": "self-supervised loss (Barlow Twins, or InfoNCE for CL4SRec / DuoRec)"},
 )
+
+
+def config_error_as_flags(message: str) -> str:
+    """A `BTSRConfig` validation message in the command line's terms: each config field it names becomes its flag
+    (`max_position_embeddings` is `--max_len`, both dropouts `--dropout`) and `name='value'` becomes `--flag value`,
+    so a user of `train.py` reads the flag to change.
+
+    >>> config_error_as_flags("backbone='bert4rec' needs max_position_embeddings >= 2, got loss_type='bce'")
+    '--backbone bert4rec needs --max_len >= 2, got --loss_type bce'
+    """
+    declared = [name for name in BTSRConfig.__dict__["__annotations__"] if name not in _FROM_DATA]
+    flags = {name: _RENAMED.get(name, "dropout" if name in _DROPOUTS else name) for name in declared}
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+
+    def as_flag(match):
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        return f"--{flags[match.group(1)]}" + (f" {value}" if value is not None else "")
+
+    return re.sub(rf"(?<![\w-])({names})(?:='([^']*)'|=([\w.\-]+))?(?![\w])", as_flag, message)
 
 
 def config_kwargs(model_args) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from huggingface_hub.errors import StrictDataclassError
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from data_processing import (
@@ -34,6 +35,8 @@ from .arguments import (
     DataArguments,
     ModelArguments,
     ResolvedSettings,
+    SettingsError,
+    config_error_as_flags,
     config_kwargs,
     write_run_settings,
 )
@@ -153,10 +156,18 @@ def item_counts(sequences, num_items: int) -> tuple[np.ndarray, np.ndarray]:
 def make_config(
     model_args: ModelArguments, num_items: int, sce_n_buckets: int | None = None, sce_bucket_size_x: int | None = None
 ) -> BTSRConfig:
-    """The model configuration of a run (validated: out-of-range values raise with the setting's name)."""
+    """The model configuration of a run.
+
+    Raises:
+        SettingsError: a value the config refuses, in the command line's terms (`config_error_as_flags`).
+    """
     kwargs = config_kwargs(model_args)
     kwargs.update(sce_n_buckets=sce_n_buckets, sce_bucket_size_x=sce_bucket_size_x)
-    return BTSRConfig(num_items=num_items, **kwargs)
+    try:
+        return BTSRConfig(num_items=num_items, **kwargs)
+    except (ValueError, StrictDataclassError) as error:  # the config's own message, wrapped by strict dataclasses
+        cause = error.__cause__ if error.__cause__ is not None else error
+        raise SettingsError(config_error_as_flags(" ".join(str(cause).split()))) from error
 
 
 def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int) -> BTSRForSequentialRecommendation:

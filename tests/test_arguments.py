@@ -280,7 +280,7 @@ def _bad_cases(tmp_path):
             ["--ec4srec_positive_ratio", "0.5"],
             "--ec4srec_positive_ratio: applies to --view_maker ec4srec only, not --view_maker same_target",
         ),
-        (["--backbone", "bert4rec", "--loss_type", "bce"], "backbone='bert4rec' trains with loss_type 'ce' or 'sce'"),
+        (["--backbone", "bert4rec", "--loss_type", "bce"], "--backbone bert4rec trains with --loss_type 'ce' or 'sce'"),
         (["--patience", "0"], "--patience: must be >= 1, got 0"),  # EarlyStoppingCallback would stop at once
         (["--sce_n_buckets", "10"], "--sce_n_buckets: applies to --loss_type sce only, not --loss_type ce"),
         (["--loss_type", "bpr", "--sce_mix_x", "True"], "--sce_mix_x: applies to --loss_type sce only"),

@@ -263,13 +263,19 @@ def test_max_steps_shorter_than_an_epoch_still_evaluates_and_saves(tmp_path, syn
         (["--max_len", "0"], "--max_len: must be >= 1"),
         (["--split", "sideways"], "sideways"),
         (["--no_such_flag", "1"], "unknown argument --no_such_flag"),
-        (["--sce_bucket_size_y", "100000", "--loss_type", "sce"], "sce_bucket_size_y (100000) cannot exceed"),
+        (["--sce_bucket_size_y", "100000", "--loss_type", "sce"], "--sce_bucket_size_y (100000) cannot exceed"),
         # 0 was replaced by the default formula and trained; so was --sce_n_buckets 0.
         (
             ["--sce_bucket_size_x", "0", "--loss_type", "sce", "--sce_bucket_size_y", "16"],
-            "sce_bucket_size_x must be >= 1",
+            "--sce_bucket_size_x must be >= 1",
         ),
-        (["--sce_n_buckets", "0", "--loss_type", "sce", "--sce_bucket_size_y", "16"], "sce_n_buckets must be >= 1"),
+        (["--sce_n_buckets", "0", "--loss_type", "sce", "--sce_bucket_size_y", "16"], "--sce_n_buckets must be >= 1"),
+        # the config's rules in the flags' names (max_position_embeddings is --max_len)
+        (
+            ["--hidden_size", "10", "--num_attention_heads", "3"],
+            "--hidden_size (10) must be divisible by --num_attention_heads",
+        ),
+        (["--backbone", "bert4rec", "--max_len", "1"], "--backbone bert4rec needs --max_len >= 2"),
     ],
 )
 def test_bad_settings_get_one_line_errors(tmp_path, synthetic_log, args, message, capsys):
