@@ -69,21 +69,28 @@ def occlusion_scores(encoder, input_ids: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-def importance_scores(encoder, table, explainer: str, batch_size: int = 256) -> np.ndarray:
+def importance_scores(
+    encoder, table, explainer: str, batch_size: int = 256, shard: tuple[int, int] = (0, 1)
+) -> np.ndarray:
     """Scores of every item of every row of `table`'s ``input_ids`` (a :class:`~data_processing.SequenceTable`),
-    back to back as ``table.flat("input_ids")``, float32; `encoder` is put in evaluation mode meanwhile."""
+    back to back as ``table.flat("input_ids")``, float32; `encoder` is put in evaluation mode meanwhile.
+
+    `shard=(index, count)` scores only batches `index, index + count, ...` of the one-process order and leaves the
+    other rows 0, so that `count` processes summing their arrays get the one-process scores bit for bit (each batch
+    is the same batch, whichever process scores it)."""
     if explainer not in EXPLAINERS:
         raise ValueError(f"explainer must be one of {', '.join(EXPLAINERS)}, got {explainer!r}")
     score = saliency_scores if explainer == "saliency" else occlusion_scores
     device = encoder.item_embeddings.weight.device
     lengths = table.lengths("input_ids")
-    out = np.empty(int(lengths.sum()), dtype=np.float32)
+    out = np.zeros(int(lengths.sum()), dtype=np.float32)
     starts = table.offsets("input_ids")
     order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding per batch
     was_training = encoder.training
     encoder.eval()
     try:
-        for first in range(0, len(order), batch_size):
+        index, count = shard
+        for first in range(index * batch_size, len(order), count * batch_size):
             rows = order[first : first + batch_size]
             input_ids, mask = table.left_padded("input_ids", rows)
             values = score(encoder, input_ids.to(device)).float().cpu().numpy()
@@ -100,8 +107,9 @@ class ExplanationCallback(TrainerCallback):
     """Computes EC4SRec's importance scores with the model being trained after each of `update_epochs` completed
     epochs and hands them to the training dataset (`set_importance`, seen by every data-loader worker); saves them
     in each checkpoint (:data:`IMPORTANCE_FILE`) and reads them back on resume, so a resumed run explains nothing
-    twice and trains on the scores an uninterrupted run would. Each process computes the scores itself from its
-    replica of the weights, identical under DDP."""
+    twice and trains on the scores an uninterrupted run would. Under several processes each scores its share of
+    the batches with its replica of the weights (identical under DDP) and a sum across processes gives every
+    process all the scores, the one-process ones."""
 
     def __init__(self, dataset, explainer: str, update_epochs, batch_size: int = 256, resume_from: str | None = None):
         self.dataset = dataset
@@ -125,7 +133,13 @@ class ExplanationCallback(TrainerCallback):
             return
         started = time.perf_counter()
         encoder = getattr(model, "btsr", model)
-        self.dataset.set_importance(importance_scores(encoder, self.dataset.table, self.explainer, self.batch_size))
+        shard = (args.process_index, args.world_size)
+        scores = importance_scores(encoder, self.dataset.table, self.explainer, self.batch_size, shard)
+        if args.world_size > 1:  # rows are scored by one process each, 0 elsewhere: the sum is exact
+            gathered = torch.from_numpy(scores).to(encoder.item_embeddings.weight.device)
+            torch.distributed.all_reduce(gathered)
+            scores = gathered.cpu().numpy()
+        self.dataset.set_importance(scores)
         self.explained_at = due[-1]
         logger.info(
             f"EC4SRec importance scores ({self.explainer}) after epoch {done}: {time.perf_counter() - started:.1f} s"

@@ -286,8 +286,53 @@ class _State:
 
 
 class _Args:
-    def __init__(self, output_dir):
-        self.output_dir = str(output_dir)
+    def __init__(self, output_dir, process_index=0, world_size=1):
+        self.output_dir, self.process_index, self.world_size = str(output_dir), process_index, world_size
+
+
+def _explaining_process(rank, world_size, init_file, results):
+    import modeling_btsr.explanations as explanations
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    score, shards = explanations.importance_scores, []
+
+    def recorded(*args):  # the callback's call, to check that this process scored its share only
+        shards.append(args[4])
+        return score(*args)
+
+    explanations.importance_scores = recorded
+    for explainer in ("saliency", "occlusion"):
+        model, data = _explained_setup()
+        callback = ExplanationCallback(data, explainer, [1], batch_size=3)
+        callback.on_epoch_begin(_Args("unused", rank, world_size), _State(1.0), None, model=model)
+        results[rank, explainer] = (data.importance().copy(), shards.pop())
+    torch.distributed.destroy_process_group()
+
+
+def _explained_setup():
+    rng = np.random.default_rng(4)
+    sequences = [rng.integers(1, 8, size=int(rng.integers(2, 8))) for _ in range(13)]  # 5 batches of 3: uneven
+    data = PairedTrainDataset(build_train_dataset(sequences, max_len=6), seed=0, view_maker="ec4srec", mask_token=8)
+    return _tiny_model(seed=3).float(), data
+
+
+def test_two_processes_share_the_scoring_and_both_get_the_one_process_scores(tmp_path):
+    """Each of 2 gloo processes scores every other batch; after the sum both hold exactly what one process computes
+    alone (the same batches, so the same arithmetic)."""
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.start_processes(_explaining_process, args=(2, str(tmp_path / "init"), results), nprocs=2, start_method="spawn")
+    for explainer in ("saliency", "occlusion"):
+        model, data = _explained_setup()
+        alone = importance_scores(model.btsr, data.table, explainer, batch_size=3)
+        first = importance_scores(model.btsr, data.table, explainer, batch_size=3, shard=(0, 2))
+        assert 0 < np.count_nonzero(first) < np.count_nonzero(alone)
+        np.testing.assert_array_equal(first + importance_scores(model.btsr, data.table, explainer, 3, (1, 2)), alone)
+        for rank in range(2):
+            scores, shard = results[rank, explainer]
+            assert shard == (rank, 2)
+            np.testing.assert_array_equal(scores, alone)
 
 
 def test_callback_explains_after_the_listed_epochs_and_resumes_without_explaining_again(tmp_path):
@@ -297,9 +342,9 @@ def test_callback_explains_after_the_listed_epochs_and_resumes_without_explainin
     callback = ExplanationCallback(data, "saliency", [2, 4])
     callback.on_train_begin(None, _State(0.0), None)
     for epoch in (0.0, 1.0):
-        callback.on_epoch_begin(None, _State(epoch), None, model=model)
+        callback.on_epoch_begin(_Args(tmp_path), _State(epoch), None, model=model)
         assert data.importance() is None, epoch
-    callback.on_epoch_begin(None, _State(2.0), None, model=model)
+    callback.on_epoch_begin(_Args(tmp_path), _State(2.0), None, model=model)
     after_two = data.importance()
     np.testing.assert_allclose(after_two, importance_scores(model.btsr, data.table, "saliency"), rtol=1e-6)
     assert model.training  # put back in training mode
@@ -309,7 +354,7 @@ def test_callback_explains_after_the_listed_epochs_and_resumes_without_explainin
     fresh = PairedTrainDataset(data.examples, seed=0, view_maker="ec4srec", mask_token=8)
     resumed = ExplanationCallback(fresh, "saliency", [2, 4], resume_from=str(tmp_path / "checkpoint-7"))
     resumed.on_train_begin(None, _State(3.0), None)
-    resumed.on_epoch_begin(None, _State(3.0), None, model=None)  # would fail if it explained
+    resumed.on_epoch_begin(_Args(tmp_path), _State(3.0), None, model=None)  # would fail if it explained
     np.testing.assert_array_equal(fresh.importance(), after_two)
     with np.load(tmp_path / "checkpoint-7" / IMPORTANCE_FILE) as saved:
         assert int(saved["epoch"]) == 2
