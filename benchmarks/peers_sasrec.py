@@ -193,6 +193,25 @@ class _Gate:
         self.epoch += 1
 
 
+def _lightning_trainer(trainer_class, callback_class, count_targets, epochs: int, **settings):
+    """The peers' Lightning `Trainer` (each library imports its own Lightning): `epochs` epochs exactly on one CPU,
+    no progress bar, logger or checkpoints, gated epoch by epoch by a `_Gate` counting `count_targets(batch)`."""
+    gate = _Gate(count_targets)
+    callback = type("Gate", (callback_class,), {k: getattr(gate, k) for k in dir(_Gate) if k.startswith("on_")})
+    return trainer_class(
+        max_epochs=epochs,
+        min_epochs=epochs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[callback()],
+        **settings,
+    )
+
+
 def child_rectools(threads: int, epochs: int) -> None:
     import numpy as np
     import pandas as pd
@@ -220,21 +239,9 @@ def child_rectools(threads: int, epochs: int) -> None:
         )
 
     train = Dataset.construct(frame(data["train_items"], data["train_offsets"]))
-    gate = _Gate(lambda batch: int((batch["y"] != 0).sum()))
-    gate_callback = type("RecToolsGate", (Callback,), {k: getattr(gate, k) for k in dir(_Gate) if k.startswith("on_")})
 
     def trainer():
-        return Trainer(
-            max_epochs=epochs,
-            min_epochs=epochs,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            logger=False,
-            enable_checkpointing=False,
-            accelerator="cpu",
-            devices=1,
-            callbacks=[gate_callback()],
-        )
+        return _lightning_trainer(Trainer, Callback, lambda batch: int((batch["y"] != 0).sum()), epochs)
 
     model = SASRecModel(
         n_blocks=BLOCKS,
@@ -338,22 +345,13 @@ def child_replay(threads: int, epochs: int) -> None:
         schema=schema, embedding_dim=D, num_heads=HEADS, num_blocks=BLOCKS, max_sequence_length=MAX_LEN, dropout=DROPOUT
     )
     module = LightningModule(sasrec, optimizer_factory=OptimizerFactory(learning_rate=LR))
-    gate = _Gate(lambda batch: int(batch["target_padding_mask"].sum()))
-    gate_callback = type(
-        "RePlayGate", (lightning.Callback,), {k: getattr(gate, k) for k in dir(_Gate) if k.startswith("on_")}
-    )
-    trainer = lightning.Trainer(
-        max_epochs=epochs,
-        min_epochs=epochs,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        devices=1,
+    trainer = _lightning_trainer(
+        lightning.Trainer,
+        lightning.Callback,
+        lambda batch: int(batch["target_padding_mask"].sum()),
+        epochs,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[gate_callback()],
     )
     report(event="ready", prep_s=round(time.perf_counter() - t0, 2), train_rows=len(train))
     trainer.fit(module, datamodule=datamodule)

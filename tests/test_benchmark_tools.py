@@ -675,3 +675,35 @@ def test_peers_sasrec_helpers_flatten_in_order_and_score_top_lists_alike():
     assert metrics["hr@10"] == 0.5 and metrics["num_users"] == 4
     assert math.isclose(metrics["ndcg@10"], (1.0 + 1.0 / math.log2(4)) / 4)
     assert peers.topk_metrics([[1, 2, 3]], [3], k=2)["hr@2"] == 0.0  # only the first k count
+
+
+def test_peers_lightning_trainer_runs_exactly_the_epochs_and_counts_each_batchs_targets(monkeypatch):
+    """Both peers' Trainers come from one helper: fixed epochs on one CPU, with any extra setting, and a callback
+    of the trainer's own Lightning whose batch hook counts targets for the epoch report."""
+    peers = load_script("peers_sasrec")
+
+    class Callback:  # stands for the peer's lightning.Callback
+        pass
+
+    trainer = peers._lightning_trainer(dict, Callback, len, 3, limit_val_batches=0)
+    (callback,) = trainer.pop("callbacks")
+    assert trainer == {
+        "max_epochs": 3,
+        "min_epochs": 3,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+        "enable_checkpointing": False,
+        "accelerator": "cpu",
+        "devices": 1,
+        "limit_val_batches": 0,
+    }
+    assert isinstance(callback, Callback)
+    reports = []
+    monkeypatch.setattr(peers, "wait_command", lambda: "epoch")
+    monkeypatch.setattr(peers, "report", lambda **fields: reports.append(fields))
+    callback.on_train_epoch_start(None, None)
+    for batch in ([1, 2], [3, 4, 5]):
+        callback.on_train_batch_start(None, None, batch, 0)
+    callback.on_train_epoch_end(None, None)
+    assert [(r["event"], r["epoch"], r["targets"]) for r in reports] == [("epoch", 0, 5)]
