@@ -30,6 +30,7 @@ from data_processing.builtins import to_builtin
 from data_processing.readers import DATA_FORMATS, KNOWN_DATASETS
 
 from .configuration_btsr import SAMPLED_LOSS_TYPES, BTSRConfig
+from .evaluation import DEFAULT_KS, selectable_metrics
 
 __all__ = [
     "ModelArguments",
@@ -806,6 +807,10 @@ def resolve_settings(argv: list[str] | None = None) -> ResolvedSettings:
 
 def _settings_from_values(values: dict, sources: dict, baseline: dict) -> ResolvedSettings:
     values, sources = dict(values), dict(sources)
+    for implied_by in ("torch_compile_mode", "torch_compile_backend"):
+        if values.get(implied_by) is not None and not values.get("torch_compile"):
+            # TrainingArguments turns compilation on for either; the checks below must know it is on.
+            values["torch_compile"], sources["torch_compile"] = True, f"implied by --{implied_by}"
     if values.get("torch_compile") and not sources.get("length_grouped_attention", "default").startswith(
         ("config:", "command line")
     ):
@@ -1002,6 +1007,43 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
             fail("push_to_hub", "needs a token: pass --hub_token or run `hf auth login`")
 
 
+# TrainingArguments settings whose Trainer code path BT-SR replaces or cannot use: given, each fails in one line.
+_NO_PREDICTION_LOOP = "has no effect: validation ranks the whole catalogue (BTSRTrainer.evaluate), not through the "
+_NO_PREDICTION_LOOP += "Trainer's prediction loop"
+_NOT_HONOURED = {
+    "remove_unused_columns": "must stay False: the collator reads the pair and view columns the model's forward "
+    "does not name",
+    "bf16_full_eval": "is not supported: the ranking evaluation runs in float32",
+    "fp16_full_eval": "is not supported: the ranking evaluation runs in float32",
+    **dict.fromkeys(
+        (
+            "prediction_loss_only",
+            "eval_accumulation_steps",
+            "eval_do_concat_batches",
+            "include_for_metrics",
+            "batch_eval_metrics",
+            "eval_use_gather_object",
+        ),
+        _NO_PREDICTION_LOOP,
+    ),
+    "auto_find_batch_size": "is not supported: the SCE buckets and run_settings.json follow the batch size given; "
+    "set --per_device_train_batch_size",
+    "neftune_noise_alpha": "is not supported: NEFTune perturbs a language model's token embeddings, and BT-SR looks "
+    "its items up packed",
+    "use_liger_kernel": "is not supported: Liger has no kernels for BT-SR",
+    "liger_kernel_config": "is not supported: Liger has no kernels for BT-SR",
+    "save_only_model": "is not supported: a checkpoint without the optimizer, scheduler and RNG states would resume "
+    "as another run",
+    "enable_jit_checkpoint": "is not supported: a run stopped by SIGTERM would then be tested and reported as "
+    "finished; checkpoints are written every epoch (resume with --resume_from_checkpoint latest)",
+    "length_column_name": "has no effect: lengths come from the training sequences",
+    "label_names": "has no effect: the targets are each sequence's next items, not a column",
+    "hub_always_push": "has no effect: --push_to_hub uploads through BT-SR's Hub helper (--hub_strategy end or "
+    "every_save)",
+    "logging_nan_inf_filter": "has no effect: a non-finite loss stops the run with an error",
+}
+
+
 def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> None:
     """A setting that takes effect only beside another, given where it has none, fails in one line.
 
@@ -1014,7 +1056,13 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
         source = sources.get(name, "default")
         return (source == "command line" or source.startswith("config:")) and values[name] != baseline.get(name)
 
-    loss, evaluates = values["loss_type"], getattr(values["eval_strategy"], "value", values["eval_strategy"]) != "no"
+    def plain(name):  # an enumeration's value, as written on the command line
+        return getattr(values[name], "value", values[name])
+
+    for name, reason in _NOT_HONOURED.items():
+        if name in values and given(name):
+            raise _refusal(name, sources, reason)
+    loss, evaluates, schedule = values["loss_type"], plain("eval_strategy") != "no", plain("lr_scheduler_type")
     rules = (
         (("bt_lambda",), values["bt_alpha"] != 0, "has no effect with --bt_alpha 0 (no self-supervised loss)"),
         (
@@ -1042,11 +1090,61 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
             values["load_best_model_at_end"],
             "has no effect with --load_best_model_at_end False (early stopping selects the best evaluation)",
         ),
+        (
+            ("warmup_steps", "lr_scheduler_kwargs"),
+            schedule != "constant",
+            "has no effect with --lr_scheduler_type constant (this package's default); choose a schedule that "
+            "reads it, such as constant_with_warmup or linear",
+        ),
+        *(
+            (
+                (f"{event}_steps",),
+                plain(f"{event}_strategy") == "steps",
+                f"applies to --{event}_strategy steps only, not --{event}_strategy {plain(f'{event}_strategy')}",
+            )
+            for event in ("eval", "save", "logging")
+        ),
+        (
+            ("dataloader_persistent_workers",),
+            values["dataloader_num_workers"] > 0,
+            "needs --dataloader_num_workers 1 or more (the batches are built in the main process)",
+        ),
     )
     for names, applies, message in rules:
         for name in names if not applies else ():
             if given(name):
                 raise _refusal(name, sources, message)
+    if evaluates:
+        _check_selection(values, sources, schedule)
+
+
+def _check_selection(values: dict, sources: dict, schedule: str) -> None:
+    """The selection metric is one validation reports, and a plateau schedule steps the right way on it."""
+    metric = str(values["metric_for_best_model"])
+    names = selectable_metrics()
+    if metric.removeprefix("eval_") not in names:
+        close = difflib.get_close_matches(metric.removeprefix("eval_"), names, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise _refusal(
+            "metric_for_best_model",
+            sources,
+            f"validation reports no {metric!r}{hint} (choose from hr@K, ndcg@K, mrr@K or coverage@K with K in "
+            f"{', '.join(map(str, DEFAULT_KS))}; it ranks the catalogue and computes no loss)",
+        )
+    kwargs = values.get("lr_scheduler_kwargs") or {}
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs)
+        except ValueError:
+            raise _refusal("lr_scheduler_kwargs", sources, f"is not a JSON object: {kwargs!r}") from None
+    higher_is_better = values["greater_is_better"] is not False
+    if schedule in ("reduce_lr_on_plateau", "greedy") and higher_is_better and "mode" not in kwargs:
+        raise _refusal(
+            "lr_scheduler_type",
+            sources,
+            f"{schedule} is stepped on {metric}, where higher is better, but torch's default mode 'min' would cut "
+            """the rate while it improves; add --lr_scheduler_kwargs '{"mode": "max"}'""",
+        )
 
 
 def _check_output_dir(path: str) -> None:

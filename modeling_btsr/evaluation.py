@@ -37,7 +37,14 @@ from .metrics import (
 )
 from .modeling_btsr import BTSRModel, deterministic_inference, exclude_seen_items_, left_pad_sequences
 
-__all__ = ["evaluate_ranking", "most_popular_ranking", "ranking_metrics", "BUCKET_NAMES", "DEFAULT_KS"]
+__all__ = [
+    "evaluate_ranking",
+    "most_popular_ranking",
+    "ranking_metrics",
+    "selectable_metrics",
+    "BUCKET_NAMES",
+    "DEFAULT_KS",
+]
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
 BUCKET_NAMES = ("head", "mid", "tail")
@@ -190,6 +197,15 @@ def _context_bucket_counts(contexts: list[np.ndarray], item_buckets: torch.Tenso
     users = torch.repeat_interleave(torch.arange(len(contexts)), torch.as_tensor(lengths))
     cells = users * n_buckets + item_buckets[flat - 1]
     return torch.bincount(cells, minlength=len(contexts) * n_buckets).view(len(contexts), n_buckets).double()
+
+
+def selectable_metrics(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
+    """The metrics every evaluation reports over all its users, without prefix: what a run can select on.
+
+    >>> selectable_metrics((10,))
+    ['hr@10', 'ndcg@10', 'mrr@10', 'coverage@10']
+    """
+    return [f"{name}@{k}" for k in ks for name in ("hr", "ndcg", "mrr", "coverage")]
 
 
 def ranking_metrics(

@@ -91,8 +91,9 @@ class DatasetEpochCallback(TrainerCallback):
 
 class EpochLogCallback(ProgressCallback):
     """The Trainer's progress bar over steps (unless `disable_tqdm`), and one line per epoch in place of its dicts:
-    the loss and its parts, validation HR@10 / NDCG@10 / Coverage@10, the best NDCG@10 so far and the epoch's time.
-    Every metric still goes to the trainer state and `all_results.json`; only the main process prints."""
+    the loss and its parts, validation HR@10 / NDCG@10 / Coverage@10, the best NDCG@10 so far and the epoch's time;
+    with `--logging_strategy steps`, a line per logged loss too. Every metric still goes to the trainer state and
+    `all_results.json`; only the main process prints."""
 
     def __init__(self, show_bar: bool = True):
         super().__init__()
@@ -128,7 +129,9 @@ class EpochLogCallback(ProgressCallback):
         total = epoch_number(args.num_train_epochs) if args.max_steps <= 0 else None
         if "loss" in logs:
             self._loss = logs
-            if args.eval_strategy == "no":
+            if args.logging_strategy == "steps":  # asked for by step: each logged window gets its line
+                self._write(f"step {state.global_step}  epoch {float(logs.get('epoch', 0.0)):.2f}  {self._loss_text()}")
+            elif args.eval_strategy == "no":
                 self._write(f"epoch {epoch}{'/' + str(total) if total else ''}  {self._loss_text()}")
         elif "eval_ndcg@10" in logs and epoch not in self._printed:
             self._printed.add(epoch)

@@ -8,6 +8,7 @@ import types
 from dataclasses import fields
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
 import pytest
 import yaml
 
@@ -38,6 +39,7 @@ _NOT_ROUND_TRIPPED = {
     "dataloader_prefetch_factor",
     "fsdp",
     "ddp_backend",
+    *arguments._NOT_HONOURED,  # refused whenever given: tested in _bad_cases
 }
 _CHOICES = {a.dest: a.choices for a in arguments.build_parser(help_all=True).built_actions if a.choices}
 
@@ -68,6 +70,8 @@ def _other_value(annotation, default, name=None):
         return 2 if default in (None, -1) else default + 2
     if annotation is float:
         return default / 2 if default else 0.25
+    if name == "metric_for_best_model":  # one of the metrics validation reports
+        return "eval_hr@10" if default != "eval_hr@10" else "eval_mrr@5"
     if annotation is str:
         return "other_value"
     if get_origin(annotation) is list:
@@ -125,6 +129,13 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
         out = out + ["--loss_type", "sce"]
     if name == "bce_num_negatives":  # it describes the sampled losses
         out = out + ["--loss_type", "bce"]
+    if name in ("warmup_steps", "lr_scheduler_kwargs"):  # read by a schedule other than the default constant one
+        out = out + ["--lr_scheduler_type", "linear"]
+    for event in ("eval", "save", "logging"):  # a step interval describes a `steps` strategy
+        if name == f"{event}_steps":
+            out = out + [f"--{event}_strategy", "steps", "--load_best_model_at_end", "False"]
+    if name == "dataloader_persistent_workers":  # it describes worker processes
+        out = out + ["--dataloader_num_workers", "1"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -300,6 +311,41 @@ def _bad_cases(tmp_path):
             ["--load_best_model_at_end", "False", "--patience", "3"],
             "--patience: has no effect with --load_best_model_at_end False",
         ),
+        # Trainer settings whose code path BT-SR replaces: each would be accepted and ignored (or fail later)
+        (["--warmup_steps", "100"], "--warmup_steps: has no effect with --lr_scheduler_type constant"),
+        (
+            ["--lr_scheduler_kwargs", '{"a": 1}'],
+            "--lr_scheduler_kwargs: has no effect with --lr_scheduler_type constant",
+        ),
+        (["--eval_steps", "5"], "--eval_steps: applies to --eval_strategy steps only, not --eval_strategy epoch"),
+        (["--save_steps", "5"], "--save_steps: applies to --save_strategy steps only"),
+        (["--logging_steps", "5"], "--logging_steps: applies to --logging_strategy steps only"),
+        (
+            ["--dataloader_persistent_workers", "True"],
+            "--dataloader_persistent_workers: needs --dataloader_num_workers",
+        ),
+        (["--metric_for_best_model", "eval_loss"], "--metric_for_best_model: validation reports no 'eval_loss'"),
+        (["--metric_for_best_model", "ndcg@7"], "no 'ndcg@7'; did you mean ndcg@5?"),
+        (
+            ["--lr_scheduler_type", "reduce_lr_on_plateau"],
+            "--lr_scheduler_type: reduce_lr_on_plateau is stepped on eval_ndcg@10, where higher is better",
+        ),
+        (
+            ["--torch_compile_mode", "default", "--length_grouped_attention", "True"],
+            "--length_grouped_attention: cannot be combined with --torch_compile",
+        ),
+        (["--remove_unused_columns", "True"], "--remove_unused_columns: must stay False"),
+        (["--logging_nan_inf_filter", "False"], "--logging_nan_inf_filter: has no effect"),
+        (["--prediction_loss_only"], "--prediction_loss_only: has no effect: validation ranks the whole catalogue"),
+        (["--eval_accumulation_steps", "2"], "--eval_accumulation_steps: has no effect"),
+        (["--include_for_metrics", "inputs"], "--include_for_metrics: has no effect"),
+        (["--auto_find_batch_size"], "--auto_find_batch_size: is not supported"),
+        (["--neftune_noise_alpha", "5"], "--neftune_noise_alpha: is not supported"),
+        (["--save_only_model"], "--save_only_model: is not supported"),
+        (["--enable_jit_checkpoint"], "--enable_jit_checkpoint: is not supported"),
+        (["--label_names", "target"], "--label_names: has no effect"),
+        (["--length_column_name", "n"], "--length_column_name: has no effect"),
+        (["--hub_always_push"], "--hub_always_push: has no effect"),
     ]
 
 
@@ -383,6 +429,17 @@ def test_own_file_gets_no_named_datasets_preset(out, tmp_path):
     asked = resolve_settings(out + ["--data_path", str(log), "--preset", "ml-latest-small"])
     assert asked.sources["num_train_epochs"] == "preset:ml-latest-small" and asked.values["num_train_epochs"] == 20
     assert resolve_settings(out).sources["num_train_epochs"] == "preset:ml-latest-small"
+
+
+def test_every_selectable_metric_is_one_validation_reports():
+    """`--metric_for_best_model` is checked against `selectable_metrics`: each is a key of a real evaluation."""
+    from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
+    from modeling_btsr.evaluation import evaluate_ranking, selectable_metrics
+
+    model = BTSRForSequentialRecommendation(BTSRConfig(num_items=60, hidden_size=8, max_position_embeddings=5))
+    metrics = evaluate_ranking(model, [[1, 2], [3]], [4, 5], item_user_counts=np.ones(60))
+    assert {f"eval_{name}" for name in selectable_metrics()} <= set(metrics)
+    assert len(selectable_metrics()) == 4 * 5 and "eval_loss" not in metrics
 
 
 def test_a_setting_without_effect_is_refused_only_where_the_user_gave_it(tmp_path, out):

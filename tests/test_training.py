@@ -118,8 +118,6 @@ def test_two_processes_equal_one_process_first_step(tmp_path, synthetic_log):
         "false",
         "--bt_alpha",
         "0.5",
-        "--logging_steps",
-        "1",
     ]
     one = tmp_path / "one"
     run_train(_train_args(synthetic_log, one, *common, "--per_device_train_batch_size", "16"))
@@ -441,3 +439,24 @@ def test_item_counts_equal_a_per_user_count():
     for item in range(1, 12):
         assert interactions[item - 1] == sum(int((s == item).sum()) for s in sequences)
         assert users[item - 1] == sum(int(item in s) for s in sequences)
+
+
+def test_losses_logged_by_step_are_printed_each_and_epoch_lines_stay(capsys):
+    """`--logging_strategy steps` asks to see each logged loss: one line per log, beside the epoch's validation line."""
+    from types import SimpleNamespace
+
+    from modeling_btsr.trainer import EpochLogCallback
+
+    args = SimpleNamespace(num_train_epochs=2, max_steps=-1, eval_strategy="epoch", logging_strategy="steps")
+    state = SimpleNamespace(is_world_process_zero=True, epoch=0.5, global_step=3, log_history=[])
+    log = EpochLogCallback(show_bar=False)
+    log.on_log(args, state, None, logs={"loss": 7.25, "prediction_loss": 7.0, "bt_loss": 1.25, "epoch": 0.5})
+    log.on_log(args, state, None, logs={"eval_hr@10": 0.5, "eval_ndcg@10": 0.25, "eval_coverage@10": 0.1, "epoch": 1.0})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "step 3  epoch 0.50  loss 7.2500 (prediction 7.0000, bt 1.2500)"
+    assert lines[1].startswith(
+        "epoch 1/2  loss 7.2500 (prediction 7.0000, bt 1.2500)  valid HR@10 0.5000 NDCG@10 0.2500"
+    )
+    args.logging_strategy = "epoch"  # by epoch, the loss shows on the epoch's line alone
+    log.on_log(args, state, None, logs={"loss": 7.0, "epoch": 1.0})
+    assert capsys.readouterr().out == ""
