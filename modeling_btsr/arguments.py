@@ -581,9 +581,12 @@ def build_parser(help_all: bool = False) -> _Parser:
     )
     parser.add_argument("--help_all", action="store_true", help="Also list every other TrainingArguments flag.")
     training = {f.name for f in fields(BTSRTrainingArguments)} - set(HUB_SETTINGS)
+    hints = get_type_hints(BTSRTrainingArguments)
     for action in parser.built_actions:
         if not action.option_strings:
             continue
+        if hints.get(action.dest) == str | bool:  # HfArgumentParser parses these as booleans and refuses the words
+            action.type = _bool_or_word
         # Listed under their underscore name only; the kebab-case spellings still parse.
         action.option_strings = action.option_strings[:1]
         if action.dest in training and action.dest not in TRAINING_FLAGS_SHOWN and not help_all:
@@ -598,6 +601,15 @@ def build_parser(help_all: bool = False) -> _Parser:
 
 
 _METAVARS = {int: "N", float: "X", str: "TEXT", string_to_bool: "BOOL"}
+
+
+def _bool_or_word(value: str) -> bool | str:
+    """A `str | bool` setting's value: a boolean spelled as one, else the word itself (`--include_num_input_tokens_seen
+    non_padding`, which TrainingArguments takes beside true and false)."""
+    try:
+        return string_to_bool(value)
+    except argparse.ArgumentTypeError:
+        return value
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

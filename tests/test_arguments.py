@@ -431,6 +431,13 @@ def test_own_file_gets_no_named_datasets_preset(out, tmp_path):
     assert resolve_settings(out).sources["num_train_epochs"] == "preset:ml-latest-small"
 
 
+def test_a_setting_of_words_or_booleans_takes_both(out):
+    """`include_num_input_tokens_seen` is `str | bool`: HfArgumentParser alone refuses its words (non_padding)."""
+    for given, expected in (("non_padding", "non_padding"), ("all", "all"), ("true", "all"), ("no", "no")):
+        settings = resolve_settings(out + ["--include_num_input_tokens_seen", given])
+        assert settings.training.include_num_input_tokens_seen == expected, given
+
+
 def test_every_selectable_metric_is_one_validation_reports():
     """`--metric_for_best_model` is checked against `selectable_metrics`: each is a key of a real evaluation."""
     from modeling_btsr import BTSRConfig, BTSRForSequentialRecommendation
