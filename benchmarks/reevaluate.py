@@ -46,7 +46,7 @@ def recorded_arguments(results: dict, data_root: str | None) -> list[str]:
     argv = shlex.split(command)
     argv = argv[argv.index("train.py") + 1 :] if "train.py" in argv else argv[1:]
     argv = [a for a in argv if not a.endswith("train.py")]
-    if data_root is not None:
+    if data_root is not None and "--data_path" not in argv:  # a run on its own file has no data root
         argv += ["--data_root", data_root]
     return argv
 

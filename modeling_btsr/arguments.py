@@ -1121,6 +1121,18 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
             values["dataloader_num_workers"] > 0,
             "needs --dataloader_num_workers 1 or more (the batches are built in the main process)",
         ),
+        (
+            ("hub_private_repo", "hub_strategy", "hub_revision", "hub_token"),
+            values["push_to_hub"],
+            "applies with --push_to_hub only (nothing is uploaded without it)",
+        ),
+        (("data_root",), values["data_path"] is None, "applies to a named --dataset only, not to --data_path"),
+        (
+            ("k_core",),
+            values["min_users_per_item"] > 1 and values["min_items_per_user"] > 1,
+            "has no effect unless --min_users_per_item and --min_items_per_user are both above 1 (with one "
+            "threshold, one pass already meets it)",
+        ),
     )
     for names, applies, message in rules:
         for name in names if not applies else ():

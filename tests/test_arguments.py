@@ -136,6 +136,10 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
             out = out + [f"--{event}_strategy", "steps", "--load_best_model_at_end", "False"]
     if name == "dataloader_persistent_workers":  # it describes worker processes
         out = out + ["--dataloader_num_workers", "1"]
+    if name == "k_core":  # it iterates two thresholds
+        out = out + ["--min_users_per_item", "2", "--min_items_per_user", "2"]
+    if name == "data_root":  # it locates a named dataset
+        out = out + ["--dataset", "ml-1m"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
@@ -346,6 +350,10 @@ def _bad_cases(tmp_path):
         (["--label_names", "target"], "--label_names: has no effect"),
         (["--length_column_name", "n"], "--length_column_name: has no effect"),
         (["--hub_always_push"], "--hub_always_push: has no effect"),
+        (["--hub_strategy", "every_save"], "--hub_strategy: applies with --push_to_hub only"),
+        (["--hub_private_repo", "True"], "--hub_private_repo: applies with --push_to_hub only"),
+        (["--data_path", "log.csv", "--data_root", "data"], "--data_root: applies to a named --dataset only"),
+        (["--k_core", "--min_users_per_item", "5"], "--k_core: has no effect unless --min_users_per_item and"),
     ]
 
 
