@@ -88,12 +88,20 @@ def crop(sequence: Sequence[int], ratio: float, rng: np.random.Generator) -> lis
     True
     """
     items = list(sequence)
-    n = len(items)
-    if n == 0:
-        return items
-    keep = min(n, max(1, math.floor(ratio * n)))
-    start = int(rng.integers(0, n - keep + 1))
+    start, keep = crop_span(len(items), ratio, rng)
     return items[start : start + keep]
+
+
+def crop_span(n: int, ratio: float, rng: np.random.Generator) -> tuple[int, int]:
+    """``(start, length)`` of :func:`crop`'s span of an ``n``-item sequence, drawing what it draws.
+
+    >>> crop_span(5, 0.4, np.random.default_rng(0))[1]
+    2
+    """
+    if n == 0:
+        return 0, 0
+    keep = min(n, max(1, math.floor(ratio * n)))
+    return int(rng.integers(0, n - keep + 1)), keep
 
 
 def mask(sequence: Sequence[int], ratio: float, rng: np.random.Generator, mask_token: int) -> list[int]:
@@ -148,21 +156,28 @@ def cl4srec_view(
     reorder_ratio: float,
     mask_token: int | None,
     operator: int | None = None,
-) -> list[int]:
+    with_trailing: bool = False,
+) -> list[int] | tuple[list[int], int]:
     """One CL4SRec view: crop, mask or reorder (``operator``, an index into :data:`AUGMENTATIONS`; picked
     uniformly with ``rng`` when not given), applied with ``rng``.
 
     ``mask_token`` may be ``None`` only when ``mask_ratio * len(sequence) < 1`` for every sequence (no position
-    is ever masked), e.g. ``mask_ratio = 0``.
+    is ever masked), e.g. ``mask_ratio = 0``. With ``with_trailing``, ``(view, trailing)``: how many items of
+    ``sequence`` come after the view's last one (a crop's tail; 0 for a mask or a reorder, which keep the end), what
+    encoding the view at its own positions needs.
     """
     choice = int(rng.integers(0, len(AUGMENTATIONS))) if operator is None else int(operator)
+    trailing = 0
     if choice == 0:
-        return crop(sequence, crop_ratio, rng)
-    if choice == 1:
+        start, keep = crop_span(len(sequence), crop_ratio, rng)
+        view, trailing = list(sequence)[start : start + keep], len(sequence) - start - keep
+    elif choice == 1:
         if mask_token is None and math.floor(mask_ratio * len(sequence)) > 0:
             raise ValueError("cl4srec_view: mask_ratio > 0 needs a mask_token (the model's num_items + 1)")
-        return mask(sequence, mask_ratio, rng, mask_token)
-    return reorder(sequence, reorder_ratio, rng)
+        view = mask(sequence, mask_ratio, rng, mask_token)
+    else:
+        view = reorder(sequence, reorder_ratio, rng)
+    return (view, trailing) if with_trailing else view
 
 
 def explained_view(

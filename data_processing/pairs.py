@@ -444,9 +444,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         views.append(explained_view(sequence, scores, operator, self.negative_ratio, False, rng, self.mask_token))
         return views[0], views[1], views[2]
 
-    def augmented_view(self, i: int, view: int, epoch: int | None = None) -> list[int]:
+    def augmented_view(self, i: int, view: int, epoch: int | None = None, with_trailing: bool = False):
         """CL4SRec view ``view`` (0 or 1) of row ``i`` (of its prefix with ``random_prefix``) in ``epoch``
-        (default: the current one)."""
+        (default: the current one); with ``with_trailing``, also how many items of what was augmented follow the
+        view's last one (:func:`~data_processing.augment.cl4srec_view`)."""
         current = self.epoch  # read first: it drops caches another process made stale
         if epoch is not None and int(epoch) != current:
             key = int(view_keys(self.seed, int(epoch), np.array([i]), view)[0])
@@ -462,7 +463,14 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         if self._prefixes:
             sequence = sequence[: int(self.prefix_cuts(epoch)[i]) + 1]
         return cl4srec_view(
-            sequence, rng, self.crop_ratio, self.mask_ratio, self.reorder_ratio, self.mask_token, operator=operator
+            sequence,
+            rng,
+            self.crop_ratio,
+            self.mask_ratio,
+            self.reorder_ratio,
+            self.mask_token,
+            operator=operator,
+            with_trailing=with_trailing,
         )
 
     def __len__(self) -> int:
@@ -564,9 +572,10 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         after = int(labels[i]) - 1 - int(self.prefix_cuts()[i])  # items of the row after its prefix
         pair_after = after
         item: dict[str, Any] = {"row": i}
-        if self.view_maker == "cl4srec":
-            item["view_input_ids"] = self.augmented_view(i, 0)
-            item["pair_input_ids"] = self.augmented_view(i, 1)
+        if self.view_maker == "cl4srec":  # a crop ends before the prefix does: its own items after it count too
+            item["view_input_ids"], view_trailing = self.augmented_view(i, 0, with_trailing=True)
+            item["pair_input_ids"], pair_trailing = self.augmented_view(i, 1, with_trailing=True)
+            after, pair_after = after + view_trailing, after + pair_trailing
         else:
             sequence = self.table.row("input_ids", i)
             prefix = sequence[: len(sequence) - after]

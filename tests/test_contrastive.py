@@ -345,6 +345,7 @@ def test_random_prefix_in_place_serves_each_view_its_offset(examples, view_maker
     labels = examples.dataset["labels"]
     moved = _prefix(examples, view_maker, seed=6)
     in_place = _prefix(examples, view_maker, seed=6, view_span="random_prefix_in_place")
+    crops_seen = 0
     for epoch in (0, 2):
         moved.set_epoch(epoch)
         in_place.set_epoch(epoch)
@@ -352,12 +353,24 @@ def test_random_prefix_in_place_serves_each_view_its_offset(examples, view_maker
             item, j = in_place[i], int(in_place.prefix_cuts()[i])
             # The same views as random_prefix, plus where each one ends in its own row.
             assert {k: v for k, v in item.items() if not k.endswith("_position_offsets")} == moved[i]
+            if view_maker == "cl4srec":  # each view ends where its last item sits in the row (a crop: inside it)
+                row = list(examples.dataset["input_ids"][i])
+                for name in ("view", "pair"):
+                    view, offset = list(item[f"{name}_input_ids"]), item[f"{name}_position_offsets"]
+                    if len(view) == j + 1:  # a mask or a reorder of the whole prefix
+                        assert offset == len(labels[i]) - 1 - j
+                    else:  # a crop: a contiguous span of the prefix, found by search
+                        ends = {s + len(view) for s in range(j + 2 - len(view)) if row[s : s + len(view)] == view}
+                        assert len(labels[i]) - offset in ends, (i, name)
+                crops_seen = crops_seen + (len(item["view_input_ids"]) < j + 1)
+                continue
             assert item["view_position_offsets"] == len(labels[i]) - 1 - j
             if view_maker == "same_target+dropout":
                 row, position = in_place.row_and_position(int(in_place.partners()[i]))
                 assert item["pair_position_offsets"] == len(labels[row]) - 1 - position
             else:
                 assert item["pair_position_offsets"] == item["view_position_offsets"]
+    assert crops_seen > 0 or view_maker != "cl4srec"
     batch = SequenceCollator()([in_place[i] for i in range(5)])
     assert batch["view_position_offsets"].tolist() == [in_place[i]["view_position_offsets"] for i in range(5)]
 
