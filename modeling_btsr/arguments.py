@@ -1128,6 +1128,31 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
         ),
         (("data_root",), values["data_path"] is None, "applies to a named --dataset only, not to --data_path"),
         (
+            ("data_root",),
+            values["data_path"] is not None or not KNOWN_DATASETS[values["dataset"]].in_repo,
+            f"has no effect with --dataset {values['dataset']}, which ships with BT-SR (name the dataset to read)",
+        ),
+        (("data_root",), not values["download"], "has no effect with --download (the file is fetched to --cache_dir)"),
+        (("download",), values["data_path"] is None, "applies to a named --dataset (ml-1m-raw), not to --data_path"),
+        (("dataset",), values["data_path"] is None, "and --data_path both name the data; give one"),
+        (
+            ("view_maker",),
+            values["view_maker"] != "same_target+dropout" or values["ssl_view_span"] == "sequence",
+            f"same_target+dropout is same_target under --ssl_view_span {values['ssl_view_span']} (each view there is "
+            "a pass of its own, with dropout); use same_target",
+        ),
+        (
+            ("ec4srec_negative_temperature", "ec4srec_negative_ratio"),
+            values["ec4srec_negative_weight"] != 0,
+            "has no effect with --ec4srec_negative_weight 0 (no negative view is encoded)",
+        ),
+        (
+            ("eval_context_len",),
+            values["backbone"] != "bert4rec" or (values["eval_context_len"] or 0) < values["max_len"],
+            f"must be below --max_len {values['max_len']} with --backbone bert4rec (its mask token takes the last "
+            "position)",
+        ),
+        (
             ("k_core",),
             values["min_users_per_item"] > 1 and values["min_items_per_user"] > 1,
             "has no effect unless --min_users_per_item and --min_items_per_user are both above 1 (with one "
@@ -1140,6 +1165,28 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
                 raise _refusal(name, sources, message)
     if evaluates:
         _check_selection(values, sources, schedule)
+    _check_explanation_epochs(values, sources, given)
+
+
+def _check_explanation_epochs(values: dict, sources: dict, given) -> None:
+    """EC4SRec explains after the epochs it is told; one that training never reaches would leave its views unused."""
+    if values["view_maker"] != "ec4srec" or values["max_steps"] > 0:
+        return
+    epochs, updates = values["num_train_epochs"], sorted(values["ec4srec_update_epochs"])
+    if updates[0] >= epochs:  # no explanation at all: CE alone, recorded as EC4SRec
+        raise _refusal(
+            "num_train_epochs",
+            sources,
+            f"{epochs:g} epochs end before EC4SRec's first explanation, after epoch {updates[0]} "
+            "(--ec4srec_update_epochs): the run would train next-item prediction alone",
+        )
+    if given("ec4srec_update_epochs") and updates[-1] >= epochs:
+        raise _refusal(
+            "ec4srec_update_epochs",
+            sources,
+            f"epoch {updates[-1]} is never reached with --num_train_epochs {epochs:g} (explaining after epoch e needs "
+            "more than e epochs)",
+        )
 
 
 def _check_selection(values: dict, sources: dict, schedule: str) -> None:

@@ -354,6 +354,27 @@ def _bad_cases(tmp_path):
         (["--hub_private_repo", "True"], "--hub_private_repo: applies with --push_to_hub only"),
         (["--data_path", "log.csv", "--data_root", "data"], "--data_root: applies to a named --dataset only"),
         (["--k_core", "--min_users_per_item", "5"], "--k_core: has no effect unless --min_users_per_item and"),
+        (["--data_root", "data"], "--data_root: has no effect with --dataset ml-latest-small, which ships with BT-SR"),
+        (["--dataset", "ml-1m-raw", "--download", "--data_root", "d"], "--data_root: has no effect with --download"),
+        (["--data_path", "log.csv", "--download"], "--download: applies to a named --dataset (ml-1m-raw)"),
+        (["--config", config("dataset: beauty\n"), "--data_path", "log.csv"], "--dataset (from config:"),
+        (
+            ["--preset", "cl4srec", "--view_maker", "same_target+dropout", "--ssl_view_span", "random_prefix"],
+            "--view_maker: same_target+dropout is same_target under --ssl_view_span random_prefix",
+        ),
+        (
+            ["--preset", "ec4srec", "--ec4srec_negative_weight", "0", "--ec4srec_negative_ratio", "0.5"],
+            "--ec4srec_negative_ratio: has no effect with --ec4srec_negative_weight 0",
+        ),
+        (["--preset", "bert4rec", "--eval_context_len", "200"], "--eval_context_len: must be below --max_len 200"),
+        (
+            ["--preset", "ec4srec", "--num_train_epochs", "10"],
+            "--num_train_epochs: 10 epochs end before EC4SRec's first explanation, after epoch 15",
+        ),
+        (
+            ["--preset", "ec4srec", "--num_train_epochs", "20", "--ec4srec_update_epochs", "5", "25"],
+            "--ec4srec_update_epochs: epoch 25 is never reached with --num_train_epochs 20",
+        ),
     ]
 
 
