@@ -170,11 +170,29 @@ def make_config(
         raise SettingsError(config_error_as_flags(" ".join(str(cause).split()))) from error
 
 
+def trained_positions_per_row(model_args: ModelArguments, mean_labelled_positions: float) -> float:
+    """How many positions of a training row a batch trains on, on average: every labelled one of the sequence, one
+    (its prefix's next item) under `--prediction_span random_prefix`, the masked ones under BERT4Rec (each item of
+    the row's whole sequence, labels' last included, with probability `mlm_probability`). The SCE paper's default
+    bucket formula reads the positions a batch trains on.
+
+    >>> trained_positions_per_row(ModelArguments(prediction_span="random_prefix", bt_alpha=0.0), 100.0)
+    1.0
+    """
+    if model_args.prediction_span == "random_prefix":
+        return 1.0
+    if model_args.backbone == "bert4rec":
+        return model_args.mlm_probability * (mean_labelled_positions + 1)
+    return mean_labelled_positions
+
+
 def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int) -> BTSRForSequentialRecommendation:
-    """A fresh model for the data's catalogue, with the SCE paper's bucket defaults resolved."""
+    """A fresh model for the data's catalogue, with the SCE paper's bucket defaults resolved (from the positions a
+    batch trains on, :func:`trained_positions_per_row`)."""
     n_buckets, bucket_x = model_args.sce_n_buckets, model_args.sce_bucket_size_x
     if model_args.loss_type == "sce" and (n_buckets is None or bucket_x is None):
-        default = default_sce_buckets(batch_size, data.examples.mean_labelled_positions)
+        positions = trained_positions_per_row(model_args, data.examples.mean_labelled_positions)
+        default = default_sce_buckets(batch_size, positions)
         # `is None`, not `or`: an explicit 0 must reach the config's check, not be replaced by the default.
         n_buckets = default if n_buckets is None else n_buckets
         bucket_x = default if bucket_x is None else bucket_x

@@ -460,3 +460,33 @@ def test_losses_logged_by_step_are_printed_each_and_epoch_lines_stay(capsys):
     args.logging_strategy = "epoch"  # by epoch, the loss shows on the epoch's line alone
     log.on_log(args, state, None, logs={"loss": 7.0, "epoch": 1.0})
     assert capsys.readouterr().out == ""
+
+
+def test_sce_default_buckets_count_the_positions_a_batch_trains_on():
+    """The SCE paper's formula reads the labelled positions per row: counted here on the samples themselves, one per
+    row for random prefixes, the masked ones (over many epochs) for BERT4Rec, every one for whole sequences."""
+    from data_processing import PairedTrainDataset, build_train_dataset
+    from modeling_btsr.arguments import ModelArguments
+    from modeling_btsr.training_run import trained_positions_per_row
+
+    rng = np.random.default_rng(3)
+    examples = build_train_dataset([rng.integers(1, 40, size=int(rng.integers(3, 12))) for _ in range(50)], max_len=20)
+    mean = examples.mean_labelled_positions
+
+    def labelled(data, epochs=1):
+        counts = []
+        for epoch in range(epochs):
+            data.set_epoch(epoch)
+            counts += [int((np.asarray(data[i]["labels"]) != -100).sum()) for i in range(len(data))]
+        return float(np.mean(counts))
+
+    whole = ModelArguments()
+    assert trained_positions_per_row(whole, mean) == labelled(PairedTrainDataset(examples, seed=0, with_pairs=False))
+    prefix = PairedTrainDataset(
+        examples, seed=0, view_maker="dropout", view_span="random_prefix", prediction_span="random_prefix"
+    )
+    args = ModelArguments(prediction_span="random_prefix", ssl_view_span="random_prefix")
+    assert trained_positions_per_row(args, mean) == labelled(prefix) == 1.0
+    masked = PairedTrainDataset(examples, seed=0, with_pairs=False, mlm_probability=0.2, mask_token=41, max_len=20)
+    args = ModelArguments(backbone="bert4rec", mlm_probability=0.2)
+    assert trained_positions_per_row(args, mean) == pytest.approx(labelled(masked, epochs=200), rel=0.03)
