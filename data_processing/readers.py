@@ -318,12 +318,15 @@ def known_dataset_path(name: str, data_root: PathLike | None = None) -> Path:
     return (Path(data_root).expanduser() if data_root is not None else default_data_root()) / known.relative_path
 
 
-def load_dataset_by_name(name: str, data_root: PathLike | None = None) -> tuple[pd.DataFrame, dict]:
+def load_dataset_by_name(
+    name: str, data_root: PathLike | None = None, cache_dir: PathLike | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Read one of the :data:`KNOWN_DATASETS` by name.
 
     ``ml-latest-small`` ships with the repository. The others are not redistributable and are looked up under
     ``data_root`` (default :func:`default_data_root`); ``ml-1m-raw`` (GroupLens ``ratings.dat`` with timestamps) is
-    looked up there and then in the download cache of :func:`data_processing.download.fetch_ml1m_ratings`.
+    looked up there and then in the download cache of :func:`data_processing.download.fetch_ml1m_ratings`
+    (``cache_dir``, default :func:`~data_processing.download.default_cache_dir`: where ``--download`` put it).
 
     Returns:
         ``(interactions, info)`` where ``info`` holds ``name``, ``path``, ``data_format``, ``has_timestamps`` and
@@ -344,7 +347,8 @@ def load_dataset_by_name(name: str, data_root: PathLike | None = None) -> tuple[
         if name == "ml-1m-raw":
             from .download import default_cache_dir
 
-            candidates.append(default_cache_dir() / known.relative_path)
+            cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+            candidates.append(cache / known.relative_path)
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         looked = " or ".join(str(p) for p in candidates)

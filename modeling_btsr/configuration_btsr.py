@@ -112,8 +112,9 @@ class BTSRConfig(PreTrainedConfig):
         sce_mix_x (`bool`, defaults to `False`):
             Draw SCE bucket centres as random mixtures of the batch's own hidden states instead of pure noise.
         bce_num_negatives (`int`, defaults to 256):
-            Sampled negatives per sequence for `loss_type="bce"` and `"bpr"`. They are drawn from items the user
-            never interacted with.
+            Sampled negatives per sequence for `loss_type="bce"` and `"bpr"`. They are drawn from items the training
+            example does not contain (its inputs and targets: under `prediction_span="random_prefix"` the prefix and
+            its next item, so an item the user meets later in the row can be one).
         prediction_span (`str`, defaults to `"sequence"`):
             What one training example of the prediction loss is. `"sequence"` (SASRec, BT-SR): a user's training
             sequence, with a target at every position. `"random_prefix"`: the sequence up to a position drawn
@@ -136,6 +137,7 @@ class BTSRConfig(PreTrainedConfig):
             Temperature `tau` of the InfoNCE loss (CL4SRec and DuoRec: 1.0).
         infonce_similarity (`str`, defaults to `"dot"`):
             Similarity inside the InfoNCE loss: `"dot"` (raw inner product, CL4SRec and DuoRec) or `"cosine"`.
+            EC4SRec's negative-view loss keeps the inner product.
         view_maker (`str`, defaults to `"same_target"`):
             How the two views of the self-supervised loss are made. `"same_target"` (BT-SR): the sequence and
             another user's sequence with the same next item. `"dropout"` (DuoRec, unsupervised): the same sequence

@@ -105,7 +105,7 @@ def prepare_data(data_args: DataArguments, max_len: int, cache_dir: str | None =
             path = fetch_ml1m_ratings(cache_dir=data_args.cache_dir)
             frame, info = read_interactions(path, "ml1m_dat"), {"name": "ml-1m-raw", "path": str(path)}
         else:
-            frame, info = load_dataset_by_name(data_args.dataset, data_args.data_root)
+            frame, info = load_dataset_by_name(data_args.dataset, data_args.data_root, data_args.cache_dir)
         source = str(info.get("path", data_args.dataset))
     frame, filter_report = filter_interactions(
         frame,

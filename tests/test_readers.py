@@ -529,6 +529,19 @@ def test_load_by_name_from_data_root(tmp_path, monkeypatch):
     assert load_dataset_by_name("beauty")[1]["path"] == info["path"]
 
 
+def test_ml1m_raw_is_found_in_the_cache_a_download_used(tmp_path, monkeypatch):
+    """`--dataset ml-1m-raw --cache_dir D` reads what `--download --cache_dir D` fetched, not only the default."""
+    monkeypatch.setenv("BTSR_DATA_ROOT", str(tmp_path / "root"))
+    write(
+        (tmp_path / "cache" / "ml-1m").mkdir(parents=True) or tmp_path / "cache" / "ml-1m" / "ratings.dat",
+        "1::5::4::7\n",
+    )
+    frame, info = load_dataset_by_name("ml-1m-raw", cache_dir=tmp_path / "cache")
+    assert info["path"] == str(tmp_path / "cache" / "ml-1m" / "ratings.dat") and len(frame) == 1
+    with data_error(r"no file at .*root.*ratings\.dat or .*ratings\.dat"):
+        load_dataset_by_name("ml-1m-raw", cache_dir=tmp_path / "elsewhere")
+
+
 def test_load_by_name_missing_file_says_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("BTSR_DATA_ROOT", str(tmp_path))
     with data_error(r"ml-1m: no file at .*ml-1m\.txt\.gz\. .*licence.* BTSR_DATA_ROOT .* --data_path") as err:
