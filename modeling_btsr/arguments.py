@@ -1053,6 +1053,11 @@ _NOT_HONOURED = {
     "hub_always_push": "has no effect: --push_to_hub uploads through BT-SR's Hub helper (--hub_strategy end or "
     "every_save)",
     "logging_nan_inf_filter": "has no effect: a non-finite loss stops the run with an error",
+    **dict.fromkeys(
+        ("do_train", "do_eval", "do_predict"),
+        "has no effect: train.py always trains, evaluates on validation as --eval_strategy says, and tests the "
+        "selected model (--eval_strategy no skips validation)",
+    ),
 }
 
 
