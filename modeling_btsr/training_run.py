@@ -438,6 +438,13 @@ def run_training(
         "train_loss": run_train_loss(trainer.state.log_history, train_output.training_loss),
         "session_train_loss": train_output.training_loss,
         "validation_curve": curve_from_log_history(trainer.state.log_history),
+        # What --skip_memory_metrics False and --include_num_input_tokens_seen ask for, beside the trackers' copy.
+        **{name: value for name, value in train_output.metrics.items() if "_mem_" in name},
+        **(
+            {"num_input_tokens_seen": trainer.state.num_input_tokens_seen}
+            if training_args.include_num_input_tokens_seen not in (False, "no")
+            else {}
+        ),
     }
     if len(data.split.test) < 300:
         for name in ("hr@10", "ndcg@10"):

@@ -248,6 +248,7 @@ def test_max_steps_shorter_than_an_epoch_still_evaluates_and_saves(tmp_path, syn
     for name in ("config.json", "model.safetensors", "item_vocab.json", "modeling_btsr.py", "dataset_stats.json"):
         assert (out / name).exists(), name
     assert "most-popular" in result.stdout
+    assert "num_input_tokens_seen" not in results and "Training memory" not in result.stdout  # not asked for
     stats = json.loads((out / "dataset_stats.json").read_text())
     for key in ("num_items", "num_train_users", "num_train_interactions", "num_test_users", "partner_share"):
         assert key in stats
@@ -490,3 +491,30 @@ def test_sce_default_buckets_count_the_positions_a_batch_trains_on():
     masked = PairedTrainDataset(examples, seed=0, with_pairs=False, mlm_probability=0.2, mask_token=41, max_len=20)
     args = ModelArguments(backbone="bert4rec", mlm_probability=0.2)
     assert trained_positions_per_row(args, mean) == pytest.approx(labelled(masked, epochs=200), rel=0.03)
+
+
+def test_memory_and_token_counts_asked_for_are_reported_and_the_tokens_are_the_inputs(tmp_path, synthetic_log):
+    """`--skip_memory_metrics False` and `--include_num_input_tokens_seen` reached the trackers only, and with
+    `--report_to none` nothing: they are printed and kept in all_results.json; non-padding tokens are the training
+    inputs, each user's sequence less its validation and test items and its last training item, cut to max_len."""
+    import csv
+    from collections import Counter
+
+    with open(synthetic_log) as f:
+        lengths = Counter(row["user_id"] for row in csv.DictReader(f)).values()
+    max_len, epochs = 20, 2
+    expected = {"non_padding": epochs * sum(min(n - 3, max_len) for n in lengths)}
+    for mode in ("non_padding", "all"):
+        out = tmp_path / mode
+        result = run_train(
+            _train_args(synthetic_log, out, "--num_train_epochs", str(epochs), "--skip_memory_metrics", "False")
+            + ["--include_num_input_tokens_seen", mode]
+        )
+        results = json.loads((out / "all_results.json").read_text())
+        assert f"Input tokens seen: {results['num_input_tokens_seen']}" in result.stdout
+        assert results["train_mem_cpu_alloc_delta"] > 0 and "Training memory: cpu_alloc_delta" in result.stdout
+        expected.setdefault(mode, None)
+        if expected[mode] is not None:
+            assert results["num_input_tokens_seen"] == expected[mode]
+        else:  # every padded position counts too
+            assert results["num_input_tokens_seen"] > expected["non_padding"]
