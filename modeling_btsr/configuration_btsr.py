@@ -357,6 +357,13 @@ class BTSRConfig(PreTrainedConfig):
                 f"prediction_span='random_prefix' needs ssl_view_span='random_prefix' (the views encode the "
                 f"sample's prefix), got ssl_view_span={self.ssl_view_span!r}"
             )
+        no_dropout = self.hidden_dropout_prob == 0 and self.attention_probs_dropout_prob == 0
+        if "dropout" in self.view_maker and self.bt_alpha > 0 and no_dropout:
+            # The second pass differs from the first by dropout alone; at 0 the pair is one state twice.
+            raise ValueError(
+                f"view_maker={self.view_maker!r} draws a view by dropout; hidden_dropout_prob 0 (attention dropout "
+                f"0 too) makes it the sequence's own state (DuoRec: 0.1 or more)"
+            )
         if not self.infonce_temperature > 0:
             raise ValueError(
                 f"infonce_temperature must be > 0 (CL4SRec and DuoRec use 1.0), got {self.infonce_temperature}"

@@ -464,7 +464,8 @@ def _config(**kwargs):
 
 def test_mask_token_row_only_when_masking_and_never_scored():
     assert BTSRForSequentialRecommendation(BTSRConfig(num_items=3416)).num_parameters() == 3417 * 64 + 63_360
-    for kwargs in ({}, {"view_maker": "cl4srec", "cl4srec_mask_ratio": 0.0}, {"view_maker": "same_target+dropout"}):
+    duorec = {"view_maker": "same_target+dropout", "hidden_dropout_prob": 0.1}
+    for kwargs in ({}, {"view_maker": "cl4srec", "cl4srec_mask_ratio": 0.0}, duorec):
         model = BTSRForSequentialRecommendation(_config(**kwargs))
         assert model.config.mask_token_id is None
         assert model.btsr.item_embeddings.num_embeddings == 13
@@ -492,7 +493,8 @@ def test_forward_ssl_objective_and_views(view_maker, objective):
     from modeling_btsr.losses_btsr import barlow_twins_loss
 
     torch.manual_seed(0)
-    model = BTSRForSequentialRecommendation(_config(view_maker=view_maker, ssl_objective=objective, bt_alpha=0.3))
+    config = _config(view_maker=view_maker, ssl_objective=objective, bt_alpha=0.3, hidden_dropout_prob=0.1)
+    model = BTSRForSequentialRecommendation(config)
     model.eval()  # no dropout: the embeddings below are the forward's own
     ids, labels = torch.tensor([[1, 2, 3], [0, 4, 5], [6, 7, 8]]), torch.tensor([[2, 3, 4], [-100, 5, 6], [7, 8, 9]])
     pair, view = torch.tensor([[0, 9, 4], [1, 2, 5], [3, 3, 9]]), torch.tensor([[0, 0, 2], [4, 5, 6], [6, 8, 1]])

@@ -599,6 +599,15 @@ def test_other_losses_train(loss_type):
         ({"infonce_temperature": 0}, "infonce_temperature must be > 0"),
         ({"ssl_objective": "infonce", "bt_projector_dims": [8]}, "bt_projector_dims applies to ssl_objective"),
         ({"cl4srec_crop_ratio": 0}, r"cl4srec_crop_ratio must be in \(0, 1\]"),
+        # DuoRec's view is a second dropout pass: without dropout it is the anchor's own state
+        (
+            {"view_maker": "dropout", "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0},
+            "view_maker='dropout' draws a view by dropout; hidden_dropout_prob 0",
+        ),
+        (
+            {"view_maker": "same_target+dropout", "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0},
+            "view_maker='same_target\\+dropout' draws a view by dropout",
+        ),
         ({"hidden_size": 0, "bt_alpha": -1}, "hidden_size must be >= 1, got 0$"),  # one rule at a time
     ],
 )
@@ -654,3 +663,9 @@ def test_vocab_size_must_match():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         BTSRConfig(num_items=5, hidden_dropout_prob=0)
+
+
+def test_dropout_views_need_dropout_only_where_they_are_drawn():
+    """A dropout view is refused without dropout only when it is drawn: at bt_alpha 0, or with attention dropout."""
+    BTSRConfig(num_items=40, view_maker="dropout", bt_alpha=0, hidden_dropout_prob=0, attention_probs_dropout_prob=0)
+    BTSRConfig(num_items=40, view_maker="dropout", hidden_dropout_prob=0, attention_probs_dropout_prob=0.1)

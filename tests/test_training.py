@@ -275,6 +275,10 @@ def test_max_steps_shorter_than_an_epoch_still_evaluates_and_saves(tmp_path, syn
             "--hidden_size (10) must be divisible by --num_attention_heads",
         ),
         (["--backbone", "bert4rec", "--max_len", "1"], "--backbone bert4rec needs --max_len >= 2"),
+        (
+            ["--preset", "duorec", "--dropout", "0"],
+            "--view_maker same_target+dropout draws a view by dropout; --dropout 0",
+        ),
     ],
 )
 def test_bad_settings_get_one_line_errors(tmp_path, synthetic_log, args, message, capsys):
