@@ -42,7 +42,7 @@ epochs (GPU runs of the full grid: SASRec-CE ~0.11 at epoch 9, CL4SRec ~0.035, D
 - `*-recbole` (SASRec too): RecBole's SASRec layer as a whole: post-LN as above, plus its 256-wide GELU
   feed-forward and its normal(0, 0.02) initialisation. `ec4srec-recbole`: EC4SRec on the backbone its authors'
   code trains (their SASRec is RecBole's), where the unbounded negative-view loss meets states without a final
-  LayerNorm.
+  LayerNorm. `ec4srec-cosine`: EC4SRec with cosine logits in both of its contrastive losses, as `*-cosine` above.
 - `*-prefix-samples` (SASRec too): RecBole's sample structure (`--prediction_span random_prefix`, with
   `--ssl_view_span random_prefix` for the InfoNCE runs): each sequence is one sample an epoch, a random prefix with
   its next item as the one CE target, and the InfoNCE views encode that same prefix, so per sample CE and InfoNCE
@@ -125,6 +125,7 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "ec4srec-no-negative": ("ec4srec", {}, ["--ec4srec_negative_weight", "0"]),
     "ec4srec-lambda-0.0025": ("ec4srec", {"bt_alpha": 0.0025}, ["--ec4srec_negative_weight", "0.00125"]),
     "ec4srec-recbole": ("ec4srec", {}, RECBOLE_LAYER),
+    "ec4srec-cosine": ("ec4srec", {}, ["--infonce_similarity", "cosine"]),
     "sasrec-bpr-prefix-samples": (
         "sasrec-ce",
         {"loss_type": "bpr"},

@@ -137,7 +137,7 @@ class BTSRConfig(PreTrainedConfig):
             Temperature `tau` of the InfoNCE loss (CL4SRec and DuoRec: 1.0).
         infonce_similarity (`str`, defaults to `"dot"`):
             Similarity inside the InfoNCE loss: `"dot"` (raw inner product, CL4SRec and DuoRec) or `"cosine"`.
-            EC4SRec's negative-view loss keeps the inner product.
+            It applies to EC4SRec's negative-view loss too (its authors' code: `"dot"`).
         view_maker (`str`, defaults to `"same_target"`):
             How the two views of the self-supervised loss are made. `"same_target"` (BT-SR): the sequence and
             another user's sequence with the same next item. `"dropout"` (DuoRec, unsupervised): the same sequence

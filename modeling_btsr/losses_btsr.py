@@ -155,13 +155,14 @@ def infonce_loss(
 
 
 def negative_view_loss(
-    z_a: torch.Tensor, z_b: torch.Tensor, z_neg: torch.Tensor, temperature: float = 0.1
+    z_a: torch.Tensor, z_b: torch.Tensor, z_neg: torch.Tensor, temperature: float = 0.1, similarity: str = "dot"
 ) -> torch.Tensor:
     r"""EC4SRec's loss on its negative views (the authors' code, demoleiwang/EC4SRec, `supcon_fake`).
 
-    With `z = [z_a; z_b; z_neg]` (3B, d) and `s_ij = z_i . z_j / tau`, each negative view `i` (the last B rows)
-    takes the other negative views as its positives, against every other view of the batch, positive views
-    included:
+    With `z = [z_a; z_b; z_neg]` (3B, d) and `s_ij = z_i . z_j / tau` (the cosine over `tau` with `similarity
+    "cosine"`, a departure from the authors' inner product that bounds the logits), each negative view `i` (the
+    last B rows) takes the other negative views as its positives, against every other view of the batch, positive
+    views included:
 
     .. math::
         L = -\frac{1}{B} \sum_{i \in neg} \frac{1}{B - 1} \sum_{j \in neg, j \ne i}
@@ -175,6 +176,7 @@ def negative_view_loss(
         z_a, z_b (`torch.Tensor` of shape `(batch, d)`): the two positive views' embeddings.
         z_neg (`torch.Tensor` of shape `(batch, d)`): the negative views' embeddings; `batch >= 2`.
         temperature (`float`): `tau` (EC4SRec: 0.1).
+        similarity (`str`): `"dot"` (EC4SRec) or `"cosine"`.
 
     Returns:
         `torch.Tensor`: scalar loss (a mean over the B negative views).
@@ -191,10 +193,14 @@ def negative_view_loss(
             f"negative_view_loss needs three (batch, d) tensors of one shape, got {z_a.shape}, {z_b.shape}, "
             f"{z_neg.shape}"
         )
+    if similarity not in ("dot", "cosine"):
+        raise ValueError(f"negative_view_loss: similarity must be 'dot' or 'cosine', got {similarity!r}")
     if z_a.dtype in (torch.float16, torch.bfloat16):
         z_a, z_b, z_neg = z_a.float(), z_b.float(), z_neg.float()
     with torch.autocast(device_type=z_a.device.type, enabled=False):
         z = torch.cat([gather_with_grad(z_a), gather_with_grad(z_b), gather_with_grad(z_neg)], dim=0)
+        if similarity == "cosine":
+            z = F.normalize(z, dim=1)
         n = z.shape[0] // 3
         if n < 2:
             raise ValueError(

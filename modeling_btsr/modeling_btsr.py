@@ -1021,7 +1021,11 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
             if negative_input_ids is not None and self.config.ec4srec_negative_weight > 0:  # weight 0: no pass
                 negatives = self.btsr(negative_input_ids, negative_attention_mask, user_embeddings_only=True)
                 negative_loss = negative_view_loss(
-                    view_a, view_b, negatives.user_embeddings, self.config.ec4srec_negative_temperature
+                    view_a,
+                    view_b,
+                    negatives.user_embeddings,
+                    self.config.ec4srec_negative_temperature,
+                    self.config.infonce_similarity,
                 )
         loss = None
         if prediction_loss is not None:

@@ -107,6 +107,13 @@ def test_negative_view_loss_equals_loop_formula(tau):
     assert float(got) == pytest.approx(negative_loss_loop(z_a, z_b, z_neg, tau), rel=1e-10)
     with pytest.raises(ValueError, match="at least 2"):
         negative_view_loss(*(torch.zeros(1, 3) for _ in range(3)))
+    # cosine: the same formula on L2-normalised views, so scaling a view changes nothing
+    unit = [z / np.linalg.norm(z, axis=1, keepdims=True) for z in (z_a, z_b, z_neg)]
+    scaled = (torch.tensor(z_a) * 7.0, torch.tensor(z_b), torch.tensor(z_neg) * 0.1)
+    got = negative_view_loss(*scaled, temperature=tau, similarity="cosine")
+    assert float(got) == pytest.approx(negative_loss_loop(*unit, tau), rel=1e-10)
+    with pytest.raises(ValueError, match="similarity must be 'dot' or 'cosine'"):
+        negative_view_loss(*scaled, similarity="l2")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -273,6 +280,10 @@ def test_model_adds_the_weighted_negative_view_loss():
     encode = lambda name: model.btsr(batch[f"{name}_input_ids"], batch[f"{name}_attention_mask"]).user_embeddings  # noqa: E731
     expected = negative_view_loss(encode("view"), encode("pair"), encode("negative"), 0.1)
     assert float(out.negative_loss) == pytest.approx(float(expected), rel=1e-5)
+    model.config.infonce_similarity = "cosine"  # bounds the negative views' logits as it does InfoNCE's
+    expected = negative_view_loss(encode("view"), encode("pair"), encode("negative"), 0.1, "cosine")
+    assert float(model(**batch).negative_loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(expected) != pytest.approx(float(out.negative_loss), rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
