@@ -560,12 +560,16 @@ class PairedTrainDataset(torch.utils.data.Dataset):
         return [{"row": i, "view_row": i, "pair_row": int(partners[i])} for i in rows]  # same_target+dropout
 
     def _prefix_sample(self, item: dict[str, Any]) -> dict[str, Any]:
-        """`item` with its ``row`` replaced by the row's prefix this epoch and that prefix's one target."""
+        """`item` with its ``row`` replaced by the row's prefix this epoch and that prefix's one target, and the
+        row's labels as ``history_input_ids``: with the prefix they are every item of the row, which sampled
+        negatives avoid as they do under whole sequences (the items after the target are not in the sample)."""
         i = item.pop("row")
         cut = int(self.prefix_cuts()[i])
+        row_labels = self.table.row("labels", i)
         labels = np.full(cut + 1, IGNORE_INDEX, dtype=np.int64)
-        labels[cut] = self.table.row("labels", i)[cut]
-        return {"input_ids": self.table.row("input_ids", i)[: cut + 1], "labels": labels, **item}
+        labels[cut] = row_labels[cut]
+        prefix = self.table.row("input_ids", i)[: cut + 1]
+        return {"input_ids": prefix, "labels": labels, "history_input_ids": row_labels, **item}
 
     def _prefix_item(self, i: int) -> dict[str, Any]:
         labels = self._label_lengths

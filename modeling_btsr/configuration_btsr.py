@@ -112,9 +112,9 @@ class BTSRConfig(PreTrainedConfig):
         sce_mix_x (`bool`, defaults to `False`):
             Draw SCE bucket centres as random mixtures of the batch's own hidden states instead of pure noise.
         bce_num_negatives (`int`, defaults to 256):
-            Sampled negatives per sequence for `loss_type="bce"` and `"bpr"`. They are drawn from items the training
-            example does not contain (its inputs and targets: under `prediction_span="random_prefix"` the prefix and
-            its next item, so an item the user meets later in the row can be one).
+            Sampled negatives per sequence for `loss_type="bce"` and `"bpr"`. They are drawn from items the
+            user's training sequence does not contain (under `prediction_span="random_prefix"` the whole row's,
+            not only the prefix's and its next item's).
         prediction_span (`str`, defaults to `"sequence"`):
             What one training example of the prediction loss is. `"sequence"` (SASRec, BT-SR): a user's training
             sequence, with a target at every position. `"random_prefix"`: the sequence up to a position drawn

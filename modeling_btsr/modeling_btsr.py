@@ -861,9 +861,16 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         return self.btsr.recommend(*args, **kwargs)
 
     def prediction_loss(
-        self, hidden: torch.Tensor, labels: torch.Tensor, input_ids: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        labels: torch.Tensor,
+        input_ids: torch.Tensor,
+        history_input_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """`(loss, n_positions, is_sum)` of the configured prediction loss on labelled positions only.
+
+        BCE and BPR draw each row's negatives among the items absent from its `input_ids`, its `labels` and, when
+        given, its `history_input_ids` (a prefix sample's row: the items after its target).
 
         `hidden` (batch, seq_len, d), `labels` (batch, seq_len) with -100 where there is no target. CE, BCE and BPR
         return sums (normalised by the caller); SCE returns its mean over picked positions.
@@ -891,7 +898,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         if config.loss_type == "ce":
             return cross_entropy_loss(states, targets, items), targets.numel(), True
         if sampled:
-            seen = torch.cat([input_ids, labels.clamp_min(0)], dim=1)
+            seen = [input_ids, labels.clamp_min(0)] + ([] if history_input_ids is None else [history_input_ids])
+            seen = torch.cat(seen, dim=1)
             negatives, valid = sample_negatives(seen, config.num_items, config.bce_num_negatives, self.sce_generator)
             loss_fn = sampled_bce_loss if config.loss_type == "bce" else sampled_bpr_loss
             loss = loss_fn(states, targets, items, negatives[rows], valid[rows])
@@ -946,6 +954,8 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         view_position_offsets: torch.LongTensor | None = None,
         negative_input_ids: torch.LongTensor | None = None,
         negative_attention_mask: torch.Tensor | None = None,
+        history_input_ids: torch.LongTensor | None = None,
+        history_attention_mask: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -971,6 +981,11 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
                 `pair_input_ids`): `negative_view_loss` is then computed, which the loss adds with weight
                 `ec4srec_negative_weight` (at weight 0 the negative views are not encoded).
             negative_attention_mask (`torch.Tensor` of shape `(batch, negative_len)`, *optional*).
+            history_input_ids (`torch.LongTensor` of shape `(batch, history_len)`, *optional*): further items each
+                row's sampled negatives avoid (`loss_type` `bce` or `bpr`): a prefix sample's whole row, whose
+                items after the target are not in `input_ids` or `labels`. Padding (0) is never a negative.
+            history_attention_mask (`torch.Tensor`, *optional*): not read (the collator pads every
+                `*_input_ids` with one).
             num_items_in_batch (`int`, *optional*): labelled positions of the whole (accumulated, all-process)
                 batch; CE, BCE and BPR are divided by it instead of by the local count.
 
@@ -989,7 +1004,9 @@ class BTSRForSequentialRecommendation(BTSRPreTrainedModel):
         user_embeddings = encoded.user_embeddings
         prediction_loss = bt_loss = ssl_loss = negative_loss = pair_embeddings = n_positions = None
         if labels is not None:
-            total, n_positions, is_sum = self.prediction_loss(encoded.last_hidden_state, labels, input_ids)
+            total, n_positions, is_sum = self.prediction_loss(
+                encoded.last_hidden_state, labels, input_ids, history_input_ids
+            )
             if is_sum:
                 denominator = num_items_in_batch
                 if denominator is None:  # a tensor count under compile: `int()` of it would break the graph

@@ -415,6 +415,7 @@ def test_prefix_samples_serve_the_prefix_with_its_one_target_and_the_views_of_it
             item, j = samples[i], int(cuts[i])
             assert item.pop("input_ids") == inputs[i][: j + 1]
             assert item.pop("labels") == [-100] * j + [labels[i][j]]  # the prefix's next item, nothing else
+            assert item.pop("history_input_ids") == labels[i]  # the row's items, for the sampled negatives
             expected = {} if views is None else {k: v for k, v in views[i].items() if k not in ("input_ids", "labels")}
             assert item == expected
     # The cut is keyed on (seed, epoch, row) alone: the views' cut, with or without pairs; redrawn each epoch.
@@ -444,6 +445,44 @@ def test_prefix_sample_loss_is_the_cross_entropy_of_each_prefix_last_state(examp
     targets = torch.tensor([samples[i]["labels"][-1] for i in range(12)]) - 1
     assert int(out.num_prediction_positions) == 12
     assert torch.allclose(out.prediction_loss, torch.nn.functional.cross_entropy(scores, targets), atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["bce", "bpr"])
+def test_prefix_samples_sampled_negatives_avoid_every_item_of_the_row(monkeypatch, loss_type):
+    """Under whole sequences the negatives avoid the row's items; a prefix sample holds only its prefix and target,
+    so its later items could be drawn as negatives unless the row comes along (`history_input_ids`)."""
+    import modeling_btsr.modeling_btsr as modeling
+
+    rng = np.random.default_rng(3)
+    rows = [rng.permutation(np.arange(1, 13))[: int(rng.integers(8, 12))] for _ in range(16)]  # 12 items
+    samples = PairedTrainDataset(
+        build_train_dataset(rows, max_len=20), seed=2, with_pairs=False, prediction_span="random_prefix"
+    )
+    drawn = []
+
+    def recording(seen, num_items, num_negatives, generator=None):
+        negatives, valid = original(seen, num_items, num_negatives, generator)
+        drawn.append((negatives, valid))
+        return negatives, valid
+
+    original = modeling.sample_negatives
+    monkeypatch.setattr(modeling, "sample_negatives", recording)
+    model = BTSRForSequentialRecommendation(
+        _config(loss_type=loss_type, bce_num_negatives=2, max_position_embeddings=20)
+    )
+    later_items_missed = 0
+    for epoch in range(3):
+        samples.set_epoch(epoch)
+        batch = SequenceCollator()(samples.__getitems__(list(range(len(rows)))))
+        model(**batch)
+        negatives, valid = drawn[-1]
+        for i, row in enumerate(rows):
+            chosen = set(negatives[i][valid[i]].tolist())
+            assert not chosen & set(row.tolist()), (epoch, i)
+            later_items_missed += len(
+                set(row.tolist()) - set(batch["input_ids"][i].tolist()) - set(batch["labels"][i].tolist())
+            )
+    assert later_items_missed > 0  # the prefixes alone would have left items of their rows drawable
 
 
 # ---------------------------------------------------------------------------------------------------------------------
