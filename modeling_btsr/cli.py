@@ -70,13 +70,11 @@ def print_summary(results: dict, output_dir: str) -> None:
             low, high = results[f"test_{name}_ci95"]
             line += f"   95% CI [{low:.4f}, {high:.4f}] (per-user bootstrap)"
         print(line)
-    if "train_mem_cpu_peaked_delta" in results:  # --skip_memory_metrics False
-        memory = ", ".join(
-            f"{k.removeprefix('train_mem_')} {v / 2**20:.0f} MiB"
-            for k, v in results.items()
-            if k.startswith("train_mem_")
-        )
-        print(f"Training memory: {memory}")
+    memory = [
+        f"{k.removeprefix('train_mem_')} {v / 2**20:.0f} MiB" for k, v in results.items() if k.startswith("train_mem_")
+    ]
+    if memory:  # --skip_memory_metrics False
+        print(f"Training memory: {', '.join(memory)}")
     if "num_input_tokens_seen" in results:  # --include_num_input_tokens_seen
         print(f"Input tokens seen: {results['num_input_tokens_seen']}")
     print(f"Model folder: {os.path.abspath(output_dir)}  (train time {results['train_seconds']:.0f} s)")

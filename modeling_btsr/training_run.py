@@ -442,7 +442,7 @@ def run_training(
         **{name: value for name, value in train_output.metrics.items() if "_mem_" in name},
         **(
             {"num_input_tokens_seen": trainer.state.num_input_tokens_seen}
-            if training_args.include_num_input_tokens_seen not in (False, "no")
+            if training_args.include_num_input_tokens_seen != "no"  # TrainingArguments turns a bool into a word
             else {}
         ),
     }
