@@ -9,6 +9,7 @@ Adam 1e-3, betas 0.9 / 0.98, no clipping, no decay, a constant rate). Abbreviate
 
 import argparse
 import difflib
+import functools
 import importlib.util
 import json
 import math
@@ -586,7 +587,7 @@ def build_parser(help_all: bool = False) -> _Parser:
         if not action.option_strings:
             continue
         if hints.get(action.dest) == str | bool:  # HfArgumentParser parses these as booleans and refuses the words
-            action.type = _bool_or_word
+            action.type = functools.partial(_bool_or_word, words=_WORDS[action.dest])
         # Listed under their underscore name only; the kebab-case spellings still parse.
         action.option_strings = action.option_strings[:1]
         if action.dest in training and action.dest not in TRAINING_FLAGS_SHOWN and not help_all:
@@ -603,13 +604,20 @@ def build_parser(help_all: bool = False) -> _Parser:
 _METAVARS = {int: "N", float: "X", str: "TEXT", string_to_bool: "BOOL"}
 
 
-def _bool_or_word(value: str) -> bool | str:
-    """A `str | bool` setting's value: a boolean spelled as one, else the word itself (`--include_num_input_tokens_seen
-    non_padding`, which TrainingArguments takes beside true and false)."""
+# The words each `str | bool` TrainingArguments setting takes beside a boolean (Transformers reads any other word
+# as its first one, so a typo would count tokens rather than fail).
+_WORDS = {"include_num_input_tokens_seen": ("all", "non_padding", "no")}
+
+
+def _bool_or_word(value: str, words: tuple[str, ...]) -> bool | str:
+    """A `str | bool` setting's value: a boolean spelled as one, else one of its `words`
+    (`--include_num_input_tokens_seen non_padding`, which TrainingArguments takes beside true and false)."""
+    if value in words:
+        return value
     try:
         return string_to_bool(value)
     except argparse.ArgumentTypeError:
-        return value
+        raise argparse.ArgumentTypeError(f"expected a boolean or one of {', '.join(words)}, got {value!r}") from None
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

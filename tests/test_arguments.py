@@ -351,6 +351,11 @@ def _bad_cases(tmp_path):
         (["--length_column_name", "n"], "--length_column_name: has no effect"),
         (["--hub_always_push"], "--hub_always_push: has no effect"),
         (["--do_predict"], "--do_predict: has no effect: train.py always trains"),
+        # Transformers counts every token for any word it does not know: a typo is refused, not reinterpreted
+        (
+            ["--include_num_input_tokens_seen", "non-padding"],
+            "--include_num_input_tokens_seen: expected a boolean or one of all, non_padding, no, got 'non-padding'",
+        ),
         (["--do_train"], "--do_train: has no effect"),
         (["--eval_strategy", "no", "--do_eval"], "--do_eval: has no effect"),
         (["--hub_strategy", "every_save"], "--hub_strategy: applies with --push_to_hub only"),
