@@ -567,13 +567,18 @@ def _execute_locked(run: dict, folder: Path, deadline: float, threads: int | Non
         env["OMP_NUM_THREADS"] = str(threads)
     with open(folder / "train.log", "a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        while process.poll() is None:
-            if time.time() > deadline:
+        try:
+            while process.poll() is None:
+                if time.time() > deadline:
+                    print("  time budget reached: stopped; the next invocation resumes it", flush=True)
+                    return False
+                time.sleep(2)
+        finally:
+            # Whatever ends the wait (the budget, a signal, Ctrl-C), the training stops with it: left running, it
+            # would keep writing checkpoints into a folder whose lock is released, beside the next runner's run.
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
-                print("  time budget reached: stopped; the next invocation resumes it", flush=True)
-                return False
-            time.sleep(2)
     if process.returncode != 0:
         raise SystemExit(f"run {run_id(run)} failed (exit {process.returncode}); see {folder / 'train.log'}")
     results = json.loads((folder / "all_results.json").read_text())
@@ -626,7 +631,19 @@ def caps_text() -> str:
     return "\n".join(lines)
 
 
+def stop_on_termination() -> None:
+    """A SIGTERM or SIGHUP (`kill`, a closed terminal, a session's end) raises SystemExit, so the runner's
+    cleanup runs and stops its training, instead of the runner vanishing and leaving the training orphaned."""
+
+    def leave(signum: int, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, leave)
+
+
 def main() -> int:
+    stop_on_termination()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=caps_text()
     )

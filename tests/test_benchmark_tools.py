@@ -5,7 +5,10 @@ import importlib.util
 import json
 import math
 import multiprocessing
+import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,6 +98,43 @@ def test_a_run_held_or_recorded_by_another_runner_is_skipped(tmp_path, monkeypat
     reproduce.append_record({"run_id": reproduce.run_id(run)})
     assert reproduce.execute(run, deadline=0.0) is True
     assert len(started) == 1
+
+
+_RUNNER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_benchmark_tools import load_script
+reproduce = load_script("reproduce")
+reproduce.WORK = Path({work!r})
+reproduce.RESULTS = reproduce.WORK / "accuracy.json"
+training = [sys.executable, "-c", "import os, time; open({pid!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
+reproduce.train_command = lambda run, folder: list(training)
+reproduce.stop_on_termination()
+reproduce.execute(reproduce.grid("temporal", [0])[0], deadline=time.time() + 600)
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_a_runner_that_is_killed_stops_its_training(tmp_path, signum):
+    # A runner that vanished left its train.py writing checkpoints into a folder whose lock it had released, so the
+    # next runner trained the same run beside it.
+    pid_file = tmp_path / "training.pid"
+    script = _RUNNER.format(tests=str(Path(__file__).parent), work=str(tmp_path), pid=str(pid_file))
+    runner = subprocess.Popen([sys.executable, "-c", script])
+    started = time.time()
+    while not pid_file.exists() or not pid_file.read_text():
+        assert runner.poll() is None and time.time() - started < 60, "the runner never started its training"
+        time.sleep(0.1)
+    training = int(pid_file.read_text())
+    runner.send_signal(getattr(signal, signum))
+    assert runner.wait(timeout=60) == 128 + getattr(signal, signum)
+    try:
+        os.kill(training, 0)
+    except ProcessLookupError:
+        return  # stopped and reaped by the runner
+    os.kill(training, signal.SIGKILL)
+    pytest.fail(f"the training (pid {training}) outlived its runner")
 
 
 def test_validation_curve_reads_every_epoch_of_the_last_checkpoint(tmp_path):
