@@ -1030,6 +1030,7 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
 # TrainingArguments settings whose Trainer code path BT-SR replaces or cannot use: given, each fails in one line.
 _NO_PREDICTION_LOOP = "has no effect: validation ranks the whole catalogue (BTSRTrainer.evaluate), not through the "
 _NO_PREDICTION_LOOP += "Trainer's prediction loop"
+_RUN_STAGES = ("do_train", "do_eval", "do_predict")
 _NOT_HONOURED = {
     "remove_unused_columns": "must stay False: the collator reads the pair and view columns the model's forward "
     "does not name",
@@ -1062,7 +1063,7 @@ _NOT_HONOURED = {
     "every_save)",
     "logging_nan_inf_filter": "has no effect: a non-finite loss stops the run with an error",
     **dict.fromkeys(
-        ("do_train", "do_eval", "do_predict"),
+        _RUN_STAGES,
         "has no effect: train.py always trains, evaluates on validation as --eval_strategy says, and tests the "
         "selected model (--eval_strategy no skips validation)",
     ),
@@ -1085,7 +1086,11 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
         return getattr(values[name], "value", values[name])
 
     for name, reason in _NOT_HONOURED.items():
-        if name in values and given(name):
+        # A stage flag typed with any value is refused: train.py runs every stage whatever it says, so even
+        # `--do_eval False` (the default) would be ignored. A config file's default, as a run_settings.json restates it,
+        # is not a request.
+        typed_stage = name in _RUN_STAGES and sources.get(name) == "command line"
+        if name in values and (given(name) or typed_stage):
             raise _refusal(name, sources, reason)
     loss, evaluates, schedule = values["loss_type"], plain("eval_strategy") != "no", plain("lr_scheduler_type")
     rules = (

@@ -358,6 +358,9 @@ def _bad_cases(tmp_path):
         ),
         (["--do_train"], "--do_train: has no effect"),
         (["--eval_strategy", "no", "--do_eval"], "--do_eval: has no effect"),
+        # the default typed: Transformers turns evaluation back on with --eval_strategy epoch, so False is ignored
+        (["--do_eval", "False"], "--do_eval: has no effect"),
+        (["--do_predict", "False"], "--do_predict: has no effect"),
         (["--hub_strategy", "every_save"], "--hub_strategy: applies with --push_to_hub only"),
         (["--hub_private_repo", "True"], "--hub_private_repo: applies with --push_to_hub only"),
         (["--data_path", "log.csv", "--data_root", "data"], "--data_root: applies to a named --dataset only"),
