@@ -1030,6 +1030,8 @@ def _check_before_data(model, data, values: dict, sources: dict) -> None:
 # TrainingArguments settings whose Trainer code path BT-SR replaces or cannot use: given, each fails in one line.
 _NO_PREDICTION_LOOP = "has no effect: validation ranks the whole catalogue (BTSRTrainer.evaluate), not through the "
 _NO_PREDICTION_LOOP += "Trainer's prediction loop"
+# The Trainer reads --optim_target_modules for these optimizer families alone (their low-rank projections).
+_LOW_RANK_OPTIMIZERS = ("galore", "apollo")
 _RUN_STAGES = ("do_train", "do_eval", "do_predict")
 _NOT_HONOURED = {
     "remove_unused_columns": "must stay False: the collator reads the pair and view columns the model's forward "
@@ -1093,6 +1095,9 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
         if name in values and (given(name) or typed_stage):
             raise _refusal(name, sources, reason)
     loss, evaluates, schedule = values["loss_type"], plain("eval_strategy") != "no", plain("lr_scheduler_type")
+    trackers = values.get("report_to")
+    trackers = {trackers} if isinstance(trackers, str) else set(trackers or [])
+    trackers.discard("none")
     rules = (
         (("bt_lambda",), values["bt_alpha"] != 0, "has no effect with --bt_alpha 0 (no self-supervised loss)"),
         (
@@ -1133,6 +1138,22 @@ def _check_dependent_settings(values: dict, sources: dict, baseline: dict) -> No
                 f"applies to --{event}_strategy steps only, not --{event}_strategy {plain(f'{event}_strategy')}",
             )
             for event in ("eval", "save", "logging")
+        ),
+        (
+            ("run_name",),
+            bool(trackers),
+            "has no effect with --report_to none (it names the run for a tracker)",
+        ),
+        (
+            tuple(name for name in values if name == "project" or name.startswith("trackio_")),
+            bool(trackers & {"trackio", "all"}),
+            "applies to --report_to trackio only",
+        ),
+        (
+            ("optim_target_modules",),
+            plain("optim").startswith(_LOW_RANK_OPTIMIZERS),
+            f"applies to the low-rank optimizers only (--optim {'/'.join(f'{o}*' for o in _LOW_RANK_OPTIMIZERS)}), "
+            f"not --optim {plain('optim')}",
         ),
         (
             ("dataloader_persistent_workers",),

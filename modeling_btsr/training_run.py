@@ -3,6 +3,7 @@
 Kept out of `train.py` so benchmarks and tests drive the same code path; `train.py` only parses and prints.
 """
 
+import copy
 import json
 import logging
 import os
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from huggingface_hub.errors import StrictDataclassError
-from transformers import TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from data_processing import (
     DataError,
@@ -203,6 +205,53 @@ def build_model(model_args: ModelArguments, data: PreparedData, batch_size: int)
     return model
 
 
+def check_optimizer(training_args: TrainingArguments, config: BTSRConfig) -> None:
+    """`--optim` (with `--optim_args`, `--optim_target_modules`) resolved as the Trainer will, on a model of the
+    run's layout with a placeholder catalogue, so a missing package or a bad setting fails in one line before the
+    data is read instead of as a traceback once training starts (the same module names as the real model: a target
+    pattern matches the same layers). An `--optim_args` key the optimizer does not read is refused: the Trainer
+    drops it without a word."""
+    optim = getattr(training_args.optim, "value", training_args.optim)
+    pairs = [pair for pair in (training_args.optim_args or "").replace(" ", "").split(",") if pair]
+    malformed = [pair for pair in pairs if pair.count("=") != 1 or not pair.split("=")[0]]
+    if malformed:
+        raise DataError(f"--optim_args {training_args.optim_args}: expected key=value pairs, got {malformed[0]!r}")
+
+    def resolved(optim_args: list[str]) -> str:
+        args = copy.copy(training_args)  # not dataclasses.replace: __post_init__ would run again
+        args.optim_args = ",".join(optim_args) or None
+        _, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, BTSRForSequentialRecommendation(config))
+        return _describe(kwargs)
+
+    try:
+        full = resolved(pairs)
+        unread = [pair.split("=")[0] for pair in pairs if resolved([p for p in pairs if p != pair]) == full]
+    except (ImportError, ValueError) as error:
+        flag = f"--optim {optim}"
+        if pairs:
+            try:  # the optimizer resolves without the arguments: they are what it refused
+                resolved([])
+                flag = f"--optim_args {training_args.optim_args}"
+            except (ImportError, ValueError):
+                pass  # the optimizer itself fails: --optim is named
+        raise DataError(f"{flag}: {' '.join(str(error).split())}") from None
+    if unread:
+        raise DataError(
+            f"--optim_args: {unread[0]} has no effect with --optim {optim} (the optimizer does not read it)"
+        )
+
+
+def _describe(value) -> str:
+    """A comparable text of optimizer keyword arguments: tensors by shape, since their values are the probe's."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_describe(v) for v in value) + "]"
+    return repr(value)
+
+
 def save_model_atomically(model, output_dir: str) -> None:
     """Writes the model into `output_dir` so that a crash never leaves a folder that loads half-written weights.
 
@@ -334,7 +383,10 @@ def run_training(
         training_args.dataloader_drop_last = True
         logger.info("dataloader_drop_last=True: the self-supervised loss needs equal batches on every process")
     # Settings errors surface before any data is read (the catalogue-size checks come once it is known).
-    make_config(model_args, num_items=max(model_args.sce_bucket_size_y, model_args.bce_num_negatives) + 1)
+    check_optimizer(
+        training_args,
+        make_config(model_args, num_items=max(model_args.sce_bucket_size_y, model_args.bce_num_negatives) + 1),
+    )
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     started = time.perf_counter()
     if data is None:

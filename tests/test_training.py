@@ -279,6 +279,14 @@ def test_max_steps_shorter_than_an_epoch_still_evaluates_and_saves(tmp_path, syn
             ["--preset", "duorec", "--dropout", "0"],
             "--view_maker same_target+dropout draws a view by dropout; --dropout 0",
         ),
+        # The Trainer drops an --optim_args key its optimizer does not read, and raised a traceback for a bad one
+        (["--optim_args", "garbage"], "--optim_args garbage: expected key=value pairs, got 'garbage'"),
+        (["--optim_args", "lr=0.1"], "--optim_args: lr has no effect with --optim adamw_torch_fused"),
+        (["--optim", "sgd", "--optim_args", "momentum=0.9,nesterovv=1"], "--optim_args: nesterovv has no effect"),
+        (["--optim", "sgd", "--optim_args", "momentum=abc"], "--optim_args momentum=abc: could not convert"),
+        (["--optim_target_modules", "all-linear"], "--optim_target_modules: applies to the low-rank optimizers"),
+        (["--run_name", "x"], "--run_name: has no effect with --report_to none"),
+        (["--project", "x"], "--project: applies to --report_to trackio only"),
     ],
 )
 def test_bad_settings_get_one_line_errors(tmp_path, synthetic_log, args, message, capsys):
@@ -289,6 +297,36 @@ def test_bad_settings_get_one_line_errors(tmp_path, synthetic_log, args, message
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err[-2000:]
+
+
+@pytest.mark.parametrize("optim, package", [("galore_adamw", "galore_torch"), ("schedule_free_adamw", "schedulefree")])
+def test_an_optimizer_whose_package_is_missing_fails_before_the_data_is_read(tmp_path, optim, package, capsys):
+    import importlib.util
+
+    import train
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    # A file that does not exist: the optimizer is named first, so nothing was read (it was a traceback in training).
+    argv = _train_args(tmp_path / "missing.csv", tmp_path / "out", "--optim", optim)
+    argv += ["--optim_target_modules", "all-linear"] if optim.startswith("galore") else []
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith(f"error: --optim {optim}: You need to install `{package}`"), err
+
+
+def test_optim_args_the_optimizer_reads_reach_it(tmp_path):
+    from transformers import Trainer
+
+    from modeling_btsr.arguments import parse_arguments
+    from modeling_btsr.training_run import check_optimizer, make_config
+
+    settings = parse_arguments(["--output_dir", str(tmp_path), "--optim", "sgd", "--optim_args", "momentum=0.9"])
+    config = make_config(settings.model, num_items=20)
+    check_optimizer(settings.training, config)  # not refused: momentum is read
+    _, kwargs = Trainer.get_optimizer_cls_and_kwargs(settings.training)
+    assert kwargs["momentum"] == 0.9
 
 
 def test_temporal_split_without_timestamps_is_a_clear_error(tmp_path, capsys):
