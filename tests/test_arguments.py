@@ -140,6 +140,8 @@ def test_every_setting_round_trips_with_its_precedence(name, annotation, tmp_pat
         out = out + ["--min_users_per_item", "2", "--min_items_per_user", "2"]
     if name == "data_root":  # it locates a named dataset
         out = out + ["--dataset", "ml-1m"]
+    if name in ("run_name", "project") or name.startswith("trackio_"):  # they describe a tracker's run
+        out = out + ["--report_to", "all"]
     default = resolve_settings(out).values[name]
     value, other = _other_value(annotation, default, name), None
     # command line
