@@ -209,8 +209,9 @@ def check_optimizer(training_args: TrainingArguments, config: BTSRConfig) -> Non
     """`--optim` (with `--optim_args`, `--optim_target_modules`) resolved as the Trainer will, on a model of the
     run's layout with a placeholder catalogue, so a missing package or a bad setting fails in one line before the
     data is read instead of as a traceback once training starts (the same module names as the real model: a target
-    pattern matches the same layers). An `--optim_args` key the optimizer does not read is refused: the Trainer
-    drops it without a word."""
+    pattern matches the same layers). An `--optim_args` key that leaves the optimizer's arguments as they are is
+    refused: the Trainer drops a key it does not read without a word. The probe models draw on the global RNG before
+    the run's `set_seed`, so the run's weights do not depend on them."""
     optim = getattr(training_args.optim, "value", training_args.optim)
     pairs = [pair for pair in (training_args.optim_args or "").replace(" ", "").split(",") if pair]
     malformed = [pair for pair in pairs if pair.count("=") != 1 or not pair.split("=")[0]]
@@ -237,7 +238,8 @@ def check_optimizer(training_args: TrainingArguments, config: BTSRConfig) -> Non
         raise DataError(f"{flag}: {' '.join(str(error).split())}") from None
     if unread:
         raise DataError(
-            f"--optim_args: {unread[0]} has no effect with --optim {optim} (the optimizer does not read it)"
+            f"--optim_args: {unread[0]} has no effect with --optim {optim} (the optimizer does not read it, or "
+            "this value is the one it takes anyway)"
         )
 
 
