@@ -39,6 +39,7 @@ __all__ = [
     "BTSRTrainingArguments",
     "HubArguments",
     "PRESETS",
+    "PRESET_CAVEATS",
     "DATASET_PRESETS",
     "HUB_SETTINGS",
     "RUN_SETTINGS_NAME",
@@ -47,6 +48,7 @@ __all__ = [
     "TRAINING_FLAGS_SHOWN",
     "build_parser",
     "parse_arguments",
+    "preset_caveat",
     "run_settings",
     "resolve_settings",
     "config_error_as_flags",
@@ -484,6 +486,40 @@ PRESET_SUMMARIES = {
     "bert4rec": "the BERT4Rec baseline (bidirectional, masked items) on ML-1M, the RecSys 2023 reproduction's settings",
     "bert4rec-bt": "BT-SR on the BERT4Rec backbone (alpha 0.2) on ML-1M",
 }
+
+_INFONCE_BALANCE = (
+    "it trains whole sequences at the papers' InfoNCE weight, which here weighs InfoNCE about 100x more per CE "
+    "target (on ML-1M) than their RecBole code does, and is measured far below SASRec-CE in this harness; "
+    "RecBole's balance is --bt_alpha 0.001, or --prediction_span random_prefix --ssl_view_span random_prefix "
+    "(benchmarks/results/contrastive_findings.md)"
+)
+# What a baseline preset is measured to do here, said when a run uses it as it stands (the settings named keep the
+# preset's values): a user comparing against it should know before the hour of training, not from a findings file.
+PRESET_CAVEATS: dict[str, tuple[dict, str]] = {
+    "cl4srec": ({"bt_alpha": 0.1, "prediction_span": "sequence"}, _INFONCE_BALANCE),
+    "duorec": ({"bt_alpha": 0.1, "prediction_span": "sequence"}, _INFONCE_BALANCE),
+    "ec4srec": (
+        {"infonce_similarity": "dot", "ec4srec_negative_weight": 0.05},
+        "its inner-product negative-view loss collapses the users' states after the first explanation in this "
+        "harness (measured on ML-1M and LastFM); --infonce_similarity cosine avoids it, a departure from the "
+        "authors' code (benchmarks/results/contrastive_findings.md#ec4srec-issue-26)",
+    ),
+}
+
+
+def preset_caveat(values: dict) -> str | None:
+    """The note :data:`PRESET_CAVEATS` keeps for the run's preset, if the run uses it as it stands.
+
+    >>> preset_caveat({"preset": "ec4srec", "infonce_similarity": "cosine", "ec4srec_negative_weight": 0.05}) is None
+    True
+    """
+    preset = values.get("preset")
+    if preset not in PRESET_CAVEATS:
+        return None
+    unchanged, text = PRESET_CAVEATS[preset]
+    if any(getattr(values.get(k), "value", values.get(k)) != v for k, v in unchanged.items()):
+        return None
+    return f"--preset {preset}: {text}"
 
 
 def _preset_line(name: str) -> str:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
     from transformers.utils import logging as hf_logging
 
     from data_processing import DataError
-    from modeling_btsr.arguments import parse_arguments
+    from modeling_btsr.arguments import parse_arguments, preset_caveat
     from modeling_btsr.trainer import CheckpointSaveError, NonFiniteLossError
     from modeling_btsr.training_run import AfterTrainingError, run_training
 
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None, program: tuple[str, ...] = ("btsr-train"
         if training_args.process_index != 0:  # under several processes only the main one speaks
             logging.getLogger().setLevel(logging.WARNING)
             hf_logging.set_verbosity_error()
+        caveat = preset_caveat(settings.values)
+        if caveat is not None:
+            logging.getLogger(__name__).warning(f"note: {caveat}")
         command = shlex.join([*program, *(sys.argv[1:] if argv is None else argv)])
         results = run_training(model_args, data_args, training_args, command=command, hub=hub, settings=settings)
     except AfterTrainingError as error:

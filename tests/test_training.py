@@ -329,6 +329,30 @@ def test_optim_args_the_optimizer_reads_reach_it(tmp_path):
     assert kwargs["momentum"] == 0.9
 
 
+@pytest.mark.parametrize(
+    "args, noted",
+    [
+        (["--preset", "cl4srec"], "--preset cl4srec: it trains whole sequences at the papers' InfoNCE weight"),
+        (["--preset", "duorec"], "--preset duorec: it trains whole sequences"),
+        (["--preset", "ec4srec"], "--preset ec4srec: its inner-product negative-view loss collapses"),
+        (["--preset", "cl4srec", "--bt_alpha", "0.001"], None),  # RecBole's balance: the note would be wrong
+        (["--preset", "ec4srec", "--infonce_similarity", "cosine"], None),
+        (["--preset", "bert4rec"], None),
+    ],
+)
+def test_a_baseline_preset_measured_to_collapse_says_so_before_training(tmp_path, args, noted, caplog):
+    import train
+
+    # A file that does not exist stops the run right after the settings: the note comes before any data is read.
+    assert train.main(["--data_path", str(tmp_path / "missing.csv"), "--output_dir", str(tmp_path / "o"), *args]) == 2
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("note: --preset")]
+    if noted is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(f"note: {noted}"), notes
+        assert "contrastive_findings.md" in notes[0]
+
+
 def test_temporal_split_without_timestamps_is_a_clear_error(tmp_path, capsys):
     import train
 
