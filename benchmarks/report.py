@@ -362,13 +362,17 @@ def _alpha_plots(records: list[dict]) -> None:
 
 
 def _sweep_files(records: list[dict]) -> None:
-    """`alpha_sweep_<dataset>.json`: each dataset's longest sweep line as a model card takes it
+    """`alpha_sweep_<dataset>.json`: each dataset's longest sweep line (of the protocols that train on every user,
+    while it has one) as a model card takes it
     (`python -m model_cards.hub FOLDER REPO --sweep FILE`): per alpha the means over the line's seeds."""
     for dataset in sorted({r["dataset"] for r in records}):
         lines = _sweep_lines(records, dataset)
         if not lines:
             continue
-        (on, _, seeds), (alphas, runs) = max(lines.items(), key=lambda item: (len(item[1][0]), len(item[0][2])))
+        # The card's model is trained on all users, so a held-out-users line is its file only when it has no other.
+        (on, _, seeds), (alphas, runs) = max(
+            lines.items(), key=lambda item: (item[0][1] != "user_holdout", len(item[1][0]), len(item[0][2]))
+        )
         points = []
         for a in alphas:
             chosen = [r for r in runs if r["bt_alpha"] == a]

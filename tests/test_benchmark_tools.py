@@ -345,6 +345,22 @@ def test_report_alpha_sweep_split_across_devices_is_one_figure(tmp_path, monkeyp
     assert not list((tmp_path / "two").iterdir())
 
 
+def test_sweep_file_keeps_the_all_users_protocol_beside_a_longer_held_out_users_line(tmp_path, monkeypatch):
+    # The flagship card's sweep switched to the user_holdout protocol once that line had as many alphas.
+    report = load_script("report")
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    metrics = {"test_hr@10": 0.1, "test_ndcg@10": 0.1, "test_hr@10_tail": 0.0}
+    alphas = (("sasrec-ce", 0.0), ("bt-sr", 0.2))
+    loo = [dict(_record(m, a, 0, "0", 0.7), **metrics) for m, a in alphas]
+    held = [dict(_record(m, a, 0, "0", 0.4), **metrics, protocol="user_holdout") for m, a in alphas]
+    held.append(dict(held[1], bt_alpha=0.4))
+    report._sweep_files(loo + held)
+    saved = json.loads((tmp_path / "alpha_sweep_d.json").read_text())
+    assert [p["alpha"] for p in saved["points"]] == [0.0, 0.2] and saved["note"].startswith("d, leave_one_out")
+    report._sweep_files(held)  # the only line: taken
+    assert json.loads((tmp_path / "alpha_sweep_d.json").read_text())["note"].startswith("d, user_holdout")
+
+
 def test_gpu_runs_get_their_own_ids_and_cpu_ids_do_not_change():
     reproduce = load_script("reproduce")
     cpu = reproduce.grid("main", [0])
